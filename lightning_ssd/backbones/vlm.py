@@ -1,0 +1,172 @@
+"""A transformers VLM (BLIP-2 OPT, BLIP-2 Flan-T5, LLaVA) seen as image prefix + split decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from transformers import Blip2ForConditionalGeneration, LlavaForConditionalGeneration, PreTrainedModel
+
+from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder
+from lightning_ssd.backbones.llama import LlamaSplitDecoder
+from lightning_ssd.backbones.opt import OPTSplitDecoder
+from lightning_ssd.backbones.t5 import T5SplitDecoder
+
+Family = Literal["blip2-opt", "blip2-t5", "llava"]
+FAMILIES: tuple[str, ...] = ("blip2-opt", "blip2-t5", "llava")
+
+
+@dataclass
+class DecoderPrompt:
+    """What the LLM decoder starts from, once the image has been encoded.
+
+    Attributes:
+        inputs_embeds: (B, T, D) prompt embeddings with image features merged in (T5: the decoder start token).
+        attention_mask: (B, T) 1 for real tokens, 0 for (left) padding.
+        position_ids: (B, T) absolute positions of the prompt tokens.
+        encoder: the encoder output for encoder-decoder LLMs (Flan-T5), else None.
+    """
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    encoder: EncoderOutput | None = None
+
+    def select(self, index: int) -> DecoderPrompt:
+        """The prompt of one sequence of the batch, with its padding removed."""
+        keep = self.attention_mask[index].bool()
+        encoder = None
+        if self.encoder is not None:
+            enc_keep = self.encoder.attention_mask[index].bool()
+            encoder = EncoderOutput(
+                self.encoder.hidden_states[index : index + 1, enc_keep],
+                self.encoder.attention_mask[index : index + 1, enc_keep],
+            )
+        length = int(keep.sum())
+        return DecoderPrompt(
+            inputs_embeds=self.inputs_embeds[index : index + 1, keep],
+            attention_mask=torch.ones(1, length, dtype=torch.long, device=self.attention_mask.device),
+            position_ids=torch.arange(length, device=self.attention_mask.device).unsqueeze(0),
+            encoder=encoder,
+        )
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as transformers' generate computes them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def family_of_model(model: PreTrainedModel) -> Family:
+    if isinstance(model, LlavaForConditionalGeneration):
+        return "llava"
+    if isinstance(model, Blip2ForConditionalGeneration):
+        return "blip2-t5" if model.config.text_config.is_encoder_decoder else "blip2-opt"
+    raise TypeError(
+        f"unsupported model class {type(model).__name__}; expected Blip2ForConditionalGeneration (OPT or Flan-T5) "
+        "or LlavaForConditionalGeneration"
+    )
+
+
+def _split_decoder(model: PreTrainedModel, family: Family) -> SplitDecoder:
+    if family == "llava":
+        return LlamaSplitDecoder(model.model.language_model, model.lm_head)
+    if family == "blip2-opt":
+        return OPTSplitDecoder(model.language_model)
+    return T5SplitDecoder(model.language_model)
+
+
+class SplitVLM(nn.Module):
+    """A transformers VLM with its LLM decoder exposed as a `SplitDecoder`.
+
+    Args:
+        model: a `Blip2ForConditionalGeneration` (OPT or Flan-T5 text model) or `LlavaForConditionalGeneration`.
+    """
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.family: Family = family_of_model(model)
+        self.model = model
+        self.decoder = _split_decoder(model, self.family)
+
+    @property
+    def image_token_id(self) -> int:
+        config = self.model.config
+        return int(getattr(config, "image_token_id", None) or config.image_token_index)
+
+    @property
+    def eos_token_id(self) -> list[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.text_config.eos_token_id
+        if eos is None:
+            return []
+        return [int(e) for e in eos] if isinstance(eos, list | tuple) else [int(eos)]
+
+    @property
+    def pad_token_id(self) -> int:
+        pad = self.model.generation_config.pad_token_id
+        if pad is None:
+            pad = self.text_config.pad_token_id
+        if pad is None:
+            eos = self.eos_token_id
+            pad = eos[0] if eos else 0
+        return int(pad)
+
+    @property
+    def text_config(self):
+        return self.model.config.text_config
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, Q, D): Q-Former queries projected to the LLM (BLIP-2) or projected patches (LLaVA)."""
+        if self.family == "llava":
+            config = self.model.config
+            out = self.model.model.get_image_features(
+                pixel_values=pixel_values,
+                vision_feature_layer=config.vision_feature_layer,
+                vision_feature_select_strategy=config.vision_feature_select_strategy,
+            )
+            return torch.stack(list(out.pooler_output))
+        m = self.model
+        image_embeds = m.vision_model(pixel_values=pixel_values).last_hidden_state
+        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+        queries = m.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        query_output = m.qformer(
+            query_embeds=queries, encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask
+        ).last_hidden_state
+        return m.language_projection(query_output.to(image_embeds.dtype))
+
+    def merge_image(self, input_ids: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (B, T, D) with the image features written over the image placeholder tokens."""
+        embeds = self.decoder.embed_tokens(input_ids)
+        features = self.image_features(pixel_values).to(embeds.dtype)
+        placeholder = input_ids == self.image_token_id
+        found, expected = int(placeholder.sum()), features.shape[0] * features.shape[1]
+        if found != expected:
+            raise ValueError(
+                f"input_ids hold {found} image placeholder tokens (id {self.image_token_id}) but the vision encoder "
+                f"produced {expected} features; build inputs with this backbone's processor"
+            )
+        return embeds.masked_scatter(placeholder.unsqueeze(-1), features)
+
+    def encode(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> DecoderPrompt:
+        """Encodes image + prompt into the decoder's starting point (vision, Q-Former/projector, T5 encoder)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embeds = self.merge_image(input_ids, pixel_values)
+        if not self.decoder.is_encoder_decoder:
+            return DecoderPrompt(embeds, attention_mask, positions_from_mask(attention_mask))
+        encoder_states = self.model.language_model.encoder(
+            inputs_embeds=embeds, attention_mask=attention_mask
+        ).last_hidden_state
+        batch = input_ids.shape[0]
+        start = torch.full((batch, 1), self.text_config.decoder_start_token_id, device=input_ids.device)
+        return DecoderPrompt(
+            inputs_embeds=self.decoder.embed_tokens(start),
+            attention_mask=torch.ones_like(start),
+            position_ids=torch.zeros_like(start),
+            encoder=EncoderOutput(encoder_states, attention_mask),
+        )
