@@ -170,3 +170,35 @@ class SplitVLM(nn.Module):
             position_ids=torch.zeros_like(start),
             encoder=EncoderOutput(encoder_states, attention_mask),
         )
+
+    def teacher_forced(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> tuple[DecoderPrompt, torch.Tensor]:
+        """Decoder inputs for a teacher-forced pass and the targets aligned with its positions.
+
+        Decoder-only families take `input_ids` = prompt + target (right-padded) and predict labels shifted by one;
+        Flan-T5 encodes `input_ids` and feeds the right-shifted labels to its decoder. The returned targets (B, T)
+        hold -100 where no loss applies, so `logits[targets != -100]` are the positions that predict a token.
+        """
+        if not self.decoder.is_encoder_decoder:
+            prompt = self.encode(pixel_values, input_ids, attention_mask)
+            targets = torch.full_like(labels, -100)
+            targets[:, :-1] = labels[:, 1:]
+            return prompt, targets
+        encoded = self.encode(pixel_values, input_ids, attention_mask)
+        start = torch.full_like(labels[:, :1], self.text_config.decoder_start_token_id)
+        decoder_ids = torch.cat([start, labels[:, :-1]], dim=1).masked_fill(
+            torch.cat([start, labels[:, :-1]], dim=1) == -100, self.pad_token_id
+        )
+        decoder_mask = torch.cat([torch.ones_like(start), (labels[:, :-1] != -100).long()], dim=1)
+        prompt = DecoderPrompt(
+            inputs_embeds=self.decoder.embed_tokens(decoder_ids),
+            attention_mask=decoder_mask,
+            position_ids=positions_from_mask(decoder_mask),
+            encoder=encoded.encoder,
+        )
+        return prompt, labels

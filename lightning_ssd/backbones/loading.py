@@ -1,0 +1,161 @@
+"""Loading backbones and their processors: named presets or a local checkpoint folder, never the hub."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoProcessor,
+    Blip2ForConditionalGeneration,
+    Blip2Processor,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    ProcessorMixin,
+)
+from transformers.models.blip import BlipImageProcessorPil
+from transformers.models.clip import CLIPImageProcessorPil
+
+from lightning_ssd.backbones.presets import PRESETS, SpecialTokens, build_preset_model
+from lightning_ssd.backbones.vlm import Family, SplitVLM
+
+IMAGE_TOKEN = "<image>"
+_MODEL_CLASSES = {"blip-2": Blip2ForConditionalGeneration, "llava": LlavaForConditionalGeneration}
+
+
+class CheckpointError(ValueError):
+    """A backbone name or folder that cannot be loaded; the message names the file and what to do."""
+
+
+def _read_config(path: Path) -> dict:
+    config_file = path / "config.json"
+    if not path.is_dir():
+        raise CheckpointError(
+            f"backbone {str(path)!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor an existing folder"
+        )
+    if not config_file.is_file():
+        raise CheckpointError(f"{config_file} not found: {path} is not a transformers checkpoint folder")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{config_file} is not valid JSON ({err})") from err
+    if config.get("model_type") not in _MODEL_CLASSES:
+        raise CheckpointError(
+            f"{config_file}: model_type {config.get('model_type')!r} is not a supported VLM; "
+            "expected 'blip-2' (OPT or Flan-T5 text model) or 'llava'"
+        )
+    return config
+
+
+def family_of(name_or_path: str) -> Family:
+    """'blip2-opt', 'blip2-t5' or 'llava' for a preset name or a checkpoint folder."""
+    if name_or_path in PRESETS:
+        return PRESETS[name_or_path].family
+    config = _read_config(Path(name_or_path))
+    if config["model_type"] == "llava":
+        return "llava"
+    text_type = config.get("text_config", {}).get("model_type", "opt")
+    return "blip2-t5" if text_type in ("t5", "mt5", "umt5") else "blip2-opt"
+
+
+def special_tokens(tokenizer) -> SpecialTokens:
+    image = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    if image is None or image == tokenizer.unk_token_id:
+        raise CheckpointError(f"the tokenizer has no {IMAGE_TOKEN!r} token; add it as a special token")
+    return SpecialTokens(
+        vocab_size=len(tokenizer),
+        pad=tokenizer.pad_token_id,
+        bos=tokenizer.bos_token_id,
+        eos=tokenizer.eos_token_id,
+        image=image,
+    )
+
+
+@lru_cache(maxsize=8)
+def _preset_processor(name: str) -> ProcessorMixin:
+    from lightning_ssd.data.tokenizer import default_tokenizer
+
+    preset = PRESETS[name]
+    tokenizer = default_tokenizer()
+    size = preset.image_size
+    if preset.family == "llava":
+        return LlavaProcessor(
+            image_processor=CLIPImageProcessorPil(
+                size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+            ),
+            tokenizer=tokenizer,
+            patch_size=preset.patch_size,
+            vision_feature_select_strategy="default",
+            image_token=IMAGE_TOKEN,
+            num_additional_image_tokens=1,
+        )
+    return Blip2Processor(
+        image_processor=BlipImageProcessorPil(size={"height": size, "width": size}),
+        tokenizer=tokenizer,
+        num_query_tokens=preset.num_query_tokens,
+    )
+
+
+def load_processor(name_or_path: str) -> ProcessorMixin:
+    """The processor (image processor + tokenizer) of a preset or of a local checkpoint folder."""
+    if name_or_path in PRESETS:
+        return copy.deepcopy(_preset_processor(name_or_path))  # callers may set padding_side
+    path = Path(name_or_path)
+    _read_config(path)
+    try:
+        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(
+            f"cannot load a processor from {path} ({err}); the folder needs processor_config.json / "
+            "preprocessor_config.json and tokenizer files saved with save_pretrained"
+        ) from err
+    image_token = str(getattr(processor, "image_token", IMAGE_TOKEN))
+    token_id = processor.tokenizer.convert_tokens_to_ids(image_token)
+    if token_id is None or token_id == processor.tokenizer.unk_token_id:
+        raise CheckpointError(
+            f"the tokenizer in {path} has no image token {image_token!r}; add it as a special token and save again"
+        )
+    return processor
+
+
+def load_backbone(name_or_path: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> SplitVLM:
+    """A `SplitVLM` from a preset name (random init from `seed`) or a local checkpoint folder (offline)."""
+    if name_or_path in PRESETS:
+        tokens = special_tokens(load_processor(name_or_path).tokenizer)
+        model = build_preset_model(name_or_path, tokens, seed=seed)
+        return SplitVLM(model.to(dtype))
+    path = Path(name_or_path)
+    config = _read_config(path)
+    try:
+        model = _MODEL_CLASSES[config["model_type"]].from_pretrained(path, dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"cannot load the model weights in {path}: {err}") from err
+    return SplitVLM(model.eval())
+
+
+def save_backbone(vlm: SplitVLM, processor: ProcessorMixin, path: str | os.PathLike) -> Path:
+    """Writes model + processor with save_pretrained into `path`, atomically (a failed save leaves no half folder)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        vlm.model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        if target.exists():
+            backup = target.with_name(f".{target.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            target.rename(backup)
+            staging.rename(target)
+            shutil.rmtree(backup)
+        else:
+            staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
