@@ -21,7 +21,7 @@ from torch import nn
 
 from lightning_ssd.backbones.decoder import SplitDecoder
 from lightning_ssd.backbones.vlm import DecoderPrompt
-from lightning_ssd.decoding.result import Cycle, GenerationResult, SequenceResult
+from lightning_ssd.decoding.result import Cycle, SequenceResult
 from lightning_ssd.decoding.schedule import DraftLength, draft_length
 from lightning_ssd.decoding.verify import accepted_prefix_length, stop_index
 
@@ -176,7 +176,7 @@ class SelfSpeculativeDecoder:
 
     @torch.inference_mode()
     def decode(self, prompt: DecoderPrompt, max_new_tokens: int) -> SequenceResult:
-        clock, n, L = _Clock(prompt.inputs_embeds.device), self.n, self.decoder.num_layers
+        clock, n = _Clock(prompt.inputs_embeds.device), self.n
         s = _Session(self.decoder, prompt, self.imitation)
         t0 = clock()
         x_n = s.prompt_states(n)

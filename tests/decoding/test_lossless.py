@@ -80,7 +80,8 @@ def test_redundant_deep_layers_give_full_acceptance(name, draft, with_imitation)
     batch = make_inputs(name, LENGTHS)
     ref = reference_generate(vlm, batch, MAX_NEW)
     net = ImitationNetwork(vlm.decoder.hidden_size).eval() if with_imitation else None  # identity at init
-    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, n, net, draft, vlm.eos_token_id), **batch, max_new_tokens=MAX_NEW)
+    ssd = SelfSpeculativeDecoder(vlm.decoder, n, net, draft, vlm.eos_token_id)
+    out = generate(vlm, ssd, **batch, max_new_tokens=MAX_NEW)
     assert torch.equal(out.padded(vlm.pad_token_id), ref)
     assert out.acceptance_rate == 1.0
     assert all(c.accepted == c.drafted for c in out.cycles)

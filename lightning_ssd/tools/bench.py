@@ -1,0 +1,53 @@
+"""`python -m lightning_ssd bench`: decoding speed of every method on one model, written as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from lightning_ssd.bench.runner import BenchConfig, format_table, run_benchmark
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lightning_ssd bench", description=__doc__)
+    d = BenchConfig()
+    p.add_argument("--backbone", default=d.backbone, help="preset name or local checkpoint folder")
+    p.add_argument("--n", type=int, default=None, help="draft exit layer (default L // 4)")
+    p.add_argument("--draft", dest="drafts", action="append", help="SSD draft length d, or 'dynamic'; repeatable")
+    p.add_argument("--imitation", default=d.imitation, help="'none', 'identity' or an imitation checkpoint")
+    p.add_argument("--redundant-deep-layers", action="store_true",
+                   help="zero the residual writes of layers n..L so that acceptance is 1 by construction")
+    p.add_argument("--num-samples", type=int, default=d.num_samples)
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    p.add_argument("--repeats", type=int, default=d.repeats)
+    p.add_argument("--warmup", type=int, default=d.warmup)
+    p.add_argument("--task", choices=["caption", "long"], default=d.task)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--output", default="bench.json", help="JSON report path")
+    return p
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = vars(_parser().parse_args(argv))
+    output = Path(args.pop("output"))
+    args["drafts"] = args["drafts"] or BenchConfig().drafts
+    for d in args["drafts"]:
+        if d != "dynamic" and (not d.isdigit() or int(d) < 1):
+            raise SystemExit(f"--draft must be an integer d >= 1 or 'dynamic', got {d!r}")
+    report = run_benchmark(BenchConfig(**args))
+    _write_json(output, report)
+    print(format_table(report))
+    print(f"\nwrote {output}")
