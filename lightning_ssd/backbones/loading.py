@@ -107,7 +107,7 @@ def load_processor(name_or_path: str) -> ProcessorMixin:
     if name_or_path in PRESETS:
         return copy.deepcopy(_preset_processor(name_or_path))  # callers may set padding_side
     path = Path(name_or_path)
-    _read_config(path)
+    config = _read_config(path)
     try:
         processor = AutoProcessor.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as err:
@@ -117,9 +117,13 @@ def load_processor(name_or_path: str) -> ProcessorMixin:
         ) from err
     image_token = str(getattr(processor, "image_token", IMAGE_TOKEN))
     token_id = processor.tokenizer.convert_tokens_to_ids(image_token)
-    if token_id is None or token_id == processor.tokenizer.unk_token_id:
+    expected = config.get("image_token_id", config.get("image_token_index"))
+    # BLIP-2's processor silently appends a missing image token with a new id: compare with the model's config.
+    if token_id is None or token_id == processor.tokenizer.unk_token_id or token_id != expected:
         raise CheckpointError(
-            f"the tokenizer in {path} has no image token {image_token!r}; add it as a special token and save again"
+            f"the tokenizer in {path} maps the image token {image_token!r} to id {token_id}, but config.json "
+            f"expects image_token_index={expected}: the tokenizer lacks the image token or belongs to another "
+            "model; add the token as a special token with that id and save again"
         )
     return processor
 

@@ -1,0 +1,97 @@
+import json
+
+import pytest
+
+from lightning_ssd.backbones import CheckpointError, load_backbone, load_processor, save_backbone
+from lightning_ssd.decoding.engine import DraftOnlyDecoder, SelfSpeculativeDecoder
+from lightning_ssd.decoding.generate import generate
+from lightning_ssd.models.components.imitation import ImitationNetwork
+from tests.helpers import make_inputs, tiny_vlm
+
+
+@pytest.fixture(scope="module")
+def vlm():
+    return tiny_vlm("tiny-llava")
+
+
+@pytest.mark.parametrize("n", [0, 4, 7, -1])
+def test_exit_layer_out_of_range(vlm, n):
+    with pytest.raises(ValueError, match=r"n must be in \[1, L-1\] = \[1, 3\]"):
+        SelfSpeculativeDecoder(vlm.decoder, n)
+    with pytest.raises(ValueError, match="n must be in"):
+        DraftOnlyDecoder(vlm.decoder, n)
+
+
+@pytest.mark.parametrize("d", [0, -2])
+def test_draft_length_below_one(vlm, d):
+    with pytest.raises(ValueError, match="d must be >= 1"):
+        SelfSpeculativeDecoder(vlm.decoder, 2, draft=d)
+
+
+def test_imitation_width_mismatch(vlm):
+    with pytest.raises(ValueError, match="imitation network width 32 does not match the backbone hidden size 64"):
+        SelfSpeculativeDecoder(vlm.decoder, 2, ImitationNetwork(32))
+
+
+def test_max_new_tokens_below_one(vlm):
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), **make_inputs("tiny-llava", [3]), max_new_tokens=0)
+
+
+def test_wrong_number_of_image_placeholders(vlm):
+    batch = make_inputs("tiny-llava", [3])
+    batch["input_ids"][0, -1] = 3  # one image token too many
+    with pytest.raises(ValueError, match="image placeholder tokens"):
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), **batch, max_new_tokens=2)
+
+
+def test_unknown_preset_or_missing_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="neither a preset"):
+        load_backbone(str(tmp_path / "nope"))
+    with pytest.raises(CheckpointError, match="config.json not found"):
+        load_backbone(str(tmp_path))
+
+
+def test_folder_of_another_model_type(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(CheckpointError, match="model_type 'bert' is not a supported VLM"):
+        load_processor(str(tmp_path))
+
+
+def test_corrupt_config(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json is not valid JSON"):
+        load_backbone(str(tmp_path))
+
+
+def test_tokenizer_without_image_token(tmp_path):
+    name = "tiny-blip2-opt"
+    vlm, processor = load_backbone(name), load_processor(name)
+    folder = save_backbone(vlm, processor, tmp_path / "ckpt")
+    vocab_file = folder / "tokenizer.json"
+    spec = json.loads(vocab_file.read_text())
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] != "<image>"]
+    spec["model"]["vocab"].pop("<image>", None)
+    vocab_file.write_text(json.dumps(spec))
+    for extra in ("tokenizer_config.json", "special_tokens_map.json", "processor_config.json"):
+        path = folder / extra
+        if path.exists():
+            text = path.read_text().replace('"<image>"', '"<unk>"')
+            path.write_text(text)
+    with pytest.raises(CheckpointError, match="image token"):
+        load_processor(str(folder))
+
+
+def test_save_is_atomic_and_keeps_the_old_folder_on_failure(tmp_path, monkeypatch):
+    vlm, processor = load_backbone("tiny-llava"), load_processor("tiny-llava")
+    folder = save_backbone(vlm, processor, tmp_path / "ckpt")
+    before = sorted(p.name for p in folder.iterdir())
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(processor), "save_pretrained", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_backbone(vlm, processor, folder)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no staging folder left behind
