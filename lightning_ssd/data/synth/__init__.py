@@ -1,0 +1,1 @@
+"""The embedded synthetic benchmark: scenes, pixels, texts, generation and the on-disk writer."""

@@ -1,0 +1,104 @@
+"""A small offline tokenizer for the tiny model presets.
+
+Byte-level byte-pair encoding (GPT-2's pre-tokenisation: a word keeps its leading space, punctuation is
+split off) over lower-cased text, trained until every corpus word is one token. Synthetic-benchmark
+words map one-to-one to tokens, while any other text still encodes, byte by byte, instead of collapsing
+to ``<unk>``; decoding restores the (lower-cased) text exactly. Encoding prepends ``<s>``; eos is
+appended by the caller (the collate function), as the target needs it and the prompt must not have it.
+
+Special tokens: ``<pad>`` (id 0), ``<s>``, ``</s>``, ``<unk>`` and the image placeholder ``<image>``
+(id 4), registered as a plain list entry of ``extra_special_tokens``, not as the named attribute
+``extra_special_tokens={"image_token": ...}``: with the named attribute ``Blip2Processor`` (transformers
+5.24) reads ``tokenizer.image_token`` as a string and fails on ``.content`` once given images. With the
+list form ``Blip2Processor`` adds its own ``AddedToken("<image>")``, which resolves to the same id, and
+``LlavaProcessor`` takes ``image_token="<image>"``; both save and reload through ``AutoProcessor``.
+"""
+
+import functools
+from collections.abc import Iterable
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+from lightning_ssd.data.prompts import DETAIL_INSTRUCTION, FAMILIES, build_prompt, prompt_vocabulary
+from lightning_ssd.data.synth import text
+from lightning_ssd.data.synth.scene import sample_scene
+
+PAD, BOS, EOS, UNK, IMAGE = "<pad>", "<s>", "</s>", "<unk>", "<image>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK, IMAGE)
+# Far above what the merges of the default corpus need, so training stops when every word is whole.
+MAX_VOCAB = 8192
+DEFAULT_CORPUS_SEED = 0
+DEFAULT_CORPUS_SCENES = 400
+
+
+def build_tokenizer(sentences: Iterable[str], padding_side: str = "right") -> PreTrainedTokenizerFast:
+    """Train a tokenizer on ``sentences``, offline and deterministically.
+
+    Args:
+        sentences: training text; each of its words becomes one token (as written: with or without a leading
+            space), unless the vocabulary reaches 8192 tokens first.
+        padding_side: "right" or "left"; can also be passed per call (``tokenizer(..., padding_side=)``).
+
+    Returns:
+        A ``PreTrainedTokenizerFast`` with pad id 0, bos ``<s>``, eos ``</s>``, unk ``<unk>`` and the
+        special token ``<image>`` (id 4).
+    """
+    backend = Tokenizer(models.BPE(unk_token=UNK))
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=MAX_VOCAB, min_frequency=1, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    backend.train_from_iterator(sentences, trainer=trainer)
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, backend.token_to_id(BOS))]
+    )
+    return _wrap(backend, padding_side)
+
+
+def _wrap(backend: Tokenizer, padding_side: str) -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS,
+                                   unk_token=UNK, extra_special_tokens=[IMAGE], padding_side=padding_side,
+                                   model_max_length=2048)
+
+
+def default_corpus() -> list[str]:
+    """The embedded benchmark's texts (seed 0) inside every family's prompts, plus its closed word list.
+
+    Texts are placed in the prompts they are used with, so that words keep the spacing they have there
+    (GPT-2-style tokens differ with and without a leading space).
+    """
+    rng = np.random.default_rng(DEFAULT_CORPUS_SEED)
+    sentences: list[str] = []
+    for i in range(DEFAULT_CORPUS_SCENES):
+        scene = sample_scene(rng)
+        caps, qas, rounds = text.captions(scene, rng, 6), text.questions(scene, rng, 8), text.dialog(scene, rng, 3)
+        history = [(r.question, r.answer) for r in rounds[:-1]]
+        family = FAMILIES[i % len(FAMILIES)]
+        samples = [("caption", None, None, (), caps[0]),
+                   ("vqa", qas[0].question, None, (), qas[0].answer),
+                   ("visdial", rounds[-1].question, caps[1], history, rounds[-1].answer),
+                   ("long", DETAIL_INSTRUCTION, None, (), text.long_description(scene))]
+        for task, query, context, turns, target in samples:
+            sentences.append(f"{build_prompt(family, task, query, context, turns, IMAGE, EOS)} {target}{EOS}")
+        sentences += caps + [f"{qa.question} {qa.answer} {qa.dialog_answer}" for qa in qas]
+    words = " ".join(text.corpus_words())
+    return [*sentences, words, f"{words}\n{words}", *text.ANSWER_POOL, *prompt_vocabulary()]
+
+
+@functools.cache
+def _default_tokenizer() -> PreTrainedTokenizerFast:
+    return build_tokenizer(default_corpus())
+
+
+def default_tokenizer(padding_side: str = "right") -> PreTrainedTokenizerFast:
+    """The tiny presets' tokenizer: trained once per process on :func:`default_corpus`, then copied.
+
+    Its vocabulary (559 tokens with tokenizers 0.23) is the same in every process (the corpus is fixed by a
+    seed), so ``len(default_tokenizer())`` can size a tiny model's embeddings. Each call returns an
+    independent copy, so changing ``padding_side`` on one never affects another caller.
+    """
+    backend = _default_tokenizer().backend_tokenizer
+    return _wrap(Tokenizer.from_str(backend.to_str()), padding_side)
