@@ -214,10 +214,13 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: print
     device = torch.device(cfg.device)
     vlm = load_backbone(cfg.backbone, dtype=getattr(torch, cfg.dtype)).to(device)
     L = vlm.decoder.num_layers
-    n = cfg.n if cfg.n is not None else max(1, L // 4)
+    imitation = load_imitation(cfg.imitation, vlm)
+    trained_n = getattr(imitation, "n", None)
+    if trained_n is not None and cfg.n not in (None, trained_n):
+        raise ValueError(f"--n {cfg.n} differs from the layer n={trained_n} the imitation checkpoint was trained at")
+    n = cfg.n if cfg.n is not None else trained_n if trained_n is not None else max(1, L // 4)
     if cfg.redundant_deep_layers:
         make_redundant(vlm, n)
-    imitation = load_imitation(cfg.imitation, vlm)
     if imitation is not None:
         imitation = imitation.to(device=device, dtype=getattr(torch, cfg.dtype))
     processor = load_processor(cfg.backbone)
