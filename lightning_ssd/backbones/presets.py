@@ -63,7 +63,7 @@ PRESETS: dict[str, Preset] = {
     "tiny-blip2-t5": Preset("blip2-t5", hidden_size=64, num_layers=4, num_heads=4, ffn_size=128),
     "tiny-llava": Preset("llava", hidden_size=64, num_layers=4, num_heads=4, ffn_size=128),
     "base-blip2-opt": Preset("blip2-opt", hidden_size=256, num_layers=8, num_heads=4, ffn_size=1024, image_size=64),
-    "base-llava": Preset("llava", hidden_size=256, num_layers=8, num_heads=4, ffn_size=768, image_size=64),
+    "base-llava": Preset("llava", hidden_size=256, num_layers=8, num_heads=4, ffn_size=768, image_size=64, patch_size=16),
     "small-blip2-opt": Preset("blip2-opt", hidden_size=1024, num_layers=16, num_heads=16, ffn_size=4096),
     "small-llava": Preset("llava", hidden_size=1024, num_layers=16, num_heads=16, ffn_size=2816),
 }

@@ -21,6 +21,7 @@ from torch import nn
 
 from lightning_ssd.backbones.decoder import SplitDecoder
 from lightning_ssd.backbones.vlm import DecoderPrompt
+from lightning_ssd.decoding.narrow_linear import linear_modules, narrow_linear
 from lightning_ssd.decoding.result import Cycle, SequenceResult
 from lightning_ssd.decoding.schedule import DraftLength, draft_length
 from lightning_ssd.decoding.verify import accepted_prefix_length, stop_index
@@ -158,6 +159,7 @@ class SelfSpeculativeDecoder:
         imitation: the imitation network (None drafts with the plain early exit, layer n -> norm -> head).
         draft: d per cycle: an int, "dynamic" (paper eq. 5) or a schedule object.
         eos_token_id: tokens that end a sequence (kept in the output, like transformers' generate).
+        cpu_narrow_linear: on CPU, compute the verification pass's linear layers as W @ x^T (see narrow_linear.py).
     """
 
     def __init__(
@@ -167,12 +169,15 @@ class SelfSpeculativeDecoder:
         imitation: nn.Module | None = None,
         draft: int | str | DraftLength = 4,
         eos_token_id: Sequence[int] = (),
+        cpu_narrow_linear: bool = True,
     ) -> None:
         _check_layer(n, decoder.num_layers)
         _check_imitation(imitation, decoder)
         self.decoder, self.n, self.imitation = decoder, n, imitation
         self.schedule = draft_length(draft)
         self.eos = tuple(eos_token_id)
+        self.cpu_narrow_linear = cpu_narrow_linear
+        self._deep_linears = linear_modules(decoder.layers[n:])
 
     @torch.inference_mode()
     def decode(self, prompt: DecoderPrompt, max_new_tokens: int) -> SequenceResult:
@@ -207,7 +212,8 @@ class SelfSpeculativeDecoder:
         states.append(x_n)
         t1 = clock()
         # 2. verify deep layers: one pass of layers [n, L) over the d + 1 saved shallow states
-        x_L = s.deep(torch.cat(states, dim=1), n, start_pos)
+        with narrow_linear(self._deep_linears, self.cpu_narrow_linear):
+            x_L = s.deep(torch.cat(states, dim=1), n, start_pos)
         target = _argmax(self.decoder.head(x_L))
         # 3. accept the longest agreeing prefix, then the full model's correction or bonus token
         k = accepted_prefix_length(drafts, target)

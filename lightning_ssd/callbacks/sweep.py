@@ -1,0 +1,129 @@
+"""Speedup and quality against the draft length d (paper fig. 9), swept at the end of fit and/or test."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from lightning_ssd.callbacks.tensorboard import tensorboard_writer
+from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
+from lightning_ssd.decoding.generate import generate
+from lightning_ssd.metrics.acceptance import AcceptanceStats
+from lightning_ssd.models.evaluation import as_dict, quality_metric
+
+
+def sweep_figure(ds: list[int], speedups: list[float], quality: list[float], quality_name: str) -> Figure:
+    """Speedup (left axis) and a quality score (right axis) against d."""
+    fig = Figure(figsize=(5, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(ds, speedups, marker="o", color="tab:blue")
+    ax.set(xlabel="draft tokens per cycle d", ylabel="speedup vs greedy")
+    right = ax.twinx()
+    right.plot(ds, quality, marker="s", color="tab:green")
+    right.set_ylabel(quality_name)
+    return fig
+
+
+class DraftLengthSweep(Callback):
+    """Decodes part of a split with greedy and with SSD at each d, on rank zero; logs a figure and scalars.
+
+    Scalars `<stage>_sweep/speedup`, `<stage>_sweep/tau` and `<stage>_sweep/<quality>` are written with the
+    TensorBoard step set to d, so TensorBoard draws them against d. SSD is lossless, so its quality is the same for
+    every d: the quality curve is a check, the speedup curve is the result.
+
+    Args:
+        draft_lengths: the values of d to try.
+        max_batches: batches of the split decoded (None: all).
+        split: "val" or "test".
+        stages: when to sweep: at the end of "fit", of "test", or both.
+    """
+
+    def __init__(
+        self,
+        draft_lengths: list[int] | None = None,
+        max_batches: int | None = 4,
+        split: Literal["val", "test"] = "val",
+        stages: list[Literal["fit", "test"]] | None = None,
+    ) -> None:
+        self.draft_lengths = draft_lengths or [1, 2, 3, 4, 6, 8]
+        if min(self.draft_lengths) < 1:
+            raise ValueError(f"DraftLengthSweep: every d must be >= 1, got {self.draft_lengths}")
+        self.max_batches = max_batches
+        self.split = split
+        self.stages = stages or ["fit", "test"]
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if "fit" in self.stages and not trainer.fast_dev_run:
+            self.sweep(trainer, pl_module, "fit")
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if "test" in self.stages and not trainer.fast_dev_run:
+            self.sweep(trainer, pl_module, "test")
+
+    def _batches(self, trainer: Trainer) -> list[dict]:
+        datamodule = trainer.datamodule
+        if datamodule is None:
+            raise ValueError("DraftLengthSweep reads the split from a LightningDataModule; pass one to the trainer "
+                             "(data: in the config, or trainer.fit(model, datamodule=...))")
+        datamodule.setup("validate" if self.split == "val" else "test")
+        loader = datamodule.val_dataloader() if self.split == "val" else datamodule.test_dataloader()
+        batches = []
+        for batch in loader:
+            if self.max_batches is not None and len(batches) >= self.max_batches:
+                break
+            batches.append(batch)
+        return batches
+
+    @torch.no_grad()
+    def sweep(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> dict[int, dict[str, float]]:
+        """Runs the sweep and returns {d: {"speedup", "tau", <quality>}} (empty off rank zero)."""
+        if not trainer.is_global_zero or pl_module.n is None:
+            return {}
+        batches = [trainer.strategy.batch_to_device(b) for b in self._batches(trainer)]
+        if not batches:
+            return {}
+        was_training = pl_module.training
+        pl_module.eval()
+        vlm, dec, eos = pl_module.vlm, pl_module.vlm.decoder, pl_module.vlm.eos_token_id
+        # Rank zero alone: no metric may try to synchronise with the other ranks.
+        greedy = AcceptanceStats(sync_on_compute=False)
+        ssd = {d: AcceptanceStats(sync_on_compute=False) for d in self.draft_lengths}
+        quality = {d: quality_metric(batches[0]["task"], sync_on_compute=False) for d in self.draft_lengths}
+        jobs = [(b, d) for b in batches for d in [0, *self.draft_lengths]]
+        for batch, d in tqdm(jobs, desc=f"draft length sweep ({self.split})", leave=False):
+            inputs = (batch["pixel_values"], batch["prompt_input_ids"], batch["prompt_attention_mask"])
+            if d == 0:
+                greedy.update(generate(vlm, GreedyDecoder(dec, eos), *inputs, pl_module.max_new_tokens))
+                continue
+            decoder = SelfSpeculativeDecoder(dec, pl_module.n, pl_module.imitation, d, eos)
+            result = generate(vlm, decoder, *inputs, pl_module.max_new_tokens)
+            ssd[d].update(result)
+            quality[d].update(pl_module.decode_text(result.tokens), batch["references"])
+        pl_module.train(was_training)
+        base = greedy.compute()["seconds_per_token"]
+        results = {}
+        for d in self.draft_lengths:
+            stats = ssd[d].compute()
+            scores = as_dict(quality[d].compute())
+            name = "BLEU-4" if "BLEU-4" in scores else next(iter(scores))
+            results[d] = {"speedup": float(base / stats["seconds_per_token"]), "tau": float(stats["tau"]),
+                          name: float(scores[name])}
+        self._log(trainer, stage, results)
+        return results
+
+    def _log(self, trainer: Trainer, stage: str, results: dict[int, dict[str, float]]) -> None:
+        writer = tensorboard_writer(trainer, type(self).__name__)
+        if writer is None:
+            return
+        for d, values in results.items():
+            for key, value in values.items():
+                writer.add_scalar(f"{stage}_sweep/{key}", value, d)
+        ds = sorted(results)
+        quality_name = [k for k in results[ds[0]] if k not in ("speedup", "tau")][0]
+        fig = sweep_figure(ds, [results[d]["speedup"] for d in ds], [results[d][quality_name] for d in ds],
+                           quality_name)
+        writer.add_figure(f"{stage}_sweep/speedup_and_{quality_name}", fig, trainer.global_step)

@@ -1,0 +1,61 @@
+"""The command line: LightningCLI with linked arguments and the callbacks every run gets.
+
+    python -m lightning_ssd fit --config experiments/synthetic/finetune.yaml
+    python -m lightning_ssd fit --config experiments/synthetic/imitation.yaml --ckpt_path last
+    python -m lightning_ssd test --config experiments/synthetic/ssd_test.yaml --ckpt_path <imitation .ckpt>
+
+Model and data are chosen by `class_path` (subclass mode); `model.init_args.backbone` is copied to
+`data.init_args.backbone`, so the processor always matches the model. Configs are read with OmegaConf, so `${...}`
+interpolation works. Every run gets a `ModelCheckpoint` (key `checkpoint`, `save_last: true`) writing to
+`<trainer.default_root_dir>/checkpoints` unless `checkpoint.dirpath` says otherwise, so `--ckpt_path last` finds
+the previous run's last checkpoint whatever the logger's version folder; and a `FiniteLossGuard` that stops on a
+NaN/inf loss.
+
+With `--ckpt_path`, LightningCLI replaces the model's arguments by the hyperparameters stored in the checkpoint
+(backbone, n, imitation architecture, fusion, loss weights); evaluation settings (draft, max_new_tokens, eval_modes,
+meteor, num_samples) are not stored, so the config's values apply.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lightning_ssd.callbacks.guards import FiniteLossGuard
+from lightning_ssd.models.base import SSDModule
+
+
+class SSDLightningCLI(LightningCLI):
+    """LightningCLI for the SSD stages: forced checkpointing and loss guard, backbone linked into the data."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # A stage's checkpoint folder is fixed (see before_instantiate_classes): a rerun replaces its files, as it
+        # replaces the exported backbone, instead of adding last-v1.ckpt next to a stale last.ckpt.
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.enable_version_counter": False})
+        parser.add_lightning_class_args(FiniteLossGuard, "finite_loss")
+        parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.checkpoint.dirpath is None:
+            root = config.trainer.default_root_dir or "."
+            config.checkpoint.dirpath = str(Path(root) / "checkpoints")
+
+
+def cli_main(args: list[str] | None = None, run: bool = True) -> SSDLightningCLI:
+    """Builds and (with `run`) runs the CLI on `args` (None: `sys.argv[1:]`): fit, validate, test or predict."""
+    return SSDLightningCLI(
+        SSDModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        parser_kwargs={"parser_mode": "omegaconf"},
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,  # each module defines its AdamW + warm-up/cosine schedule
+        args=args,
+        run=run,
+    )

@@ -1,0 +1,213 @@
+"""What the three training stages share: the backbone, the optimiser, teacher forcing and decoding evaluation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from lightning_ssd.backbones import load_backbone, load_processor
+from lightning_ssd.backbones.vlm import SplitVLM
+from lightning_ssd.decoding.engine import DraftOnlyDecoder, GreedyDecoder, SelfSpeculativeDecoder
+from lightning_ssd.decoding.generate import SequenceDecoder, generate
+from lightning_ssd.models.evaluation import DecodingEvaluator, EvalSummary, check_modes
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """LR factor: linear warm-up over `warmup_steps`, then cosine decay to 0 at `total_steps`."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
+
+    return factor
+
+
+EVAL_ONLY_ARGS = ("draft", "max_new_tokens", "eval_modes", "meteor", "num_samples")
+
+
+class TeacherForced:
+    """Teacher-forced decoder states of a batch, restricted to the N positions that predict a target token.
+
+    Attributes:
+        states: [x_0, ..., x_L], each (N, D), pre-norm residual states at the target positions.
+        targets: (N,) the ground-truth next tokens y*.
+        counts: target positions of each sample, in batch order (they sum to N).
+    """
+
+    def __init__(self, vlm: SplitVLM, batch: dict[str, Any]) -> None:
+        prompt, targets = vlm.teacher_forced(batch["pixel_values"], batch["input_ids"], batch["attention_mask"],
+                                             batch["labels"])
+        dec = vlm.decoder
+        states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
+        mask = targets != -100  # (B, T)
+        self.states = [x[mask] for x in states]
+        self.targets = targets[mask]
+        self.counts = mask.sum(-1).tolist()
+
+
+class SSDModule(LightningModule):
+    """Base of the stage modules: loads the backbone and evaluates by decoding with the SSD engine.
+
+    Args:
+        backbone: a preset name (tiny-blip2-opt, base-blip2-opt, ...) or a checkpoint folder written by
+            `save_backbone` (for example the fine-tuning stage's export).
+        n: draft exit layer, 1 <= n <= L - 1; None only for a module that never decodes with a draft.
+        draft: draft tokens per cycle: an int d, or "dynamic" (paper eq. 5).
+        max_new_tokens: generation length cap at validation/test/predict.
+        eval_modes: decoders run at validation/test: full, draft, draft_imit, ssd; None uses the stage's default.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        betas: AdamW betas.
+        warmup_steps: linear warm-up steps before the cosine decay.
+        backbone_seed: initialisation seed of a preset backbone (ignored for a checkpoint folder).
+        backbone_dtype: dtype the backbone weights are loaded in (bfloat16 halves the memory of a large VLM);
+            with bfloat16/float16 set trainer.precision to bf16-mixed/16-mixed, so the float32 imitation network
+            runs under autocast.
+        meteor: score METEOR in caption-like evaluations (a JVM start per mode and epoch).
+        num_samples: decoded samples kept per evaluation epoch for the TensorBoard text view.
+    """
+
+    default_modes: tuple[str, ...] = ("full", "draft", "ssd")
+
+    def __init__(
+        self,
+        backbone: str,
+        n: int | None = None,
+        draft: int | Literal["dynamic"] = 4,
+        max_new_tokens: int = 32,
+        eval_modes: list[str] | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 100,
+        backbone_seed: int = 0,
+        backbone_dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+        meteor: bool = False,
+        num_samples: int = 4,
+    ) -> None:
+        super().__init__()
+        # Evaluation settings stay out of the checkpoint's hyperparameters: LightningCLI copies those over the config
+        # when --ckpt_path is given, and a test run must be free to choose its own d, length cap and decoders.
+        self.save_hyperparameters(ignore=list(EVAL_ONLY_ARGS))
+        self.vlm = load_backbone(backbone, dtype=getattr(torch, backbone_dtype), seed=backbone_seed)
+        L = self.vlm.decoder.num_layers
+        if n is not None and not 1 <= n <= L - 1:
+            raise ValueError(f"model.init_args.n={n}: the draft exit layer must be in [1, {L - 1}] for backbone "
+                             f"{backbone!r} (L={L})")
+        if max_new_tokens < 1:
+            raise ValueError(f"model.init_args.max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.n = n
+        self.draft = draft
+        self.max_new_tokens = max_new_tokens
+        self._eval_modes = eval_modes
+        self._meteor, self._num_samples = meteor, num_samples
+        self.last_eval: EvalSummary | None = None
+
+    def setup(self, stage: str) -> None:
+        # Built here, once subclasses have set their imitation network, so that modes can be checked against it.
+        if not hasattr(self, "val_eval"):
+            modes = check_modes(self._eval_modes or self.modes_for(self.imitation), self.imitation is not None, self.n)
+            self.val_eval = DecodingEvaluator(modes, self._meteor, self._num_samples).to(self.device)
+            self.test_eval = DecodingEvaluator(modes, self._meteor, self._num_samples).to(self.device)
+
+    def modes_for(self, imitation: nn.Module | None) -> tuple[str, ...]:
+        if self.n is None:
+            return ("full",)
+        return ("full", "draft", "draft_imit", "ssd") if imitation is not None else self.default_modes
+
+    @property
+    def imitation(self) -> nn.Module | None:
+        """The imitation network used for drafting; None drafts with the plain early exit."""
+        return None
+
+    @cached_property
+    def tokenizer(self):
+        return load_processor(self.hparams.backbone).tokenizer
+
+    # -- training -------------------------------------------------------------------------------------------------
+
+    def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Named loss terms of a batch; "loss" is the one optimised."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_losses")
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        losses = self.compute_losses(batch)
+        size = batch["pixel_values"].shape[0]
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=size)
+        return losses["loss"]
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """AdamW parameter groups; by default one group of every trainable parameter at `lr`."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = [g for g in self.param_groups() if g["params"]]
+        if not groups:
+            raise ValueError(f"{type(self).__name__} has no trainable parameters")
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = LambdaLR(optimizer, warmup_cosine(hp.warmup_steps, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- evaluation -----------------------------------------------------------------------------------------------
+
+    def decoders(self) -> dict[str, SequenceDecoder]:
+        dec, eos, n = self.vlm.decoder, self.vlm.eos_token_id, self.n
+        make = {
+            "full": lambda: GreedyDecoder(dec, eos),
+            "draft": lambda: DraftOnlyDecoder(dec, n, None, eos),
+            "draft_imit": lambda: DraftOnlyDecoder(dec, n, self.imitation, eos),
+            "ssd": lambda: SelfSpeculativeDecoder(dec, n, self.imitation, self.draft, eos),
+        }
+        return {mode: make[mode]() for mode in self.val_eval.modes}
+
+    def decode_text(self, tokens: list[list[int]]) -> list[str]:
+        return [t.strip() for t in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+
+    def _eval_step(self, evaluator: DecodingEvaluator, stage: str, batch: dict[str, Any]) -> None:
+        size = batch["pixel_values"].shape[0]
+        if batch["labels"].ne(-100).any():  # test splits may come without targets
+            with torch.no_grad():
+                losses = self.compute_losses(batch)
+            self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=size)
+        evaluator.update(self.vlm, self.decoders(), batch, self.decode_text, self.max_new_tokens)
+
+    def _eval_epoch_end(self, evaluator: DecodingEvaluator, stage: str) -> None:
+        if self.trainer.sanity_checking:
+            evaluator.reset()
+            return
+        summary = evaluator.compute(stage)
+        scalars = {f"{stage}/{k}": v for k, v in summary.scalars.items() if math.isfinite(v)}
+        self.log_dict(scalars, sync_dist=True)
+        self.last_eval = summary
+        evaluator.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(self.val_eval, "val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end(self.val_eval, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(self.test_eval, "test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end(self.test_eval, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """Generated texts: with SSD when a draft layer is set (token-identical to greedy), else plain greedy."""
+        decoder = self.decoders()["ssd" if "ssd" in self.val_eval.modes else "full"]
+        result = generate(self.vlm, decoder, batch["pixel_values"], batch["prompt_input_ids"],
+                          batch["prompt_attention_mask"], self.max_new_tokens)
+        return [{"sample_id": sid, "text": text} for sid, text in
+                zip(batch["sample_ids"], self.decode_text(result.tokens), strict=True)]

@@ -1,0 +1,162 @@
+"""Decoding evaluation: every configured decoder on the same batches, with quality, acceptance and speed metrics.
+
+Modes (names follow the paper's table rows):
+  - full: the full model, plain KV-cached greedy decoding (the speed reference);
+  - draft: layers [0, n) -> final norm -> head alone ("Draft w/o Im");
+  - draft_imit: layers [0, n) + imitation network alone ("Draft w Im");
+  - ssd: self-speculative decoding with the imitation network (or the plain early exit when there is none).
+Speedup of a mode = the full model's seconds per token / the mode's, both measured on the same batches in the
+same steps. SSD must reproduce the full model's tokens exactly; `ssd_identical` is the fraction that do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torchmetrics import MeanMetric, Metric
+
+from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM
+from lightning_ssd.decoding.generate import SequenceDecoder, generate
+from lightning_ssd.decoding.result import GenerationResult, SequenceResult
+from lightning_ssd.metrics import CaptionScores, VQAAccuracy
+from lightning_ssd.metrics.acceptance import AcceptanceStats
+
+Mode = Literal["full", "draft", "draft_imit", "ssd"]
+MODES: tuple[str, ...] = ("full", "draft", "draft_imit", "ssd")
+# Tasks scored as short answers; every other task (captions, dialog answers, long descriptions) by caption metrics.
+_ANSWER_TASKS = ("vqa",)
+
+
+@dataclass(frozen=True)
+class DecodedSample:
+    """One decoded sequence kept for display: its decoder prompt and the SSD run (tokens = the full model's)."""
+
+    sample_id: Any
+    prompt: DecoderPrompt
+    ssd: SequenceResult
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """What one evaluation epoch measured, for callbacks (figures, sample texts)."""
+
+    stage: str
+    scalars: dict[str, float]
+    acceptance_by_position: list[float]
+    acceptance_by_step: list[float]
+    samples: list[DecodedSample]
+
+
+def check_modes(modes: Sequence[str], has_imitation: bool, n: int | None) -> tuple[str, ...]:
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"eval_modes: unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
+    if not has_imitation and "draft_imit" in modes:
+        raise ValueError("eval_modes: 'draft_imit' needs an imitation network; this module has none")
+    if n is None and any(m != "full" for m in modes):
+        raise ValueError(f"eval_modes {list(modes)} decode with a draft model: set n (the draft exit layer)")
+    return tuple(modes)
+
+
+def quality_metric(task: str, meteor: bool = False, **kwargs: Any) -> Metric:
+    """VQA accuracy for short-answer tasks, COCO caption scores (no SPICE) for every other task."""
+    if task in _ANSWER_TASKS:
+        return VQAAccuracy(**kwargs)
+    return CaptionScores(meteor=meteor, spice=False, **kwargs)
+
+
+class DecodingEvaluator(nn.Module):
+    """Accumulates, per mode, text quality (by task) and acceptance/speed statistics over an evaluation epoch.
+
+    Args:
+        modes: decoders to run, a subset of full, draft, draft_imit, ssd ("full" is needed for speedups).
+        meteor: also score METEOR for caption-like tasks (starts a JVM, ~8 s per epoch and mode).
+        num_samples: decoded sequences kept per epoch for display (first ones seen on this rank).
+        max_draft: draft positions tracked by the acceptance statistics.
+    """
+
+    def __init__(self, modes: Sequence[str], meteor: bool = False, num_samples: int = 4, max_draft: int = 32) -> None:
+        super().__init__()
+        self.modes = tuple(modes)
+        self.meteor = meteor
+        self.num_samples = num_samples
+        self.stats = nn.ModuleDict({m: AcceptanceStats(max_draft=max_draft) for m in self.modes})
+        self.identical = MeanMetric()
+        self.quality: dict[str, Metric] = {}  # created at the first batch, when the task is known
+        self.samples: list[DecodedSample] = []
+
+    def update(
+        self,
+        vlm: SplitVLM,
+        decoders: Mapping[str, SequenceDecoder],
+        batch: Mapping[str, Any],
+        decode_text: Callable[[list[list[int]]], list[str]],
+        max_new_tokens: int,
+    ) -> dict[str, GenerationResult]:
+        """Decodes `batch` with every mode and updates the metrics; returns the results by mode."""
+        inputs = (batch["pixel_values"], batch["prompt_input_ids"], batch["prompt_attention_mask"])
+        references = batch["references"]
+        results = {}
+        for mode in self.modes:
+            result = generate(vlm, decoders[mode], *inputs, max_new_tokens=max_new_tokens)
+            results[mode] = result
+            self.stats[mode].update(result)
+            self._quality(mode, batch["task"]).update(decode_text(result.tokens), references)
+        if "full" in results and "ssd" in results:
+            same = [a == b for a, b in zip(results["full"].tokens, results["ssd"].tokens, strict=True)]
+            self.identical.update(torch.tensor(same, dtype=torch.float32))
+        if "ssd" in results and len(self.samples) < self.num_samples:
+            self._keep_samples(vlm, batch, results)
+        return results
+
+    def _quality(self, mode: str, task: str) -> Metric:
+        if mode not in self.quality:
+            device = self.identical.device
+            self.quality[mode] = quality_metric(task, self.meteor).to(device)
+        return self.quality[mode]
+
+    def _keep_samples(self, vlm: SplitVLM, batch: Mapping[str, Any], results: dict[str, GenerationResult]) -> None:
+        with torch.no_grad():
+            prompt = vlm.encode(batch["pixel_values"], batch["prompt_input_ids"], batch["prompt_attention_mask"])
+        for i, seq in enumerate(results["ssd"].sequences[: self.num_samples - len(self.samples)]):
+            self.samples.append(DecodedSample(batch["sample_ids"][i], prompt.select(i), seq,
+                                              tuple(batch["references"][i])))
+
+    def compute(self, stage: str) -> EvalSummary:
+        """Synchronised scalars plus the acceptance curves of the SSD mode (or the last mode).
+
+        Scalars: ``<mode>/ms_per_token``, ``<mode>/speedup`` (vs full), ``ssd/tau``, ``ssd/alpha``, the quality
+        scores ``<mode>/<name>``, ``num_sequences`` (decoded over all ranks) and ``ssd_identical``.
+        """
+        scalars: dict[str, float] = {}
+        stats = {m: self.stats[m].compute() for m in self.modes}
+        for mode, values in stats.items():
+            scalars[f"{mode}/ms_per_token"] = 1000.0 * float(values["seconds_per_token"])
+            if mode == "ssd":
+                scalars[f"{mode}/tau"] = float(values["tau"])
+                scalars[f"{mode}/alpha"] = float(values["alpha"])
+            if "full" in stats and mode != "full":
+                scalars[f"{mode}/speedup"] = float(stats["full"]["seconds_per_token"] / values["seconds_per_token"])
+            if mode in self.quality:
+                scalars.update({f"{mode}/{k}": float(v) for k, v in as_dict(self.quality[mode].compute()).items()})
+        scalars["num_sequences"] = float(stats[self.modes[0]]["sequences"])
+        if self.identical.update_called:
+            scalars["ssd_identical"] = float(self.identical.compute())
+        curves = stats.get("ssd", stats[self.modes[-1]])
+        return EvalSummary(stage, scalars, curves["acceptance_by_position"].tolist(),
+                           curves["acceptance_by_step"].tolist(), list(self.samples))
+
+    def reset(self) -> None:
+        for metric in [*self.stats.values(), *self.quality.values(), self.identical]:
+            metric.reset()
+        self.samples = []
+
+
+def as_dict(value: torch.Tensor | dict[str, Any]) -> dict[str, Any]:
+    """A quality metric's result as named scores (VQA accuracy is a single tensor)."""
+    return value if isinstance(value, dict) else {"accuracy": value}

@@ -1,0 +1,66 @@
+"""Choosing the draft exit layer n (appendix A.4) from hand-made confidences and logits."""
+
+import math
+
+import pytest
+import torch
+
+from lightning_ssd.models.components.exit_layer import (
+    candidate_layers,
+    choose_exit_layer,
+    layer_confidences,
+    layer_rewards,
+    mean_confidence,
+)
+from tests.helpers import TOKENS, image_prefix_length, make_inputs, tiny_vlm
+
+
+def test_candidates_are_the_first_half():
+    assert list(candidate_layers(8)) == [1, 2, 3, 4]
+    assert list(candidate_layers(5)) == [1, 2]
+    assert list(candidate_layers(1)) == [1]
+
+
+def test_reward_trades_confidence_against_depth():
+    confidence = torch.tensor([0.50, 0.80, 0.85, 0.86])  # saturates after layer 2
+    rewards = layer_rewards(confidence, 8)  # lambda = 1/8
+    torch.testing.assert_close(rewards, torch.tensor([0.375, 0.55, 0.475, 0.36]))
+    assert choose_exit_layer(confidence, 8) == 2
+    assert choose_exit_layer(confidence, 8, lam=0.0) == 4  # free depth: the most confident layer
+    assert choose_exit_layer(confidence, 8, lam=1.0) == 1  # expensive depth: the shallowest
+
+
+def test_ties_go_to_the_shallower_layer():
+    assert choose_exit_layer(torch.tensor([0.6, 0.7, 0.8, 0.9]), 8, lam=0.1) == 1
+
+
+def test_confidence_count_must_match_the_candidates():
+    with pytest.raises(ValueError, match="expected 4 confidences"):
+        layer_rewards(torch.ones(3), 8)
+
+
+def test_mean_confidence_on_hand_made_logits():
+    V = 4
+    certain = torch.full((V,), -1e4)
+    certain[2] = 0.0  # softmax ~ one-hot
+    uniform = torch.zeros(V)
+    logits = torch.stack([torch.stack([certain, uniform, certain]), torch.stack([uniform, uniform, certain])])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])  # (B=2, T=3): masked positions must not count
+    torch.testing.assert_close(mean_confidence(logits, mask), torch.tensor([(1.0 + 1 / V) / 2, 1 / V]))
+
+
+def test_layer_confidences_match_the_early_exit_softmax():
+    name = "tiny-blip2-opt"
+    vlm = tiny_vlm(name)
+    batch = make_inputs(name, [5, 5])
+    labels = batch["input_ids"].clone()
+    labels[:, : image_prefix_length(name) + 2] = -100
+    prompt, targets = vlm.teacher_forced(**batch, labels=labels)
+    got = layer_confidences(vlm, prompt, targets)  # (B, L/2)
+    assert got.shape == (2, vlm.decoder.num_layers // 2)
+    with torch.no_grad():
+        states = vlm.decoder.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask)
+        probs = torch.softmax(vlm.decoder.head(states[1]), -1).amax(-1)[0]
+    expected = probs[targets[0] != -100].mean().item()
+    assert got[0, 0].item() == pytest.approx(expected, rel=1e-5)
+    assert all(1.0 / TOKENS.vocab_size <= v <= 1.0 and math.isfinite(v) for v in got.flatten().tolist())
