@@ -12,15 +12,15 @@ _TOOLS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _TOOLS:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in _TOOLS:
         import importlib
 
-        importlib.import_module(_TOOLS[argv[0]]).main(argv[1:])
+        importlib.import_module(_TOOLS[args[0]]).main(args[1:])
         return
     from lightning_ssd.cli import cli_main
 
-    cli_main(argv)
+    cli_main(argv)  # None: LightningCLI reads sys.argv itself
 
 
 if __name__ == "__main__":

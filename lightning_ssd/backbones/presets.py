@@ -63,7 +63,10 @@ PRESETS: dict[str, Preset] = {
     "tiny-blip2-t5": Preset("blip2-t5", hidden_size=64, num_layers=4, num_heads=4, ffn_size=128),
     "tiny-llava": Preset("llava", hidden_size=64, num_layers=4, num_heads=4, ffn_size=128),
     "base-blip2-opt": Preset("blip2-opt", hidden_size=256, num_layers=8, num_heads=4, ffn_size=1024, image_size=64),
-    "base-llava": Preset("llava", hidden_size=256, num_layers=8, num_heads=4, ffn_size=768, image_size=64, patch_size=16),
+    # 64 x 64 images in 16 patches of 16 x 16: a short image prefix keeps CPU fine-tuning fast.
+    "base-llava": Preset(
+        "llava", hidden_size=256, num_layers=8, num_heads=4, ffn_size=768, image_size=64, patch_size=16
+    ),
     "small-blip2-opt": Preset("blip2-opt", hidden_size=1024, num_layers=16, num_heads=16, ffn_size=4096),
     "small-llava": Preset("llava", hidden_size=1024, num_layers=16, num_heads=16, ffn_size=2816),
 }
@@ -160,6 +163,12 @@ def build_preset_model(name: str, tokens: SpecialTokens, seed: int = 0) -> PreTr
             model = LlavaForConditionalGeneration(_llava_config(preset, tokens))
         else:
             model = Blip2ForConditionalGeneration(_blip2_config(preset, tokens))
+    if preset.family != "llava":
+        # transformers zero-initialises BLIP-2's query tokens; the original BLIP-2 draws them from N(0, 0.02).
+        # Identical queries make a freshly trained Q-Former prone to emitting the same features for every image.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            torch.nn.init.normal_(model.query_tokens, std=0.02)
     model.generation_config.pad_token_id = tokens.pad
     model.generation_config.eos_token_id = tokens.eos
     model.generation_config.bos_token_id = tokens.bos

@@ -52,13 +52,15 @@ def test_ssd_matches_generate(setup, draft, where, imitation):
 @pytest.mark.parametrize("draft", [3, "dynamic"])
 def test_ssd_stops_at_eos_inside_a_draft(setup, draft):
     vlm, batch, ref = setup
-    # An EOS the reference emits mid-sequence: take a token first seen at position >= 3 of row 0.
-    row = ref[0].tolist()
-    eos = next(t for i, t in enumerate(row) if i >= 3 and t not in row[:i])
+    # An EOS the reference emits mid-sequence: a token first seen at a position in [3, MAX_NEW - 2) of some row.
+    rows = ref.tolist()
+    row_idx, eos = next(
+        (r, t) for r, row in enumerate(rows) for i, t in enumerate(row) if 3 <= i < MAX_NEW - 2 and t not in row[:i]
+    )
     expected = reference_generate(vlm, batch, MAX_NEW, eos_token_id=eos)
     decoder = SelfSpeculativeDecoder(vlm.decoder, vlm.decoder.num_layers // 2, None, draft, [eos])
     out = generate(vlm, decoder, **batch, max_new_tokens=MAX_NEW)
-    assert out.tokens[0][-1] == eos and len(out.tokens[0]) < MAX_NEW
+    assert out.tokens[row_idx][-1] == eos and len(out.tokens[row_idx]) < MAX_NEW
     assert torch.equal(out.padded(vlm.pad_token_id), expected)
 
 
