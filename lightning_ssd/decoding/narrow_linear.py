@@ -24,8 +24,9 @@ def _narrow_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     rows = x.numel() // x.shape[-1]
     if x.device.type != "cpu" or rows > MAX_ROWS or rows < 2:
         return F.linear(x, self.weight, self.bias)
-    flat = x.reshape(rows, x.shape[-1])
-    out = (self.weight @ flat.T).T
+    # Both layouts matter: W @ (a transposed view of row-major x) is the fast kernel; W @ (a row-major x^T) is not.
+    flat = x.reshape(rows, x.shape[-1]).contiguous()
+    out = (self.weight @ flat.T).T.contiguous()
     if self.bias is not None:
         out = out + self.bias
     return out.reshape(*x.shape[:-1], self.out_features)

@@ -39,6 +39,7 @@ class TeacherForced:
 
     Attributes:
         states: [x_0, ..., x_L], each (N, D), pre-norm residual states at the target positions.
+        sequences: the same states over all positions, each (B, T, D); `mask` (B, T) selects the target positions.
         targets: (N,) the ground-truth next tokens y*.
         counts: target positions of each sample, in batch order (they sum to N).
     """
@@ -49,6 +50,8 @@ class TeacherForced:
         dec = vlm.decoder
         states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
         mask = targets != -100  # (B, T)
+        self.mask = mask
+        self.sequences = states  # (B, T, D) each: what a sequence-level imitation network (attention) reads
         self.states = [x[mask] for x in states]
         self.targets = targets[mask]
         self.counts = mask.sum(-1).tolist()

@@ -92,11 +92,17 @@ class ImitationModule(SSDModule):
             self.vlm.eval()  # no dropout in the teacher: its targets must be the deployed model's
         return self
 
-    def draft_losses(self, x_n: torch.Tensor, deep: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Eqs. 2-4 from x_n (N, D), the deepest states (K, N, D) and targets (N,); deep states carry no gradient."""
+    def draft_losses(
+        self, x_n: torch.Tensor, deep: torch.Tensor, targets: torch.Tensor, x_i: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Eqs. 2-4 from x_n (N, D), the deepest states (K, N, D) and targets (N,); deep states carry no gradient.
+
+        `x_i` is I(x_n) when the caller computed it over whole sequences (an imitation net with attention).
+        """
         with torch.no_grad():
             logits_l = self.vlm.decoder.head(deep[-1])  # (N, V)
-        losses = self.objective(self.imitation_net(x_n), deep, logits_l, targets, self.vlm.decoder.head)
+        x_i = self.imitation_net(x_n) if x_i is None else x_i
+        losses = self.objective(x_i, deep, logits_l, targets, self.vlm.decoder.head)
         return losses.terms()
 
     def split_states(self, tf: TeacherForced) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,6 +111,13 @@ class ImitationModule(SSDModule):
         return tf.states[self.n], torch.stack(tf.states[len(tf.states) - K :]).detach()
 
     def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if self.imitation_net.has_state:
+            # Attention reads the whole causal prefix: run I over (B, T, D) sequences, then keep the target
+            # positions. The target cache holds only target positions, so it is not used here.
+            with torch.no_grad():
+                tf = TeacherForced(self.vlm, batch)
+            x_i = self.imitation_net(tf.sequences[self.n])[tf.mask]
+            return self.draft_losses(*self.split_states(tf), tf.targets, x_i)
         cache = self.target_cache if self.training else None
         ids = batch["sample_ids"]
         if cache is not None and cache.has_all(ids):

@@ -73,7 +73,8 @@ class MixedModule(ImitationModule):
             return super().compute_losses(batch)
         tf = TeacherForced(self.vlm, batch)
         full_ce = F.cross_entropy(self.vlm.decoder.head(tf.states[-1]).float(), tf.targets)
-        draft = self.draft_losses(*self.split_states(tf), tf.targets)  # x_n keeps its gradient
+        x_i = self.imitation_net(tf.sequences[self.n])[tf.mask] if self.imitation_net.has_state else None
+        draft = self.draft_losses(*self.split_states(tf), tf.targets, x_i)  # x_n keeps its gradient
         return {**draft, "loss": self.hparams.w_full_ce * full_ce + draft["loss"], "draft_loss": draft["loss"],
                 "full_ce": full_ce}
 

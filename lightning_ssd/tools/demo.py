@@ -27,8 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lightning_ssd demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="runs/demo", help="output folder (checkpoints, logs, results)")
-    p.add_argument("--backbone", default="base-blip2-opt", help="preset to fine-tune from random init")
-    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--backbone", default="base-llava", help="preset to fine-tune from random init")
+    p.add_argument("--finetune-epochs", type=int, default=3)
     p.add_argument("--imitation-epochs", type=int, default=4)
     p.add_argument("--num-train", type=int, default=2000, help="training images (5 captions each)")
     p.add_argument("--num-test", type=int, default=200, help="test images decoded by every method")
