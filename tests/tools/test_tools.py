@@ -1,0 +1,22 @@
+import json
+
+import pytest
+import yaml
+
+from lightning_ssd.__main__ import main
+
+
+def test_choose_n_writes_a_fragment_the_imitation_stage_accepts(tmp_path):
+    out = tmp_path / "chosen_n.yaml"
+    main(["choose-n", "--backbone", "tiny-llava", "--batches", "1", "--output", str(out)])
+    n = yaml.safe_load(out.read_text())["model"]["init_args"]["n"]
+    assert 1 <= n <= 2  # candidates are l <= L/2 for the 4-layer tiny preset
+
+
+@pytest.mark.slow
+def test_demo_quick_runs_end_to_end(tmp_path):
+    main(["demo", "--quick", "--root", str(tmp_path)])
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["ssd_identical_test"] == 1.0
+    assert summary["bench"]["ssd"]["tokens_identical"]
+    assert (tmp_path / "results.md").read_text().startswith("# Embedded default")
