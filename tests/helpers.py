@@ -6,6 +6,7 @@ import torch
 
 from lightning_ssd.backbones.presets import PRESETS, SpecialTokens, build_preset_model
 from lightning_ssd.backbones.vlm import SplitVLM
+from lightning_ssd.bench.runner import make_redundant
 
 TOKENS = SpecialTokens(vocab_size=96, pad=0, bos=1, eos=2, image=3)
 TINY = ("tiny-blip2-opt", "tiny-blip2-t5", "tiny-llava")
@@ -49,12 +50,7 @@ def chaotic_(vlm: SplitVLM, std: float = 0.2, seed: int = 0) -> SplitVLM:
 
 def make_redundant_(vlm: SplitVLM, n: int) -> SplitVLM:
     """Zeroes what layers n..L write into the residual stream: x_L == x_n while the compute still runs."""
-    with torch.no_grad():
-        for idx in range(n, vlm.decoder.num_layers):
-            for linear in vlm.decoder.output_projections(idx):
-                linear.weight.zero_()
-                if linear.bias is not None:
-                    linear.bias.zero_()
+    make_redundant(vlm, n)
     return vlm
 
 
