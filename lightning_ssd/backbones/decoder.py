@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers.cache_utils import Cache, DynamicCache
+from transformers.masking_utils import create_causal_mask
 
 
 @dataclass
@@ -27,6 +28,27 @@ class EncoderOutput:
 
     hidden_states: torch.Tensor
     attention_mask: torch.Tensor
+
+
+def range_causal_mask(
+    config,
+    x: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    cache: Cache | None,
+    position_ids: torch.Tensor,
+    lo: int,
+    allow_is_causal_skip: bool = True,
+) -> torch.Tensor | None:
+    """The causal mask for a layer range starting at `lo`, sized against that layer's own cache length."""
+    return create_causal_mask(
+        config=config,
+        inputs_embeds=x,
+        attention_mask=attention_mask,
+        cache=cache,
+        position_ids=position_ids,
+        layer_idx=lo if cache is not None else None,
+        allow_is_causal_skip=allow_is_causal_skip,
+    )
 
 
 class SplitDecoder(nn.Module, ABC):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers.cache_utils import Cache
-from transformers.masking_utils import create_causal_mask
 
-from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder
+from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder, range_causal_mask
 
 
 class LlamaSplitDecoder(SplitDecoder):
@@ -46,14 +45,7 @@ class LlamaSplitDecoder(SplitDecoder):
         attention_mask: torch.Tensor | None = None,
         encoder: EncoderOutput | None = None,
     ) -> torch.Tensor:
-        mask = create_causal_mask(
-            config=self.model.config,
-            inputs_embeds=x,
-            attention_mask=attention_mask,
-            cache=cache,
-            position_ids=position_ids,
-            layer_idx=lo if cache is not None else None,
-        )
+        mask = range_causal_mask(self.model.config, x, attention_mask, cache, position_ids, lo)
         position_embeddings = self.model.rotary_emb(x, position_ids=position_ids)
         for layer in self.layers[lo:hi]:
             x = layer(

@@ -6,9 +6,8 @@ import torch
 from torch import nn
 from transformers import OPTForCausalLM
 from transformers.cache_utils import Cache
-from transformers.masking_utils import create_causal_mask
 
-from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder
+from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder, range_causal_mask
 
 
 class OPTSplitDecoder(SplitDecoder):
@@ -50,14 +49,7 @@ class OPTSplitDecoder(SplitDecoder):
         attention_mask: torch.Tensor | None = None,
         encoder: EncoderOutput | None = None,
     ) -> torch.Tensor:
-        mask = create_causal_mask(
-            config=self.lm.config,
-            inputs_embeds=x,
-            attention_mask=attention_mask,
-            cache=cache,
-            position_ids=position_ids,
-            layer_idx=lo if cache is not None else None,
-        )
+        mask = range_causal_mask(self.lm.config, x, attention_mask, cache, position_ids, lo)
         for layer in self.layers[lo:hi]:
             x = layer(x, attention_mask=mask, position_ids=position_ids, cache=cache, use_cache=cache is not None)
         return x

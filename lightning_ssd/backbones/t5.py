@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from transformers import T5ForConditionalGeneration
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
-from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.masking_utils import create_bidirectional_mask
 
-from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder
+from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder, range_causal_mask
 
 
 class T5SplitDecoder(SplitDecoder):
@@ -64,14 +64,8 @@ class T5SplitDecoder(SplitDecoder):
             raise ValueError("the T5 decoder needs the encoder output (cross-attention); got encoder=None")
         self_cache = self.self_attention_cache(cache) if cache is not None else None
         past = self_cache.get_seq_length(lo) if self_cache is not None else 0
-        mask = create_causal_mask(
-            config=self.decoder.config,
-            inputs_embeds=x,
-            attention_mask=attention_mask,
-            cache=self_cache,
-            position_ids=position_ids,
-            layer_idx=lo if self_cache is not None else None,
-            allow_is_causal_skip=False,
+        mask = range_causal_mask(
+            self.decoder.config, x, attention_mask, self_cache, position_ids, lo, allow_is_causal_skip=False
         )
         encoder_mask = create_bidirectional_mask(
             config=self.decoder.config,

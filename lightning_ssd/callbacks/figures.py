@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from matplotlib.figure import Figure
+from torch.utils.tensorboard import SummaryWriter
 
-from lightning_ssd.callbacks.tensorboard import tensorboard_writer
+from lightning_ssd.callbacks.tensorboard import EvalSummaryWriter
 
 
 def _defined(values: list[float]) -> tuple[list[int], list[float]]:
@@ -35,25 +37,14 @@ def acceptance_by_step_figure(rates: list[float], title: str) -> Figure:
     return fig
 
 
-class AcceptanceFigures(Callback):
+class AcceptanceFigures(EvalSummaryWriter):
     """Adds `<stage>/acceptance_by_position` and `<stage>/acceptance_by_step` figures (SSD decoder) on rank zero.
 
     Reads the summary the module leaves in `last_eval` after its evaluation epoch.
     """
 
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._add(trainer, pl_module, "val")
-
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._add(trainer, pl_module, "test")
-
-    def _add(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        summary = getattr(pl_module, "last_eval", None)
-        if trainer.sanity_checking or not trainer.is_global_zero or summary is None or summary.stage != stage:
-            return
-        writer = tensorboard_writer(trainer, type(self).__name__)
-        if writer is None:
-            return
+    def write(self, writer: SummaryWriter, trainer: Trainer, pl_module: LightningModule, summary: Any,
+              stage: str) -> None:
         step = trainer.global_step
         tau = summary.scalars.get("ssd/tau", float("nan"))
         writer.add_figure(f"{stage}/acceptance_by_position",

@@ -12,13 +12,15 @@ token it proposed, up to floating-point ties between the cached and the batched 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from torch import nn
+from torch.utils.tensorboard import SummaryWriter
 
 from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM
-from lightning_ssd.callbacks.tensorboard import tensorboard_writer
+from lightning_ssd.callbacks.tensorboard import EvalSummaryWriter
 from lightning_ssd.decoding.result import SequenceResult
 
 _MARKDOWN = str.maketrans({c: f"\\{c}" for c in "\\`*_~[]<>#|"})
@@ -69,7 +71,7 @@ def render_cycles(
     return "".join(out).strip()
 
 
-class DraftSamples(Callback):
+class DraftSamples(EvalSummaryWriter):
     """Adds `<stage>/samples`: decoded validation/test samples marked by who produced each token, on rank zero.
 
     Args:
@@ -79,21 +81,11 @@ class DraftSamples(Callback):
     def __init__(self, max_samples: int = 4) -> None:
         self.max_samples = max_samples
 
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._add(trainer, pl_module, "val")
+    def wants(self, pl_module: LightningModule, summary: Any) -> bool:
+        return bool(summary.samples) and pl_module.n is not None
 
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._add(trainer, pl_module, "test")
-
-    def _add(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        summary = getattr(pl_module, "last_eval", None)
-        if trainer.sanity_checking or not trainer.is_global_zero or summary is None or summary.stage != stage:
-            return
-        if not summary.samples or pl_module.n is None:
-            return
-        writer = tensorboard_writer(trainer, type(self).__name__)
-        if writer is None:
-            return
+    def write(self, writer: SummaryWriter, trainer: Trainer, pl_module: LightningModule, summary: Any,
+              stage: str) -> None:
         tokenizer = pl_module.tokenizer
         blocks = ["Plain: accepted draft token. ~~struck~~: rejected draft token. **bold**: the full model's token."]
         for sample in summary.samples[: self.max_samples]:
