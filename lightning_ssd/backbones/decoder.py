@@ -39,7 +39,15 @@ def range_causal_mask(
     lo: int,
     allow_is_causal_skip: bool = True,
 ) -> torch.Tensor | None:
-    """The causal mask for a layer range starting at `lo`, sized against that layer's own cache length."""
+    """The causal mask for a layer range starting at `lo`, sized against that layer's own cache length.
+
+    One new token without padding attends to the whole cache: SDPA needs no mask then (transformers' own answer
+    for that case, returned here without building its arguments, since drafting asks for it at every token).
+    """
+    if (allow_is_causal_skip and attention_mask is None and cache is not None and x.shape[1] == 1
+            and getattr(config, "_attn_implementation", None) == "sdpa"
+            and getattr(config, "sliding_window", None) is None):
+        return None
     return create_causal_mask(
         config=config,
         inputs_embeds=x,

@@ -63,9 +63,10 @@ PRESETS: dict[str, Preset] = {
     "tiny-blip2-t5": Preset("blip2-t5", hidden_size=64, num_layers=4, num_heads=4, ffn_size=128),
     "tiny-llava": Preset("llava", hidden_size=64, num_layers=4, num_heads=4, ffn_size=128),
     "base-blip2-opt": Preset("blip2-opt", hidden_size=256, num_layers=8, num_heads=4, ffn_size=1024, image_size=64),
-    # 64 x 64 images in 16 patches of 16 x 16: a short image prefix keeps CPU fine-tuning fast.
+    # The embedded default: deep and narrow like a real LLM (L = 24), so that a 2-layer draft is a small fraction of
+    # the full model; 64 x 64 images in 16 patches of 16 x 16 keep the image prefix short for CPU fine-tuning.
     "base-llava": Preset(
-        "llava", hidden_size=256, num_layers=8, num_heads=4, ffn_size=768, image_size=64, patch_size=16
+        "llava", hidden_size=128, num_layers=24, num_heads=4, ffn_size=384, image_size=64, patch_size=16
     ),
     "small-blip2-opt": Preset("blip2-opt", hidden_size=1024, num_layers=16, num_heads=16, ffn_size=4096),
     "small-llava": Preset("llava", hidden_size=1024, num_layers=16, num_heads=16, ffn_size=2816),

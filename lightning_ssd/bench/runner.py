@@ -36,6 +36,7 @@ class BenchConfig:
         backbone: preset name or local checkpoint folder.
         n: draft exit layer; default L // 4.
         drafts: SSD draft lengths to run: integers d and/or "dynamic" (paper eq. 5).
+        confidence_thresholds: draft confidence thresholds to run each d with (None: always draft d tokens).
         imitation: "none", "identity" (an untrained residual imitation net) or an imitation checkpoint file.
         redundant_deep_layers: zero what layers n..L write to the residual stream (alpha = 1 by construction).
         num_samples: test images (batch size 1 each).
@@ -48,6 +49,7 @@ class BenchConfig:
     backbone: str = "small-llava"
     n: int | None = None
     drafts: list[str] = field(default_factory=lambda: ["4", "dynamic"])
+    confidence_thresholds: list[float | None] = field(default_factory=lambda: [None])
     imitation: str = "identity"
     redundant_deep_layers: bool = False
     num_samples: int = 4
@@ -67,6 +69,7 @@ class _Method:
     n: int | None = None
     draft: str | None = None
     imitation: bool = False
+    confidence_threshold: float | None = None
     e2e: list[float] = field(default_factory=list)
     decode: list[float] = field(default_factory=list)
     e2e_one: list[float] = field(default_factory=list)
@@ -128,8 +131,10 @@ def _methods(cfg: BenchConfig, vlm: SplitVLM, n: int, imitation: nn.Module | Non
         _Method("greedy", engine(GreedyDecoder(dec, eos))),
     ]
     for d in cfg.drafts:
-        name = "ssd_dynamic" if d == "dynamic" else f"ssd_d{d}"
-        methods.append(_Method(name, engine(SelfSpeculativeDecoder(dec, n, imitation, d, eos)), n, d, True))
+        for threshold in cfg.confidence_thresholds:
+            name = ("ssd_dynamic" if d == "dynamic" else f"ssd_d{d}") + ("" if threshold is None else f"_c{threshold}")
+            ssd = SelfSpeculativeDecoder(dec, n, imitation, d, eos, confidence_threshold=threshold)
+            methods.append(_Method(name, engine(ssd), n, d, imitation is not None, threshold))
     methods.append(_Method("draft_only", engine(DraftOnlyDecoder(dec, n, None, eos)), n))
     if imitation is not None:
         methods.append(_Method("draft_only_imitation", engine(DraftOnlyDecoder(dec, n, imitation, eos)), n, None, True))
@@ -175,6 +180,7 @@ def _record(m: _Method, reference: list[list[int]], baseline: dict, cost: CostMo
         "n": m.n,
         "d": m.draft,
         "imitation": m.imitation,
+        "confidence_threshold": m.confidence_threshold,
         "tokens_identical": m.tokens == reference,
         "num_tokens": num_tokens,
         "decode_s": decode,

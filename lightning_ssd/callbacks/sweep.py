@@ -99,7 +99,8 @@ class DraftLengthSweep(Callback):
             if d == 0:
                 greedy.update(generate(vlm, GreedyDecoder(dec, eos), *inputs, pl_module.max_new_tokens))
                 continue
-            decoder = SelfSpeculativeDecoder(dec, pl_module.n, pl_module.imitation, d, eos)
+            decoder = SelfSpeculativeDecoder(dec, pl_module.n, pl_module.imitation, d, eos,
+                                             confidence_threshold=pl_module.confidence_threshold)
             result = generate(vlm, decoder, *inputs, pl_module.max_new_tokens)
             ssd[d].update(result)
             quality[d].update(pl_module.decode_text(result.tokens), batch["references"])

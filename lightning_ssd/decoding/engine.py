@@ -4,8 +4,9 @@ All three run on the same `SplitDecoder` calls, so their timings compare like wi
 decoded one after the other (batch size 1 inside), which keeps every cache free of padding.
 
 SSD cycle (paper Algorithm 1), with the shallow KV cache shared between draft and verification:
-  1. draft: d tokens from layers [0, n) + imitation net + head, autoregressively; the layer-n states x_n of the
-     last accepted token and of each draft are kept;
+  1. draft: up to d tokens from layers [0, n) + imitation net + head, autoregressively (stopping early, if asked,
+     at the first draft whose top-1 probability is below a threshold); the layer-n states x_n of the last accepted
+     token and of each draft are kept;
   2. verify: ONE pass of layers [n, L) over those d + 1 saved states (the shallow layers are never recomputed);
   3. accept: the longest matching prefix plus the full model's token (correction or bonus);
   4. crop: every cache layer (and the imitation net's attention state) back to the accepted length.
@@ -160,6 +161,9 @@ class SelfSpeculativeDecoder:
         draft: d per cycle: an int, "dynamic" (paper eq. 5) or a schedule object.
         eos_token_id: tokens that end a sequence (kept in the output, like transformers' generate).
         cpu_narrow_linear: on CPU, compute the verification pass's linear layers as W @ x^T (see narrow_linear.py).
+        confidence_threshold: stop drafting early when the draft's top-1 probability falls below this value (the
+            unconfident token is not drafted; verification then yields the full model's token at its place).
+            None drafts d tokens every cycle. Output is unchanged either way; only the work per cycle differs.
     """
 
     def __init__(
@@ -170,9 +174,13 @@ class SelfSpeculativeDecoder:
         draft: int | str | DraftLength = 4,
         eos_token_id: Sequence[int] = (),
         cpu_narrow_linear: bool = True,
+        confidence_threshold: float | None = None,
     ) -> None:
         _check_layer(n, decoder.num_layers)
         _check_imitation(imitation, decoder)
+        if confidence_threshold is not None and not 0.0 <= confidence_threshold <= 1.0:
+            raise ValueError(f"draft confidence_threshold must be in [0, 1] or None, got {confidence_threshold}")
+        self.confidence_threshold = confidence_threshold
         self.decoder, self.n, self.imitation = decoder, n, imitation
         self.schedule = draft_length(draft)
         self.eos = tuple(eos_token_id)
@@ -197,21 +205,20 @@ class SelfSpeculativeDecoder:
         n, start_pos = self.n, s.position
         d = min(self.schedule(len(tokens)), budget - 1)
         t0 = clock()
-        # 1. draft: x_n of the last token and of each draft are kept for verification
-        states, drafts = [], []
-        current = tokens[-1]
-        for j in range(d):
-            x_n = s.token_states(current, start_pos + j, n)
+        # 1. draft: x_n of the last token and of each kept draft are saved for verification
+        x_n = s.token_states(tokens[-1], start_pos, n)
+        states, drafts = [x_n], []
+        while len(drafts) < d and not (drafts and drafts[-1] in self.eos):
+            token, confident = self._draft_token(s.draft_logits(x_n))
+            if not confident:
+                break  # x_n of every kept draft is saved already: verification still yields the full model's token
+            drafts.append(token)
+            x_n = s.token_states(token, start_pos + len(drafts), n)
             states.append(x_n)
-            current = _argmax(s.draft_logits(x_n))[0]
-            drafts.append(current)
-            if current in self.eos:
-                break
-        x_n = s.token_states(current, start_pos + len(drafts), n)
-        s.observe(x_n)
-        states.append(x_n)
+        else:
+            s.observe(x_n)  # the last saved state fed no draft step; the imitation net's state must still see it
         t1 = clock()
-        # 2. verify deep layers: one pass of layers [n, L) over the d + 1 saved shallow states
+        # 2. verify deep layers: one pass of layers [n, L) over the saved shallow states
         with narrow_linear(self._deep_linears, self.cpu_narrow_linear):
             x_L = s.deep(torch.cat(states, dim=1), n, start_pos)
         target = _argmax(self.decoder.head(x_L))
@@ -223,3 +230,11 @@ class SelfSpeculativeDecoder:
         s.position = start_pos + k + 1
         s.crop(s.position, self.decoder.num_layers)
         return Cycle(len(drafts), k, len(emitted), 1, t1 - t0, clock() - t1)
+
+    def _draft_token(self, logits: torch.Tensor) -> tuple[int, bool]:
+        """The draft's greedy token and whether it clears the confidence threshold (always, without one)."""
+        last = logits[0, -1]
+        if self.confidence_threshold is None:
+            return int(last.argmax()), True
+        prob, token = torch.softmax(last.float(), -1).max(-1)
+        return int(token), float(prob) >= self.confidence_threshold

@@ -72,8 +72,12 @@ class GenerationResult:
 
     @property
     def mean_accepted_length(self) -> float:
-        cycles = [c for c in self.cycles if c.drafted]
-        return sum(c.emitted for c in cycles) / len(cycles) if cycles else float("nan")
+        """tau: tokens emitted per verification pass, over every verified cycle (also those that drafted nothing,
+        e.g. under a confidence threshold); NaN for plain decoding, where no cycle drafted."""
+        cycles = [c for c in self.cycles if c.deep_passes]
+        if not any(c.drafted for c in cycles):
+            return float("nan")
+        return sum(c.emitted for c in cycles) / len(cycles)
 
     @property
     def acceptance_rate(self) -> float:

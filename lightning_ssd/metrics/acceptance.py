@@ -16,7 +16,8 @@ _COUNTS = ("sequences", "tokens", "cycles", "emitted", "drafted", "judged", "acc
 class AcceptanceStats(Metric):
     """Draft acceptance (tau, alpha, per draft position, per output step) and decoding time of one decoder.
 
-    tau = emitted tokens / draft-verify cycles (the full model's own token included); alpha = accepted / judged
+    tau = emitted tokens / verification passes (the full model's own token included, and cycles that drafted
+    nothing under a confidence threshold counted), NaN when nothing was drafted at all; alpha = accepted / judged
     draft tokens, a draft token being judged when every draft before it in its cycle was accepted. A draft token's
     output step t is its index in the generated sequence (paper fig. 6); the first token, from the prefill, is
     never drafted. Times are wall-clock seconds, prefill included, so ``seconds_per_token`` is the per-token
@@ -56,10 +57,11 @@ class AcceptanceStats(Metric):
             seconds += seq.prefill_time_s + seq.decode_time_s
             step = 1  # the prefill produced token 0
             for c in seq.cycles:
-                if c.drafted:
-                    judged = min(c.accepted + 1, c.drafted)
+                if c.deep_passes:
                     counts["cycles"] += 1
                     counts["emitted"] += c.emitted
+                if c.drafted:
+                    judged = min(c.accepted + 1, c.drafted)
                     counts["drafted"] += c.drafted
                     counts["judged"] += judged
                     counts["accepted"] += c.accepted
@@ -90,7 +92,7 @@ class AcceptanceStats(Metric):
             return torch.where(b > 0, a.double() / b.clamp(min=1).double(), nan)
 
         return {
-            "tau": ratio(self.emitted, self.cycles),
+            "tau": torch.where(self.drafted > 0, ratio(self.emitted, self.cycles), nan),
             "alpha": ratio(self.accepted, self.judged),
             "seconds_per_token": ratio(self.seconds, self.tokens),
             "sequences": self.sequences.clone(),

@@ -31,7 +31,7 @@ def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]
     return factor
 
 
-EVAL_ONLY_ARGS = ("draft", "max_new_tokens", "eval_modes", "meteor", "num_samples")
+EVAL_ONLY_ARGS = ("draft", "confidence_threshold", "max_new_tokens", "eval_modes", "meteor", "num_samples")
 
 
 class TeacherForced:
@@ -65,6 +65,8 @@ class SSDModule(LightningModule):
             `save_backbone` (for example the fine-tuning stage's export).
         n: draft exit layer, 1 <= n <= L - 1; None only for a module that never decodes with a draft.
         draft: draft tokens per cycle: an int d, or "dynamic" (paper eq. 5).
+        confidence_threshold: SSD stops a cycle's drafting at the first draft token whose top-1 probability is
+            below this value; None always drafts d tokens. Output is identical either way.
         max_new_tokens: generation length cap at validation/test/predict.
         eval_modes: decoders run at validation/test: full, draft, draft_imit, ssd; None uses the stage's default.
         lr: AdamW learning rate.
@@ -86,6 +88,7 @@ class SSDModule(LightningModule):
         backbone: str,
         n: int | None = None,
         draft: int | Literal["dynamic"] = 4,
+        confidence_threshold: float | None = None,
         max_new_tokens: int = 32,
         eval_modes: list[str] | None = None,
         lr: float = 1e-4,
@@ -110,6 +113,9 @@ class SSDModule(LightningModule):
             raise ValueError(f"model.init_args.max_new_tokens must be >= 1, got {max_new_tokens}")
         self.n = n
         self.draft = draft
+        if confidence_threshold is not None and not 0.0 <= confidence_threshold <= 1.0:
+            raise ValueError(f"model.init_args.confidence_threshold must be in [0, 1], got {confidence_threshold}")
+        self.confidence_threshold = confidence_threshold
         self.max_new_tokens = max_new_tokens
         self._eval_modes = eval_modes
         self._meteor, self._num_samples = meteor, num_samples
@@ -170,7 +176,8 @@ class SSDModule(LightningModule):
             "full": lambda: GreedyDecoder(dec, eos),
             "draft": lambda: DraftOnlyDecoder(dec, n, None, eos),
             "draft_imit": lambda: DraftOnlyDecoder(dec, n, self.imitation, eos),
-            "ssd": lambda: SelfSpeculativeDecoder(dec, n, self.imitation, self.draft, eos),
+            "ssd": lambda: SelfSpeculativeDecoder(dec, n, self.imitation, self.draft, eos,
+                                                  confidence_threshold=self.confidence_threshold),
         }
         return {mode: make[mode]() for mode in self.val_eval.modes}
 

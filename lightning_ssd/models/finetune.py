@@ -56,6 +56,7 @@ class FineTuneModule(SSDModule):
         if freeze_vision:
             vision_encoder(self.vlm).requires_grad_(False)
         self.freeze_vision = freeze_vision
+        self.train()  # backbones load in eval mode; Lightning keeps a module's mode, so dropout would stay off
 
     def train(self, mode: bool = True) -> FineTuneModule:
         super().train(mode)

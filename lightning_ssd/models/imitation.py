@@ -111,23 +111,23 @@ class ImitationModule(SSDModule):
         return tf.states[self.n], torch.stack(tf.states[len(tf.states) - K :]).detach()
 
     def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        if self.imitation_net.has_state:
-            # Attention reads the whole causal prefix: run I over (B, T, D) sequences, then keep the target
-            # positions. The target cache holds only target positions, so it is not used here.
-            with torch.no_grad():
-                tf = TeacherForced(self.vlm, batch)
-            x_i = self.imitation_net(tf.sequences[self.n])[tf.mask]
-            return self.draft_losses(*self.split_states(tf), tf.targets, x_i)
+        # An attention imitation net reads the whole causal prefix: it runs over (B, T, D) sequences of x_n, and
+        # its output is then kept at the target positions.
+        attends = self.imitation_net.has_state
         cache = self.target_cache if self.training else None
         ids = batch["sample_ids"]
-        if cache is not None and cache.has_all(ids):
-            return self.draft_losses(*cache.get(ids, self.device))
+        if cache is not None and cache.has_all(ids, sequences=attends):
+            cached = cache.get(ids, self.device)
+            x_i = self.imitation_net(cached.sequences)[cached.mask] if attends else None
+            return self.draft_losses(cached.x_n, cached.deep, cached.targets, x_i)
         with torch.no_grad():
             tf = TeacherForced(self.vlm, batch)
         x_n, deep = self.split_states(tf)
         if cache is not None:
-            cache.put(ids, tf.counts, x_n, deep, tf.targets)
-        return self.draft_losses(x_n, deep, tf.targets)
+            sequences = (tf.sequences[self.n], tf.mask) if attends else (None, None)
+            cache.put(ids, tf.counts, x_n, deep, tf.targets, *sequences)
+        x_i = self.imitation_net(tf.sequences[self.n])[tf.mask] if attends else None
+        return self.draft_losses(x_n, deep, tf.targets, x_i)
 
     # -- checkpoints: trainable weights + a reference to the backbone -------------------------------------------
 

@@ -52,6 +52,7 @@ class MixedModule(ImitationModule):
         if freeze_vision:
             vision_encoder(self.vlm).requires_grad_(False)
         self.freeze_vision = freeze_vision
+        self.train()  # the joint epochs train the backbone with its dropout, as fine-tuning does
 
     def train(self, mode: bool = True) -> MixedModule:
         super().train(mode)

@@ -17,6 +17,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default=d.backbone, help="preset name or local checkpoint folder")
     p.add_argument("--n", type=int, default=None, help="draft exit layer (default L // 4)")
     p.add_argument("--draft", dest="drafts", action="append", help="SSD draft length d, or 'dynamic'; repeatable")
+    p.add_argument("--confidence-threshold", dest="confidence_thresholds", action="append", type=_threshold,
+                   help="stop drafting below this top-1 probability, or 'none'; repeatable (each d runs with each)")
     p.add_argument("--imitation", default=d.imitation, help="'none', 'identity' or an imitation checkpoint")
     p.add_argument("--redundant-deep-layers", action="store_true",
                    help="zero the residual writes of layers n..L so that acceptance is 1 by construction")
@@ -40,10 +42,23 @@ def _write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def _threshold(value: str) -> float | None:
+    if value == "none":
+        return None
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = -1.0
+    if not 0.0 <= threshold <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1] or 'none', got {value!r}")
+    return threshold
+
+
 def main(argv: list[str] | None = None) -> None:
     args = vars(_parser().parse_args(argv))
     output = Path(args.pop("output"))
     args["drafts"] = args["drafts"] or BenchConfig().drafts
+    args["confidence_thresholds"] = args["confidence_thresholds"] or BenchConfig().confidence_thresholds
     for d in args["drafts"]:
         if d != "dynamic" and (not d.isdigit() or int(d) < 1):
             raise SystemExit(f"--draft must be an integer d >= 1 or 'dynamic', got {d!r}")

@@ -1,7 +1,7 @@
 """`python -m lightning_ssd demo`: the embedded default end to end, on this machine, offline.
 
-  1. fine-tune a random-initialised BLIP-2 OPT preset on the embedded synthetic captions (eq. 1), choosing the draft
-     exit layer n on the validation split as it goes (appendix A.4);
+  1. fine-tune a random-initialised LLaVA preset (Llama decoder, L = 24) on the embedded synthetic captions
+     (eq. 1), choosing the draft exit layer n on the validation split as it goes (appendix A.4);
   2. train the imitation network on the frozen backbone (eqs. 2-4);
   3. test: decode the test split with the full model, the draft without and with imitation, and SSD;
   4. benchmark the trained model: SSD against the faster of transformers' greedy generate and the plain greedy loop.
@@ -29,12 +29,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="runs/demo", help="output folder (checkpoints, logs, results)")
     p.add_argument("--backbone", default="base-llava", help="preset to fine-tune from random init")
     p.add_argument("--finetune-epochs", type=int, default=3)
-    p.add_argument("--imitation-epochs", type=int, default=4)
+    p.add_argument("--imitation-epochs", type=int, default=12)
     p.add_argument("--num-train", type=int, default=2000, help="training images (5 captions each)")
     p.add_argument("--num-test", type=int, default=200, help="test images decoded by every method")
-    p.add_argument("--draft", default="dynamic", help="SSD draft length d for the test stage: an integer or 'dynamic'")
+    p.add_argument("--draft", default="6", help="SSD draft length d for the test stage: an integer or 'dynamic'")
     p.add_argument("--bench-samples", type=int, default=24, help="test images in the speed benchmark")
     p.add_argument("--bench-repeats", type=int, default=3)
+    p.add_argument("--validate-each-epoch", action="store_true",
+                   help="validate (decode with every method) after each epoch, not only after the last one")
     p.add_argument("--quick", action="store_true", help="a minutes-long smoke run on a tiny preset (tests)")
     return p
 
@@ -51,6 +53,10 @@ def _metrics(cli, prefix: str) -> dict[str, float]:
 
 def _data_overrides(a: argparse.Namespace) -> list[str]:
     return ["--data.init_args.num_train", str(a.num_train), "--data.init_args.num_test", str(a.num_test)]
+
+
+def _val_overrides(a: argparse.Namespace, epochs: int) -> list[str]:
+    return [] if a.validate_each_epoch else ["--trainer.check_val_every_n_epoch", str(epochs)]
 
 
 def _trivial_baseline(num_train: int, num_test: int) -> dict[str, float]:
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     ft = _stage(["fit", "--config", str(EXPERIMENTS / "synthetic" / "finetune.yaml"),
                  "--trainer.default_root_dir", str(ft_dir), "--trainer.max_epochs", str(a.finetune_epochs),
                  "--model.init_args.backbone", a.backbone, "--model.init_args.export_dir", str(backbone),
-                 *_data_overrides(a)])
+                 *_val_overrides(a, a.finetune_epochs), *_data_overrides(a)])
     ft_metrics = _metrics(ft, "train/") | _metrics(ft, "val/")
     chosen = ft_dir / "chosen_n.yaml"
     n = int(yaml.safe_load(chosen.read_text())["model"]["init_args"]["n"])
@@ -112,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     im_dir = root / "imitation"
     im = _stage(["fit", "--config", str(EXPERIMENTS / "synthetic.yaml"), "--config", str(chosen),
                  "--trainer.default_root_dir", str(im_dir), "--trainer.max_epochs", str(a.imitation_epochs),
-                 "--model.init_args.backbone", str(backbone), *_data_overrides(a)])
+                 "--model.init_args.backbone", str(backbone), *_val_overrides(a, a.imitation_epochs),
+                 *_data_overrides(a)])
     im_metrics = _metrics(im, "train/")
     ckpt = im_dir / "checkpoints" / "last.ckpt"
     timings["imitation_s"] = time.perf_counter() - t0

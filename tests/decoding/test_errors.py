@@ -95,3 +95,9 @@ def test_save_is_atomic_and_keeps_the_old_folder_on_failure(tmp_path, monkeypatc
         save_backbone(vlm, processor, folder)
     assert sorted(p.name for p in folder.iterdir()) == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no staging folder left behind
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5])
+def test_confidence_threshold_outside_0_1_is_refused(vlm, threshold):
+    with pytest.raises(ValueError, match="confidence_threshold"):
+        SelfSpeculativeDecoder(vlm.decoder, 2, confidence_threshold=threshold)

@@ -49,6 +49,33 @@ def test_ssd_matches_generate(setup, draft, where, imitation):
     assert out.drafted > 0 and out.deep_passes < out.num_tokens
 
 
+class _RecordingDecoder(SelfSpeculativeDecoder):
+    """Records the top-1 probability of every draft step."""
+
+    def _draft_token(self, logits):
+        self.seen.append(float(torch.softmax(logits[0, -1].float(), -1).max()))
+        return super()._draft_token(logits)
+
+
+@pytest.mark.parametrize("imitation", ["none", "random-attention"])
+def test_confidence_threshold_stops_drafts_early_and_keeps_the_output(setup, imitation):
+    vlm, batch, ref = setup
+    n = vlm.decoder.num_layers // 2
+    net = None if imitation == "none" else _random_imitation(vlm, attention=True)
+    probe = _RecordingDecoder(vlm.decoder, n, net, 4, vlm.eos_token_id, confidence_threshold=0.0)
+    probe.seen = []
+    always = generate(vlm, probe, **batch, max_new_tokens=MAX_NEW)
+    assert torch.equal(always.padded(vlm.pad_token_id), ref)
+    middle = sorted(probe.seen)[len(probe.seen) // 2]  # about half of the draft steps fall below it
+    for threshold in (middle, 1.0):
+        decoder = SelfSpeculativeDecoder(vlm.decoder, n, net, 4, vlm.eos_token_id, confidence_threshold=threshold)
+        out = generate(vlm, decoder, **batch, max_new_tokens=MAX_NEW)
+        assert torch.equal(out.padded(vlm.pad_token_id), ref)
+        assert 0 < always.drafted - out.drafted
+    if max(probe.seen) < 1.0:  # threshold 1: nothing is drafted, every token comes from its own verification pass
+        assert out.drafted == 0 and out.deep_passes == out.num_tokens - len(out.sequences)
+
+
 @pytest.mark.parametrize("draft", [3, "dynamic"])
 def test_ssd_stops_at_eos_inside_a_draft(setup, draft):
     vlm, batch, ref = setup

@@ -21,6 +21,13 @@ def test_acceptance_statistics_by_hand():
     assert r.deep_passes == 4 and r.drafted == 14
 
 
+def test_cycles_that_drafted_nothing_count_in_tau_but_not_in_alpha():
+    # a confidence threshold stopped the second cycle before its first draft: one token from one deep pass
+    r = _result([Cycle(4, 2, 3, 1, 0, 0), Cycle(0, 0, 1, 1, 0, 0)])
+    assert r.mean_accepted_length == (3 + 1) / 2
+    assert r.acceptance_rate == 2 / 3
+
+
 def test_plain_decoding_has_no_acceptance():
     r = _result([Cycle(0, 0, 1, 1, 0, 0)] * 2)
     assert math.isnan(r.mean_accepted_length) and math.isnan(r.acceptance_rate)

@@ -59,6 +59,13 @@ def test_sums_over_updates_and_reset():
     assert int(metric.cycles) == 0 and torch.isnan(metric.compute()["tau"])
 
 
+def test_tau_counts_verified_cycles_that_drafted_nothing():
+    result = GenerationResult((_seq([Cycle(4, 2, 3, 1, 0.0, 0.0), Cycle(0, 0, 1, 1, 0.0, 0.0)]),))
+    metric = AcceptanceStats()
+    metric.update(result)
+    assert metric.compute()["tau"].item() == pytest.approx(result.mean_accepted_length) == 2.0
+
+
 def test_greedy_results_give_time_but_no_acceptance():
     greedy = GenerationResult((_seq([Cycle(0, 0, 1, 1, 0.0, 0.01)] * 3),))
     metric = AcceptanceStats()

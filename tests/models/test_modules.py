@@ -1,5 +1,7 @@
 """The three stage modules: a fast_dev_run fit each, frozen backbone, checkpoints, export and the mixed schedule."""
 
+from functools import partial
+
 import pytest
 import torch
 from lightning.pytorch import Callback
@@ -8,6 +10,7 @@ from lightning_ssd.backbones import load_backbone
 from lightning_ssd.models import FineTuneModule, ImitationModule, MixedModule
 from lightning_ssd.models.base import warmup_cosine
 from lightning_ssd.models.components.fingerprint import BackboneMismatchError
+from lightning_ssd.models.components.imitation import ImitationNetwork
 from lightning_ssd.models.finetune import vision_encoder
 from tests.helpers import TINY
 from tests.models.helpers import tiny_data, tiny_trainer
@@ -74,6 +77,7 @@ def test_finetune_keeps_vision_frozen_and_exports_the_backbone(tmp_path):
     assert _changed(before, after, "vlm.model.vision_model.") == []
     assert _changed(before, after, "vlm.model.language_model.")
     assert not vision_encoder(module.vlm).training
+    assert module.vlm.model.language_model.training  # dropout of the LLM is on while it trains
     reloaded = load_backbone(str(tmp_path / "exported"))
     for key, value in reloaded.state_dict().items():
         torch.testing.assert_close(value, module.vlm.state_dict()[key], rtol=0, atol=0)
@@ -105,15 +109,25 @@ def test_imitation_checkpoint_holds_only_trainable_weights(tmp_path):
         ImitationModule.load_from_checkpoint(path, fusion="average")
 
 
-def test_cached_targets_give_the_same_losses(tmp_path):
+@pytest.mark.parametrize("attention", [False, True])
+def test_cached_targets_give_the_same_losses(tmp_path, monkeypatch, attention):
     name = "tiny-blip2-opt"
     data = tiny_data(name)
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
-    module = ImitationModule(name, n=2, cache_targets=True).train()
+    net = partial(ImitationNetwork, attention=attention, dropout=0.0)
+    module = ImitationModule(name, n=2, imitation=net, cache_targets=True).train()
+    torch.manual_seed(0)
+    with torch.no_grad():  # a non-zero last layer, so that the attention path shapes the losses
+        for p in module.imitation_net.parameters():
+            p.normal_(std=0.1)
     first = module.compute_losses(batch)
     assert len(module.target_cache) == len(batch["sample_ids"])
-    module.vlm.decoder.layers[0].requires_grad_(False)  # any backbone use would now be a bug; the cache serves
+
+    def backbone_used(*args, **kwargs):
+        raise AssertionError("the backbone ran although every sample of the batch was cached")
+
+    monkeypatch.setattr(module.vlm, "teacher_forced", backbone_used)
     second = module.compute_losses(batch)
     for key in first:
         torch.testing.assert_close(first[key], second[key])
@@ -123,11 +137,12 @@ def test_mixed_freezes_the_backbone_after_the_joint_epochs(tmp_path):
     name = "tiny-blip2-opt"
     module = MixedModule(name, n=2, joint_epochs=1, lr=1e-2, backbone_lr=1e-2, warmup_steps=0,
                          export_dir=str(tmp_path / "backbone"))
-    snapshots = []
+    snapshots, llm_training = [], []
 
     class EpochSnapshots(Callback):
         def on_train_epoch_end(self, trainer, pl_module):
             snapshots.append(_snapshot(pl_module))
+            llm_training.append(pl_module.vlm.model.language_model.training)
 
     start = _snapshot(module)
     tiny_trainer(tmp_path, max_epochs=3, limit_val_batches=0, callbacks=[EpochSnapshots()]).fit(
@@ -136,6 +151,7 @@ def test_mixed_freezes_the_backbone_after_the_joint_epochs(tmp_path):
     assert _changed(snapshots[0], snapshots[2], "vlm.") == []  # then it is frozen
     assert _changed(snapshots[1], snapshots[2], "imitation_net.")
     assert module.backbone_frozen and (tmp_path / "backbone" / "config.json").is_file()
+    assert llm_training == [True, False, False]  # dropout on while the backbone learns, off once frozen
 
 
 def test_bad_exit_layer_is_refused():

@@ -9,7 +9,7 @@ model starts as the plain early exit (layer n -> norm -> head).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -22,20 +22,26 @@ _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Ta
 
 @dataclass
 class ImitationState:
-    """Keys/values of the imitation network's attention layer over all positions seen so far (decoding only)."""
+    """Keys/values (B, H, T, Dh) of the imitation network's attention layer over all positions seen so far."""
 
-    keys: list[torch.Tensor] = field(default_factory=list)
-    values: list[torch.Tensor] = field(default_factory=list)
+    keys: torch.Tensor | None = None
+    values: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
-        return sum(k.shape[-2] for k in self.keys)
+        return 0 if self.keys is None else self.keys.shape[-2]
+
+    def append(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adds the new positions and returns the keys/values over everything seen."""
+        if self.keys is None:
+            self.keys, self.values = keys, values
+        else:
+            self.keys, self.values = torch.cat([self.keys, keys], -2), torch.cat([self.values, values], -2)
+        return self.keys, self.values
 
     def crop(self, length: int) -> None:
-        if not self.keys:
-            return
-        keys, values = torch.cat(self.keys, -2)[..., :length, :], torch.cat(self.values, -2)[..., :length, :]
-        self.keys, self.values = [keys], [values]
+        if self.keys is not None:
+            self.keys, self.values = self.keys[..., :length, :], self.values[..., :length, :]
 
 
 class CausalSelfAttention(nn.Module):
@@ -57,11 +63,9 @@ class CausalSelfAttention(nn.Module):
         past = 0
         if state is not None:
             past = state.length
-            state.keys.append(k)
-            state.values.append(v)
-            k, v = torch.cat(state.keys, -2), torch.cat(state.values, -2)
-        # (T, past + T) causal mask offset by what the state already holds
-        mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            k, v = state.append(k, v)
+        # (T, past + T) causal mask offset by what the state already holds; one new position sees everything
+        mask = None if T == 1 else torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return x + self.out(attn.transpose(1, 2).reshape(B, T, D))
 
