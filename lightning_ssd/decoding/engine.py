@@ -91,6 +91,12 @@ def _check_layer(n: int, num_layers: int) -> None:
         raise ValueError(f"draft exit layer n must be in [1, L-1] = [1, {num_layers - 1}] for this backbone, got n={n}")
 
 
+def check_confidence_threshold(threshold: float | None, setting: str = "confidence_threshold") -> None:
+    """A draft confidence threshold is a probability, or None for none; `setting` names it in the error."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"draft {setting} must be in [0, 1] or None, got {threshold}")
+
+
 def _check_imitation(imitation: nn.Module | None, decoder: SplitDecoder) -> None:
     width = getattr(imitation, "hidden_size", None)
     if imitation is not None and width != decoder.hidden_size:
@@ -178,8 +184,7 @@ class SelfSpeculativeDecoder:
     ) -> None:
         _check_layer(n, decoder.num_layers)
         _check_imitation(imitation, decoder)
-        if confidence_threshold is not None and not 0.0 <= confidence_threshold <= 1.0:
-            raise ValueError(f"draft confidence_threshold must be in [0, 1] or None, got {confidence_threshold}")
+        check_confidence_threshold(confidence_threshold)
         self.confidence_threshold = confidence_threshold
         self.decoder, self.n, self.imitation = decoder, n, imitation
         self.schedule = draft_length(draft)

@@ -14,7 +14,12 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from lightning_ssd.backbones import load_backbone, load_processor
 from lightning_ssd.backbones.vlm import SplitVLM
-from lightning_ssd.decoding.engine import DraftOnlyDecoder, GreedyDecoder, SelfSpeculativeDecoder
+from lightning_ssd.decoding.engine import (
+    DraftOnlyDecoder,
+    GreedyDecoder,
+    SelfSpeculativeDecoder,
+    check_confidence_threshold,
+)
 from lightning_ssd.decoding.generate import SequenceDecoder, generate
 from lightning_ssd.models.evaluation import DecodingEvaluator, EvalSummary, check_modes
 
@@ -113,8 +118,7 @@ class SSDModule(LightningModule):
             raise ValueError(f"model.init_args.max_new_tokens must be >= 1, got {max_new_tokens}")
         self.n = n
         self.draft = draft
-        if confidence_threshold is not None and not 0.0 <= confidence_threshold <= 1.0:
-            raise ValueError(f"model.init_args.confidence_threshold must be in [0, 1], got {confidence_threshold}")
+        check_confidence_threshold(confidence_threshold, "model.init_args.confidence_threshold")
         self.confidence_threshold = confidence_threshold
         self.max_new_tokens = max_new_tokens
         self._eval_modes = eval_modes

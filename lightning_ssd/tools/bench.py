@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from lightning_ssd.bench.runner import BenchConfig, format_table, run_benchmark
+from lightning_ssd.decoding.engine import check_confidence_threshold
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,10 +48,9 @@ def _threshold(value: str) -> float | None:
         return None
     try:
         threshold = float(value)
+        check_confidence_threshold(threshold)
     except ValueError:
-        threshold = -1.0
-    if not 0.0 <= threshold <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1] or 'none', got {value!r}")
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1] or 'none', got {value!r}") from None
     return threshold
 
 

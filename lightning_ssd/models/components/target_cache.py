@@ -38,13 +38,14 @@ class TargetCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[Hashable, tuple[torch.Tensor, ...]] = {}
+        self._entries: dict[Hashable, CachedBatch] = {}  # one sample each, on the CPU
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def has_all(self, sample_ids: Sequence[Hashable], sequences: bool = False) -> bool:
-        return all(i in self._entries and (not sequences or len(self._entries[i]) == 5) for i in sample_ids)
+        return all(i in self._entries and (not sequences or self._entries[i].sequences is not None)
+                   for i in sample_ids)
 
     def put(
         self,
@@ -60,21 +61,21 @@ class TargetCache:
         `sequences` (B, T, D) with `mask` (B, T) are kept per sample up to its last target position."""
         parts = zip(sample_ids, x_n.split(counts), deep.split(counts, dim=1), targets.split(counts), strict=True)
         for row, (sid, x, d, t) in enumerate(parts):
-            entry: tuple[torch.Tensor, ...] = (x.cpu(), d.cpu(), t.cpu())
+            entry = CachedBatch(x.cpu(), d.cpu(), t.cpu())
             if sequences is not None and mask is not None:
                 end = int(mask[row].nonzero().max()) + 1 if mask[row].any() else 0
-                entry += (sequences[row, :end].cpu(), mask[row, :end].cpu())
+                entry.sequences, entry.mask = sequences[row, :end].cpu(), mask[row, :end].cpu()
             self._entries[sid] = entry
 
     def get(self, sample_ids: Sequence[Hashable], device: torch.device) -> CachedBatch:
         """The batch of `sample_ids`, in order, on `device` (sequences right-padded with zeros when cached)."""
         parts = [self._entries[i] for i in sample_ids]
         batch = CachedBatch(
-            torch.cat([p[0] for p in parts]).to(device),
-            torch.cat([p[1] for p in parts], dim=1).to(device),
-            torch.cat([p[2] for p in parts]).to(device),
+            torch.cat([p.x_n for p in parts]).to(device),
+            torch.cat([p.deep for p in parts], dim=1).to(device),
+            torch.cat([p.targets for p in parts]).to(device),
         )
-        if all(len(p) == 5 for p in parts):
-            batch.sequences = torch.nn.utils.rnn.pad_sequence([p[3] for p in parts], batch_first=True).to(device)
-            batch.mask = torch.nn.utils.rnn.pad_sequence([p[4] for p in parts], batch_first=True).to(device)
+        if all(p.sequences is not None for p in parts):
+            batch.sequences = torch.nn.utils.rnn.pad_sequence([p.sequences for p in parts], batch_first=True).to(device)
+            batch.mask = torch.nn.utils.rnn.pad_sequence([p.mask for p in parts], batch_first=True).to(device)
         return batch
