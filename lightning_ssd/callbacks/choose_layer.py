@@ -10,37 +10,45 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_ssd.models.components.exit_layer import (
+    RULES,
+    ConfidenceStats,
+    Rule,
     candidate_layers,
     choose_exit_layer,
     layer_confidences,
     layer_rewards,
+    select_exit_layer,
 )
 
 log = logging.getLogger(__name__)
 
 
 class ChooseLayerCallback(Callback):
-    """Measures C_l = max softmax(g(x_l)) for l in 1..L/2 over validation batches and picks n = argmax C_l - lambda*l.
+    """Measures C_l = max softmax(g(x_l)) for l in 1..L/2 on validation batches; picks n by the reward C_l - lambda*l.
 
     At the end of each validation epoch (sanity check excluded) it logs `val/chosen_n` and writes a config fragment
     that the next stage adds after its own config:
 
-        python -m lightning_ssd fit --config experiments/synthetic/imitation.yaml --config <output>
+        python -m lightning_ssd fit --config experiments/synthetic.yaml --config <output>
 
     Args:
         output: YAML file to write (`model: init_args: n: ...`, with the confidences and rewards as comments);
             None means `<trainer.default_root_dir>/chosen_n.yaml`.
         lam: cost per layer lambda; None means 1/L.
+        rule: "argmax" takes the layer of the highest mean reward (the paper); "one_se" the shallowest layer whose
+            mean reward is within one standard error of the highest (see `lightning_ssd.models.components.exit_layer`).
     """
 
-    def __init__(self, output: str | None = None, lam: float | None = None) -> None:
+    def __init__(self, output: str | None = None, lam: float | None = None, rule: Rule = "argmax") -> None:
+        if rule not in RULES:
+            raise ValueError(f"ChooseLayerCallback: rule must be one of {list(RULES)}, got {rule!r}")
         self.output = output
         self.lam = lam
-        self._sum: torch.Tensor | None = None
-        self._count = 0
+        self.rule = rule
+        self._stats: ConfidenceStats | None = None
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._sum, self._count = None, 0
+        self._stats = None
 
     def on_validation_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int,
@@ -53,33 +61,47 @@ class ChooseLayerCallback(Callback):
             prompt, targets = vlm.teacher_forced(batch["pixel_values"], batch["input_ids"], batch["attention_mask"],
                                                  batch["labels"])
             keep = (targets != -100).any(-1)
-            confidences = layer_confidences(vlm, prompt, targets)[keep].sum(0)  # (|[L/2]|,)
-        self._sum = confidences if self._sum is None else self._sum + confidences
-        self._count += int(keep.sum())
+            stats = ConfidenceStats.of(layer_confidences(vlm, prompt, targets)[keep])  # over [L/2]
+        self._stats = stats if self._stats is None else self._stats + stats
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        L = pl_module.vlm.decoder.num_layers
-        total = self._sum if self._sum is not None else torch.zeros(len(candidate_layers(L)), device=pl_module.device)
-        total = trainer.strategy.reduce(total.double(), reduce_op="sum")
-        count = int(trainer.strategy.reduce(torch.tensor(float(self._count), device=pl_module.device), "sum"))
-        if count == 0:
+        stats = self._reduced(trainer, pl_module)
+        if stats.count == 0:
             raise ValueError("ChooseLayerCallback: no validation sample has a target; choosing n needs the "
                              "validation split with its references (teacher forcing)")
-        mean = (total / count).float().cpu()
-        n = choose_exit_layer(mean, L, self.lam)
+        L = pl_module.vlm.decoder.num_layers
+        n = select_exit_layer(stats, L, self.lam, self.rule)
         pl_module.log("val/chosen_n", float(n), sync_dist=True)
         if trainer.is_global_zero:
-            self._write(trainer, n, L, mean, layer_rewards(mean, L, self.lam), count)
+            self._write(trainer, n, L, stats)
 
-    def _write(self, trainer: Trainer, n: int, L: int, mean: torch.Tensor, rewards: torch.Tensor, count: int) -> None:
+    def _reduced(self, trainer: Trainer, pl_module: LightningModule) -> ConfidenceStats:
+        """This epoch's statistics summed over processes."""
+        K = len(candidate_layers(pl_module.vlm.decoder.num_layers))
+        stats = self._stats or ConfidenceStats(0, torch.zeros(K, dtype=torch.float64),
+                                               torch.zeros(K, K, dtype=torch.float64))
+        device = pl_module.device
+        count = trainer.strategy.reduce(torch.tensor(float(stats.count), device=device), reduce_op="sum")
+        total = trainer.strategy.reduce(stats.total.to(device), reduce_op="sum")
+        outer = trainer.strategy.reduce(stats.outer.to(device), reduce_op="sum")
+        return ConfidenceStats(int(count), total.cpu(), outer.cpu())
+
+    def _write(self, trainer: Trainer, n: int, L: int, stats: ConfidenceStats) -> None:
         path = Path(self.output) if self.output else Path(trainer.default_root_dir) / "chosen_n.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         lam = f"{self.lam}" if self.lam is not None else "1/L"
-        rows = [f"#   l={layer}: C_l={c:.4f} reward={r:.4f}" for layer, c, r in
-                zip(candidate_layers(L), mean.tolist(), rewards.tolist(), strict=True)]
-        text = "\n".join([f"# draft exit layer chosen on {count} validation samples (appendix A.4, lambda={lam})",
+        mean = stats.mean
+        rewards = layer_rewards(mean, L, self.lam)
+        best = choose_exit_layer(mean.float(), L, self.lam)
+        stderr = stats.diff_stderr(best - 1)
+        rows = [f"#   l={layer}: C_l={c:.4f} reward={r:.4f} (best - reward = {rewards[best - 1] - r:.4f}, "
+                f"standard error {se:.4f})"
+                for layer, c, r, se in zip(candidate_layers(L), mean.tolist(), rewards.tolist(), stderr.tolist(),
+                                           strict=True)]
+        text = "\n".join([f"# draft exit layer chosen on {stats.count} validation samples (appendix A.4, "
+                          f"lambda={lam}, rule={self.rule}); the highest mean reward is at l={best}",
                           *rows, "model:", "  init_args:", f"    n: {n}", ""])
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)

@@ -40,8 +40,11 @@ def acceptance_by_step_figure(rates: list[float], title: str) -> Figure:
 class AcceptanceFigures(EvalSummaryWriter):
     """Adds `<stage>/acceptance_by_position` and `<stage>/acceptance_by_step` figures (SSD decoder) on rank zero.
 
-    Reads the summary the module leaves in `last_eval` after its evaluation epoch.
+    Reads the summary the module leaves in `last_eval` after its evaluation epoch; nothing without an SSD decoder.
     """
+
+    def wants(self, pl_module: LightningModule, summary: Any) -> bool:
+        return "ssd/tau" in summary.scalars
 
     def write(self, writer: SummaryWriter, trainer: Trainer, pl_module: LightningModule, summary: Any,
               stage: str) -> None:

@@ -128,7 +128,8 @@ class SSDModule(LightningModule):
     def setup(self, stage: str) -> None:
         # Built here, once subclasses have set their imitation network, so that modes can be checked against it.
         if not hasattr(self, "val_eval"):
-            modes = check_modes(self._eval_modes or self.modes_for(self.imitation), self.imitation is not None, self.n)
+            modes = self.modes_for(self.imitation) if self._eval_modes is None else self._eval_modes
+            modes = check_modes(modes, self.imitation is not None, self.n)
             self.val_eval = DecodingEvaluator(modes, self._meteor, self._num_samples).to(self.device)
             self.test_eval = DecodingEvaluator(modes, self._meteor, self._num_samples).to(self.device)
 

@@ -53,6 +53,9 @@ class EvalSummary:
 
 
 def check_modes(modes: Sequence[str], has_imitation: bool, n: int | None) -> tuple[str, ...]:
+    if not modes:
+        raise ValueError(f"eval_modes is empty; give at least one of {', '.join(MODES)}, or null for the stage's "
+                         "default")
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"eval_modes: unknown mode(s) {unknown}; choose from {', '.join(MODES)}")

@@ -1,8 +1,9 @@
 """`python -m lightning_ssd choose-n`: the draft exit layer n of a fine-tuned backbone (paper appendix A.4).
 
-n = argmax over l in 1..L/2 of (mean max-softmax confidence of g(x_l) on the validation split) - lambda * l,
-lambda = 1/L unless given. Runs `validate` with experiments/synthetic/choose_n.yaml and writes a YAML fragment
-(`model.init_args.n`) to add after an imitation config with a second --config.
+n maximises (mean max-softmax confidence of g(x_l) on the validation split) - lambda * l over l in 1..L/2,
+lambda = 1/L unless given; --rule one_se takes the shallowest layer within one standard error of that maximum.
+Runs `validate` with experiments/synthetic/choose_n.yaml and writes a YAML fragment (`model.init_args.n`) to add
+after an imitation config with a second --config.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", required=True, help="fine-tuned backbone folder (or a preset)")
     p.add_argument("--lam", type=float, default=None, help="cost per layer lambda (default 1/L)")
+    p.add_argument("--rule", choices=["argmax", "one_se"], default="argmax",
+                   help="argmax: the paper's rule; one_se: the shallowest layer whose mean reward is within one "
+                        "standard error of the best")
     p.add_argument("--output", default="chosen_n.yaml", help="where to write the YAML fragment")
     p.add_argument("--batches", type=int, default=4, help="validation batches to average over")
     p.add_argument("--config", default=str(EXPERIMENTS / "synthetic" / "choose_n.yaml"),
@@ -32,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     output = Path(a.output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     callback = {"class_path": "lightning_ssd.callbacks.ChooseLayerCallback",
-                "init_args": {"output": str(output), "lam": a.lam}}
+                "init_args": {"output": str(output), "lam": a.lam, "rule": a.rule}}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump({"trainer": {"callbacks": [callback], "limit_val_batches": a.batches,
                                     "default_root_dir": str(output.parent / "choose_n")}}, f)

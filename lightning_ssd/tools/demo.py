@@ -6,6 +6,11 @@
   3. test: decode the test split with the full model, the draft without and with imitation, and SSD;
   4. benchmark the trained model: SSD against the faster of transformers' greedy generate and the plain greedy loop.
 Writes everything under --root and prints one results table (also saved as results.md and results.json).
+
+To keep the whole run within minutes, the training stages validate once, after their last epoch, with the decoder
+that stage is about (fine-tune: the full model; imitation: the draft with imitation), and the sweep over d runs
+once, in the test stage, which decodes the test split with every method. --full-validation validates as the stage
+configs do.
 """
 
 from __future__ import annotations
@@ -28,15 +33,16 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="runs/demo", help="output folder (checkpoints, logs, results)")
     p.add_argument("--backbone", default="base-llava", help="preset to fine-tune from random init")
-    p.add_argument("--finetune-epochs", type=int, default=3)
+    p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--imitation-epochs", type=int, default=12)
     p.add_argument("--num-train", type=int, default=2000, help="training images (5 captions each)")
     p.add_argument("--num-test", type=int, default=200, help="test images decoded by every method")
     p.add_argument("--draft", default="6", help="SSD draft length d for the test stage: an integer or 'dynamic'")
     p.add_argument("--bench-samples", type=int, default=24, help="test images in the speed benchmark")
     p.add_argument("--bench-repeats", type=int, default=3)
-    p.add_argument("--validate-each-epoch", action="store_true",
-                   help="validate (decode with every method) after each epoch, not only after the last one")
+    p.add_argument("--full-validation", action="store_true",
+                   help="validate as the stage configs do: after each epoch, with every decoder, and sweep d at the "
+                        "end of imitation training")
     p.add_argument("--quick", action="store_true", help="a minutes-long smoke run on a tiny preset (tests)")
     return p
 
@@ -55,8 +61,20 @@ def _data_overrides(a: argparse.Namespace) -> list[str]:
     return ["--data.init_args.num_train", str(a.num_train), "--data.init_args.num_test", str(a.num_test)]
 
 
-def _val_overrides(a: argparse.Namespace, epochs: int) -> list[str]:
-    return [] if a.validate_each_epoch else ["--trainer.check_val_every_n_epoch", str(epochs)]
+def _val_overrides(a: argparse.Namespace, epochs: int, mode: str) -> list[str]:
+    """Validation after the last epoch only, decoding with `mode` only (nothing changes with --full-validation)."""
+    if a.full_validation:
+        return []
+    return ["--trainer.check_val_every_n_epoch", str(epochs), "--model.init_args.eval_modes", f"[{mode}]"]
+
+
+def _callbacks_without_fit_sweep(root: Path) -> list[str]:
+    """A config fragment with the imitation stage's callbacks less the sweep over d (the test stage sweeps)."""
+    callbacks = yaml.safe_load((EXPERIMENTS / "_base" / "callbacks" / "imitation.yaml").read_text())
+    kept = [c for c in callbacks if not c["class_path"].endswith(".DraftLengthSweep")]
+    path = root / "imitation_callbacks.yaml"
+    _write(path, yaml.safe_dump({"trainer": {"callbacks": kept}}, sort_keys=False))
+    return ["--config", str(path)]
 
 
 def _trivial_baseline(num_train: int, num_test: int) -> dict[str, float]:
@@ -107,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     ft = _stage(["fit", "--config", str(EXPERIMENTS / "synthetic" / "finetune.yaml"),
                  "--trainer.default_root_dir", str(ft_dir), "--trainer.max_epochs", str(a.finetune_epochs),
                  "--model.init_args.backbone", a.backbone, "--model.init_args.export_dir", str(backbone),
-                 *_val_overrides(a, a.finetune_epochs), *_data_overrides(a)])
+                 *_val_overrides(a, a.finetune_epochs, "full"), *_data_overrides(a)])
     ft_metrics = _metrics(ft, "train/") | _metrics(ft, "val/")
     chosen = ft_dir / "chosen_n.yaml"
     n = int(yaml.safe_load(chosen.read_text())["model"]["init_args"]["n"])
@@ -116,9 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     # 2. imitation training on the frozen backbone, at the chosen n
     t0 = time.perf_counter()
     im_dir = root / "imitation"
-    im = _stage(["fit", "--config", str(EXPERIMENTS / "synthetic.yaml"), "--config", str(chosen),
+    trimmed = [] if a.full_validation else _callbacks_without_fit_sweep(root)
+    im = _stage(["fit", "--config", str(EXPERIMENTS / "synthetic.yaml"), "--config", str(chosen), *trimmed,
                  "--trainer.default_root_dir", str(im_dir), "--trainer.max_epochs", str(a.imitation_epochs),
-                 "--model.init_args.backbone", str(backbone), *_val_overrides(a, a.imitation_epochs),
+                 "--model.init_args.backbone", str(backbone), *_val_overrides(a, a.imitation_epochs, "draft_imit"),
                  *_data_overrides(a)])
     im_metrics = _metrics(im, "train/")
     ckpt = im_dir / "checkpoints" / "last.ckpt"

@@ -1,5 +1,6 @@
 """The chosen n is written as a config fragment that merges into the next stage's config."""
 
+import pytest
 import torch
 import yaml
 
@@ -20,3 +21,22 @@ def test_validate_writes_the_argmax_of_the_reward(tmp_path):
     confidences = [float(row.split("C_l=")[1].split()[0]) for row in rows]
     assert fragment["model"]["init_args"]["n"] == choose_exit_layer(torch.tensor(confidences), 4, lam=0.0)
     assert trainer.callback_metrics["val/chosen_n"].item() == fragment["model"]["init_args"]["n"]
+
+
+def test_one_se_rule_writes_the_shallowest_layer_within_a_standard_error_of_the_best(tmp_path):
+    name = "tiny-llava"
+    callback = ChooseLayerCallback(output=str(tmp_path / "n.yaml"), lam=0.0, rule="one_se")
+    trainer = tiny_trainer(tmp_path, callbacks=[callback])
+    trainer.validate(FineTuneModule(name, max_new_tokens=2), tiny_data(name, num_val=4))
+    text = (tmp_path / "n.yaml").read_text()
+    assert "rule=one_se" in text
+    rows = [line for line in text.splitlines() if line.startswith("#   l=")]
+    gaps = [float(row.split("best - reward = ")[1].split(",")[0]) for row in rows]
+    errors = [float(row.split("standard error ")[1].rstrip(")")) for row in rows]
+    expected = next(layer for layer, (gap, se) in enumerate(zip(gaps, errors, strict=True), 1) if gap <= se + 5e-5)
+    assert yaml.safe_load(text)["model"]["init_args"]["n"] == expected
+
+
+def test_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="rule must be one of"):
+        ChooseLayerCallback(rule="median")

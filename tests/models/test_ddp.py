@@ -39,3 +39,23 @@ def test_ddp_matches_single_process(tmp_path):
         assert float(ddp_val[key]) == pytest.approx(float(single_val[key]), rel=1e-4, abs=1e-6), key
     assert float(ddp_val["val/num_sequences"]) == float(single_val["val/num_sequences"]) == 4
     assert float(ddp_val["val/ssd_identical"]) == 1.0
+
+
+def _choose_n(tmp_path, name, devices):
+    root = tmp_path / name
+    config = tiny_config(root, module="FineTuneModule", backbone="tiny-llava", devices=devices,
+                         strategy="ddp" if devices > 1 else "auto", logger=False,
+                         model_args={"eval_modes": ["full"], "max_new_tokens": 2},
+                         data_args={"num_val": 4, "eval_batch_size": 1})
+    config["trainer"]["callbacks"] = [{"class_path": "lightning_ssd.callbacks.ChooseLayerCallback",
+                                       "init_args": {"output": str(root / "n.yaml"), "rule": "one_se"}}]
+    done = run_cli(tmp_path, "validate", "--config", str(write_config(tmp_path / f"{name}.yaml", config)),
+                   timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return (root / "n.yaml").read_text()
+
+
+def test_ddp_choice_of_n_sums_the_statistics_of_both_ranks(tmp_path):
+    single = _choose_n(tmp_path, "single", devices=1)
+    assert "chosen on 4 validation samples" in single
+    assert _choose_n(tmp_path, "ddp", devices=2) == single

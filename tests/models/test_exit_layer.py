@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from lightning_ssd.models.components.exit_layer import (
+    ConfidenceStats,
     candidate_layers,
     choose_exit_layer,
     layer_confidences,
     layer_rewards,
     mean_confidence,
+    select_exit_layer,
 )
 from tests.helpers import TOKENS, image_prefix_length, make_inputs, tiny_vlm
 
@@ -32,6 +34,36 @@ def test_reward_trades_confidence_against_depth():
 
 def test_ties_go_to_the_shallower_layer():
     assert choose_exit_layer(torch.tensor([0.6, 0.7, 0.8, 0.9]), 8, lam=0.1) == 1
+
+
+def test_confidence_stats_add_up_over_batches_and_give_the_paired_standard_error():
+    c = torch.rand(30, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    stats = ConfidenceStats.of(c[:12]) + ConfidenceStats.of(c[12:])
+    assert stats.count == 30
+    torch.testing.assert_close(stats.mean, c.mean(0))
+    for ref in range(4):
+        expected = torch.stack([(c[:, ref] - c[:, layer]).std() / 30**0.5 for layer in range(4)])
+        torch.testing.assert_close(stats.diff_stderr(ref), expected)
+
+
+def _noisy_confidences(gains: list[float], noise: float, samples: int = 200) -> torch.Tensor:
+    """(samples, K) confidences whose means are 0.2 + cumulative `gains`, with per-sample noise on each layer."""
+    g = torch.Generator().manual_seed(1)
+    means = 0.2 + torch.tensor([0.0, *gains], dtype=torch.float64).cumsum(0)
+    c = means + noise * torch.randn(samples, len(means), generator=g, dtype=torch.float64)
+    return c - c.mean(0) + means  # exact means, so the argmax below is known
+
+
+def test_one_se_rule_goes_deeper_only_for_a_gain_the_validation_split_resolves():
+    L = 8  # lambda = 1/8 = 0.125; layer 4's reward is 0.004 above layer 2's
+    tied = _noisy_confidences([0.3, 0.126, 0.128], noise=0.1)
+    assert select_exit_layer(ConfidenceStats.of(tied), L, rule="argmax") == 4
+    assert select_exit_layer(ConfidenceStats.of(tied), L, rule="one_se") == 2
+    clear = _noisy_confidences([0.3, 0.2, 0.2], noise=0.01)  # a gain of 0.075 per layer, far above the noise
+    assert select_exit_layer(ConfidenceStats.of(clear), L, rule="argmax") == 4
+    assert select_exit_layer(ConfidenceStats.of(clear), L, rule="one_se") == 4
+    with pytest.raises(ValueError, match="rule must be one of"):
+        select_exit_layer(ConfidenceStats.of(clear), L, rule="median")
 
 
 def test_confidence_count_must_match_the_candidates():

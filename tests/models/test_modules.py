@@ -159,6 +159,17 @@ def test_bad_exit_layer_is_refused():
         ImitationModule("tiny-blip2-opt", n=4)
 
 
+@pytest.mark.parametrize(("modes", "message"), [
+    ([], "eval_modes is empty"),
+    (["full", "beam"], r"unknown mode\(s\) \['beam'\]"),
+    (["draft_imit"], "'draft_imit' needs an imitation network"),
+])
+def test_bad_eval_modes_are_refused(modes, message):
+    module = FineTuneModule("tiny-llava", n=2, eval_modes=modes)
+    with pytest.raises(ValueError, match=message):
+        module.setup("validate")
+
+
 def test_warmup_cosine_schedule():
     factor = warmup_cosine(warmup_steps=4, total_steps=14)
     assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]

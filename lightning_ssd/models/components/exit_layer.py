@@ -3,13 +3,24 @@
 C_l = max_v softmax(g(x_l)) is the early-exit confidence at layer l, and r(I, l) = C_l - lambda * l trades it
 against the cost of going deeper (lambda = 1/L by default: the per-layer share of the decoder's cost). The
 chosen layer maximises the mean reward over the validation split, for l in [L/2] = {1, ..., floor(L/2)}.
+
+That argmax is the paper's rule ("argmax"). When confidence grows by about lambda per layer, neighbouring layers'
+rewards differ by less than the validation sample can resolve and the argmax is decided by noise. The "one_se" rule
+takes the shallowest layer whose mean reward is within one standard error of the best layer's (the standard error of
+the paired per-sample difference), so it only goes deeper for a gain the validation split shows.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
 from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM
+
+Rule = Literal["argmax", "one_se"]
+RULES: tuple[str, ...] = ("argmax", "one_se")
 
 
 def candidate_layers(num_layers: int) -> range:
@@ -54,3 +65,54 @@ def choose_exit_layer(mean_confidence: torch.Tensor, num_layers: int, lam: float
     """n = argmax_{l in [L/2]} (mean C_l - lambda * l); ties go to the shallower layer."""
     rewards = layer_rewards(mean_confidence, num_layers, lam)
     return int(torch.argmax(rewards)) + 1
+
+
+@dataclass(frozen=True)
+class ConfidenceStats:
+    """Sums over validation samples of the per-sample confidences c = (C_1, ..., C_K), K = |[L/2]|.
+
+    `total` (K,) is sum c and `outer` (K, K) is sum c c^T: with `count` they give the mean of every layer's reward and
+    the variance of every paired difference, and they add up across batches and processes (a sum all-reduce).
+    """
+
+    count: int
+    total: torch.Tensor
+    outer: torch.Tensor
+
+    @classmethod
+    def of(cls, confidences: torch.Tensor) -> ConfidenceStats:
+        """Statistics of (B, K) per-sample confidences."""
+        c = confidences.double()
+        return cls(c.shape[0], c.sum(0), c.T @ c)
+
+    def __add__(self, other: ConfidenceStats) -> ConfidenceStats:
+        return ConfidenceStats(self.count + other.count, self.total + other.total, self.outer + other.outer)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """(K,) mean C_l over the samples."""
+        return self.total / max(self.count, 1)
+
+    def diff_stderr(self, ref: int) -> torch.Tensor:
+        """(K,) standard error of mean(C_ref - C_l) (0-based `ref`); lambda * l is a constant and adds nothing."""
+        n = self.count
+        if n < 2:
+            return torch.zeros_like(self.total)
+        mean = self.mean
+        cov = (self.outer - n * torch.outer(mean, mean)) / (n - 1)
+        var = cov[ref, ref] + cov.diagonal() - 2 * cov[ref]
+        return (var.clamp(min=0) / n).sqrt()
+
+
+def select_exit_layer(stats: ConfidenceStats, num_layers: int, lam: float | None = None,
+                      rule: Rule = "argmax") -> int:
+    """The draft exit layer n under `rule`: "argmax" (the paper's) or "one_se" (see the module docstring)."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {list(RULES)}, got {rule!r}")
+    best = choose_exit_layer(stats.mean.float(), num_layers, lam)
+    if rule == "argmax":
+        return best
+    rewards = layer_rewards(stats.mean, num_layers, lam)
+    gap = rewards[best - 1] - rewards  # >= 0
+    within = (gap <= stats.diff_stderr(best - 1)).nonzero().flatten()
+    return int(within[0]) + 1
