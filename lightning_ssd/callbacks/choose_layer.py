@@ -10,13 +10,12 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_ssd.models.components.exit_layer import (
-    RULES,
     ConfidenceStats,
+    LayerChoice,
     Rule,
     candidate_layers,
-    choose_exit_layer,
+    check_rule,
     layer_confidences,
-    layer_rewards,
     select_exit_layer,
 )
 
@@ -40,8 +39,7 @@ class ChooseLayerCallback(Callback):
     """
 
     def __init__(self, output: str | None = None, lam: float | None = None, rule: Rule = "argmax") -> None:
-        if rule not in RULES:
-            raise ValueError(f"ChooseLayerCallback: rule must be one of {list(RULES)}, got {rule!r}")
+        check_rule(rule, "ChooseLayerCallback: rule")
         self.output = output
         self.lam = lam
         self.rule = rule
@@ -72,10 +70,10 @@ class ChooseLayerCallback(Callback):
             raise ValueError("ChooseLayerCallback: no validation sample has a target; choosing n needs the "
                              "validation split with its references (teacher forcing)")
         L = pl_module.vlm.decoder.num_layers
-        n = select_exit_layer(stats, L, self.lam, self.rule)
-        pl_module.log("val/chosen_n", float(n), sync_dist=True)
+        choice = select_exit_layer(stats, L, self.lam, self.rule)
+        pl_module.log("val/chosen_n", float(choice.n), sync_dist=True)
         if trainer.is_global_zero:
-            self._write(trainer, n, L, stats)
+            self._write(trainer, choice, L, stats)
 
     def _reduced(self, trainer: Trainer, pl_module: LightningModule) -> ConfidenceStats:
         """This epoch's statistics summed over processes."""
@@ -88,22 +86,17 @@ class ChooseLayerCallback(Callback):
         outer = trainer.strategy.reduce(stats.outer.to(device), reduce_op="sum")
         return ConfidenceStats(int(count), total.cpu(), outer.cpu())
 
-    def _write(self, trainer: Trainer, n: int, L: int, stats: ConfidenceStats) -> None:
+    def _write(self, trainer: Trainer, choice: LayerChoice, L: int, stats: ConfidenceStats) -> None:
         path = Path(self.output) if self.output else Path(trainer.default_root_dir) / "chosen_n.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         lam = f"{self.lam}" if self.lam is not None else "1/L"
-        mean = stats.mean
-        rewards = layer_rewards(mean, L, self.lam)
-        best = choose_exit_layer(mean.float(), L, self.lam)
-        stderr = stats.diff_stderr(best - 1)
-        rows = [f"#   l={layer}: C_l={c:.4f} reward={r:.4f} (best - reward = {rewards[best - 1] - r:.4f}, "
-                f"standard error {se:.4f})"
-                for layer, c, r, se in zip(candidate_layers(L), mean.tolist(), rewards.tolist(), stderr.tolist(),
-                                           strict=True)]
+        rows = [f"#   l={layer}: C_l={c:.4f} reward={r:.4f} (best - reward = {g:.4f}, standard error {se:.4f})"
+                for layer, c, r, g, se in zip(candidate_layers(L), stats.mean.tolist(), choice.rewards.tolist(),
+                                              choice.gap.tolist(), choice.stderr.tolist(), strict=True)]
         text = "\n".join([f"# draft exit layer chosen on {stats.count} validation samples (appendix A.4, "
-                          f"lambda={lam}, rule={self.rule}); the highest mean reward is at l={best}",
-                          *rows, "model:", "  init_args:", f"    n: {n}", ""])
+                          f"lambda={lam}, rule={self.rule}); the highest mean reward is at l={choice.best}",
+                          *rows, "model:", "  init_args:", f"    n: {choice.n}", ""])
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-        log.info("chosen draft exit layer n=%d written to %s", n, path)
+        log.info("chosen draft exit layer n=%d written to %s", choice.n, path)

@@ -57,11 +57,11 @@ def _noisy_confidences(gains: list[float], noise: float, samples: int = 200) -> 
 def test_one_se_rule_goes_deeper_only_for_a_gain_the_validation_split_resolves():
     L = 8  # lambda = 1/8 = 0.125; layer 4's reward is 0.004 above layer 2's
     tied = _noisy_confidences([0.3, 0.126, 0.128], noise=0.1)
-    assert select_exit_layer(ConfidenceStats.of(tied), L, rule="argmax") == 4
-    assert select_exit_layer(ConfidenceStats.of(tied), L, rule="one_se") == 2
+    assert select_exit_layer(ConfidenceStats.of(tied), L, rule="argmax").n == 4
+    assert select_exit_layer(ConfidenceStats.of(tied), L, rule="one_se").n == 2
     clear = _noisy_confidences([0.3, 0.2, 0.2], noise=0.01)  # a gain of 0.075 per layer, far above the noise
-    assert select_exit_layer(ConfidenceStats.of(clear), L, rule="argmax") == 4
-    assert select_exit_layer(ConfidenceStats.of(clear), L, rule="one_se") == 4
+    assert select_exit_layer(ConfidenceStats.of(clear), L, rule="argmax").n == 4
+    assert select_exit_layer(ConfidenceStats.of(clear), L, rule="one_se").n == 4
     with pytest.raises(ValueError, match="rule must be one of"):
         select_exit_layer(ConfidenceStats.of(clear), L, rule="median")
 

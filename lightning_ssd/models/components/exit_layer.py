@@ -104,15 +104,38 @@ class ConfidenceStats:
         return (var.clamp(min=0) / n).sqrt()
 
 
-def select_exit_layer(stats: ConfidenceStats, num_layers: int, lam: float | None = None,
-                      rule: Rule = "argmax") -> int:
-    """The draft exit layer n under `rule`: "argmax" (the paper's) or "one_se" (see the module docstring)."""
+def check_rule(rule: str, setting: str = "rule") -> None:
+    """`rule` is one of RULES; `setting` names it in the error."""
     if rule not in RULES:
-        raise ValueError(f"rule must be one of {list(RULES)}, got {rule!r}")
+        raise ValueError(f"{setting} must be one of {list(RULES)}, got {rule!r}")
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """The chosen draft exit layer `n` and what it was chosen from (1-based layers, tensors over [L/2]).
+
+    Attributes:
+        n: the chosen layer.
+        best: the layer of the highest mean reward (the paper's argmax).
+        rewards: mean reward of every layer.
+        gap: rewards[best] - rewards, >= 0.
+        stderr: standard error of that gap (of the paired per-sample difference).
+    """
+
+    n: int
+    best: int
+    rewards: torch.Tensor
+    gap: torch.Tensor
+    stderr: torch.Tensor
+
+
+def select_exit_layer(stats: ConfidenceStats, num_layers: int, lam: float | None = None,
+                      rule: Rule = "argmax") -> LayerChoice:
+    """The draft exit layer under `rule`: "argmax" (the paper's) or "one_se" (see the module docstring)."""
+    check_rule(rule)
     best = choose_exit_layer(stats.mean.float(), num_layers, lam)
-    if rule == "argmax":
-        return best
     rewards = layer_rewards(stats.mean, num_layers, lam)
-    gap = rewards[best - 1] - rewards  # >= 0
-    within = (gap <= stats.diff_stderr(best - 1)).nonzero().flatten()
-    return int(within[0]) + 1
+    gap = rewards[best - 1] - rewards
+    stderr = stats.diff_stderr(best - 1)
+    n = best if rule == "argmax" else int((gap <= stderr).nonzero().flatten()[0]) + 1
+    return LayerChoice(n, best, rewards, gap, stderr)
