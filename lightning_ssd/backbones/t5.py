@@ -3,6 +3,8 @@
 T5 computes its relative position bias once, in the first layer, and shares it with every later layer. A layer
 range that does not start at layer 0 must therefore be handed that bias, computed for the query positions and
 key length of the range; `run_layers` does this for every range, so [0, n) and [n, L) both match the full stack.
+T5's own bias reads positions off cache slots; when an attention mask marks slots that hold no token (rows of a
+batch that accepted fewer drafts), the bias is computed per row from the true positions of the real slots.
 """
 
 from __future__ import annotations
@@ -73,8 +75,7 @@ class T5SplitDecoder(SplitDecoder):
             attention_mask=encoder.attention_mask,
             encoder_hidden_states=encoder.hidden_states,
         )
-        first_attention = self.layers[0].layer[0].SelfAttention
-        position_bias = first_attention.compute_bias(x.shape[1], past + x.shape[1], x.device, past_seen_tokens=past)
+        position_bias = self._position_bias(x, past, position_ids, attention_mask)
         for layer in self.layers[lo:hi]:
             x, _, _ = layer(
                 x,
@@ -85,6 +86,23 @@ class T5SplitDecoder(SplitDecoder):
                 cache=cache,
             )
         return x
+
+    def _position_bias(
+        self, x: torch.Tensor, past: int, position_ids: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(1 or B, H, T, past + T) relative position bias of the new tokens against every cached slot."""
+        attention = self.layers[0].layer[0].SelfAttention
+        if attention_mask is None:
+            return attention.compute_bias(x.shape[1], past + x.shape[1], x.device, past_seen_tokens=past)
+        key_positions = attention_mask.long().cumsum(-1) - 1  # (B, past + T): true positions of real slots
+        relative = key_positions[:, None, :] - position_ids[:, :, None]  # (B, T, past + T)
+        buckets = attention._relative_position_bucket(
+            relative,
+            bidirectional=False,
+            num_buckets=attention.relative_attention_num_buckets,
+            max_distance=attention.relative_attention_max_distance,
+        )
+        return attention.relative_attention_bias(buckets).permute(0, 3, 1, 2)
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.decoder.dropout(self.decoder.final_layer_norm(x))

@@ -10,15 +10,30 @@ from lightning_ssd.data.synth.benchmark import SyntheticConfig, generate_item
 
 
 def benchmark_inputs(
-    processor: ProcessorMixin, family: str, num_samples: int, task: str = "caption", seed: int = 0
+    processor: ProcessorMixin,
+    family: str,
+    num_samples: int,
+    task: str = "caption",
+    seed: int = 0,
+    batch_size: int = 1,
 ) -> list[dict[str, torch.Tensor]]:
-    """One batch-size-1 input dict per sample (pixel_values, input_ids, attention_mask)."""
+    """Input dicts (pixel_values, input_ids, attention_mask) of `batch_size` samples each (the last may be smaller).
+
+    Prompts are padded as the training collate pads them: on the left, except for Flan-T5's encoder (right).
+    """
     config = SyntheticConfig(seed=seed)
-    samples = []
-    for index in range(num_samples):
-        item = generate_item(config, "test", index)
-        query = None if task == "caption" else "Describe the image in detail."
-        prompt = build_prompt(family, task, query=query)
-        encoded = processor(images=[item.image], text=[prompt], return_tensors="pt")
-        samples.append({k: encoded[k] for k in ("pixel_values", "input_ids", "attention_mask")})
-    return samples
+    query = None if task == "caption" else "Describe the image in detail."
+    prompt = build_prompt(family, task, query=query)
+    tokenizer = processor.tokenizer
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "right" if family == "blip2-t5" else "left"
+    try:
+        batches = []
+        for start in range(0, num_samples, batch_size):
+            indices = range(start, min(num_samples, start + batch_size))
+            images = [generate_item(config, "test", i).image for i in indices]
+            encoded = processor(images=images, text=[prompt] * len(images), padding=True, return_tensors="pt")
+            batches.append({k: encoded[k] for k in ("pixel_values", "input_ids", "attention_mask")})
+    finally:
+        tokenizer.padding_side = side
+    return batches

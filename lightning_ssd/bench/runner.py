@@ -1,15 +1,19 @@
 """Runs every decoding method on the same model and inputs, round-robin over repeats, and reports medians.
 
-Timing definitions (all per run over the same samples, batch size 1 each):
+Each batch size is benchmarked on its own: the same images, cut into left-padded batches of that size, and every
+method decodes each batch as one batch. Timing definitions (all per run over the same samples):
 - e2e: vision encoder + prompt prefill + decoding, wall clock around the whole call;
 - decode: producing tokens 2..T after the first one. The engine times it directly; for transformers'
-  generate it is e2e(max_new_tokens) - e2e(1 token), both medians of the same repeats.
-Speedups are against the FASTER of transformers' greedy generate and the engine's own plain greedy loop, and the
-report names which one that was, so no speedup is borrowed from a slow baseline.
+  generate it is e2e(max_new_tokens) - e2e(1 token), both medians of the same repeats;
+- throughput: tokens decoded per second over the whole batch (the prefill's first tokens excluded).
+Speedups are against the FASTER of transformers' batched generate and the engine's own batched plain loop, at the
+same batch size and generation settings, and the report names which one that was, so no speedup is borrowed from
+a slow baseline. Under greedy decoding every method's tokens are compared with transformers' on the same batches.
 """
 
 from __future__ import annotations
 
+import copy
 import statistics
 import sys
 import time
@@ -18,13 +22,15 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from transformers import GenerationConfig
 
 from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.bench.inputs import benchmark_inputs
 from lightning_ssd.bench.memory import PeakMemory
+from lightning_ssd.decoding.acceptance import check_generation_config
 from lightning_ssd.decoding.cost import CostModel, measure_cost_model
-from lightning_ssd.decoding.engine import DraftOnlyDecoder, GreedyDecoder, SelfSpeculativeDecoder
-from lightning_ssd.decoding.generate import SequenceDecoder, generate
+from lightning_ssd.decoding.factory import build_decoder
+from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import GenerationResult
 
 
@@ -39,10 +45,12 @@ class BenchConfig:
         confidence_thresholds: draft confidence thresholds to run each d with (None: always draft d tokens).
         imitation: "none", "identity" (an untrained residual imitation net) or an imitation checkpoint file.
         redundant_deep_layers: zero what layers n..L write to the residual stream (alpha = 1 by construction).
-        num_samples: test images (batch size 1 each).
+        num_samples: test images decoded by each method per repeat.
+        batch_sizes: batch sizes to benchmark, each on its own.
         max_new_tokens: tokens generated per sample.
         repeats: timed repeats per method (medians are reported); warmup: untimed runs first.
         task: "caption" (short outputs) or "long" (detailed description prompt).
+        do_sample, temperature, top_k, top_p: sampling settings (do_sample=False: greedy); seed: sampling seed.
         device, dtype, threads: where and how to run.
     """
 
@@ -53,13 +61,48 @@ class BenchConfig:
     imitation: str = "identity"
     redundant_deep_layers: bool = False
     num_samples: int = 4
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
     max_new_tokens: int = 32
     repeats: int = 3
     warmup: int = 1
     task: str = "caption"
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
     threads: int | None = None
+
+
+@dataclass
+class MethodRecord:
+    """One method at one batch size: medians over the repeats, and acceptance figures for speculative methods."""
+
+    method: str
+    batch_size: int
+    n: int | None
+    d: str | None
+    imitation: bool
+    confidence_threshold: float | None
+    tokens_identical: bool | None  # None under sampling, where outputs are random
+    num_tokens: int
+    decode_s: float
+    e2e_s: float
+    speedup_decode: float
+    speedup_e2e: float
+    tokens_per_s: float
+    peak_rss_mb: float
+    mean_accepted_len: float | None = None
+    acceptance_rate: float | None = None
+    acceptance_by_position: list[float] | None = None
+    deep_passes: int | None = None
+    draft_time_s: float | None = None
+    verify_time_s: float | None = None
+    predicted_speedup: float | None = None
+    ceiling_speedup: float | None = None
+    fraction_of_predicted: float | None = None
 
 
 @dataclass
@@ -100,14 +143,15 @@ def load_imitation(spec: str, vlm: SplitVLM) -> nn.Module | None:
     return load_imitation_network(spec, vlm).eval()
 
 
-def _hf_new_tokens(vlm: SplitVLM, batch: dict, out: torch.Tensor) -> list[int]:
+def _hf_new_tokens(vlm: SplitVLM, batch: dict, out: torch.Tensor) -> list[list[int]]:
+    """Each row's new tokens from transformers' generate output, cut after the first EOS."""
     skip = 1 if vlm.decoder.is_encoder_decoder else batch["input_ids"].shape[1]
-    tokens = out[0, skip:].tolist()
     eos = set(vlm.eos_token_id)
-    for i, t in enumerate(tokens):
-        if t in eos:
-            return tokens[: i + 1]
-    return tokens
+    rows = []
+    for tokens in out[:, skip:].tolist():
+        end = next((i + 1 for i, t in enumerate(tokens) if t in eos), len(tokens))
+        rows.append(tokens[:end])
+    return rows
 
 
 def _clock(device: torch.device) -> float:
@@ -116,45 +160,65 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
+def generation_config(cfg: BenchConfig, vlm: SplitVLM) -> GenerationConfig:
+    """The checkpoint's generation config with the benchmark's decoding strategy."""
+    config = copy.deepcopy(vlm.model.generation_config)
+    if cfg.do_sample:
+        config.update(do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
+    else:
+        config.update(do_sample=False, temperature=None, top_k=None, top_p=None)
+    check_generation_config(config)
+    return config
+
+
 def _methods(cfg: BenchConfig, vlm: SplitVLM, n: int, imitation: nn.Module | None) -> list[_Method]:
     dec, eos = vlm.decoder, vlm.eos_token_id
+    config = generation_config(cfg, vlm)
+    device = next(vlm.parameters()).device
+    strategy = "sample" if cfg.do_sample else "greedy"
 
-    def engine(decoder: SequenceDecoder) -> Callable[[dict, int], GenerationResult]:
-        return lambda batch, max_new: generate(vlm, decoder, **batch, max_new_tokens=max_new)
+    def engine(decoder: BatchDecoder) -> Callable[[dict, int], GenerationResult]:
+        def run(batch: dict, max_new: int) -> GenerationResult:
+            generator = torch.Generator(device).manual_seed(cfg.seed) if cfg.do_sample else None
+            return generate(vlm, decoder, **batch, max_new_tokens=max_new, generation_config=config,
+                            generator=generator)
+
+        return run
 
     def transformers_generate(batch: dict, max_new: int) -> torch.Tensor:
+        torch.manual_seed(cfg.seed)
         with torch.inference_mode():
-            return vlm.model.generate(**batch, do_sample=False, max_new_tokens=max_new)
+            return vlm.model.generate(**batch, generation_config=config, max_new_tokens=max_new)
 
-    methods = [
-        _Method("transformers_greedy", transformers_generate),
-        _Method("greedy", engine(GreedyDecoder(dec, eos))),
-    ]
+    def make(mode: str, draft: str = "4", threshold: float | None = None) -> BatchDecoder:
+        d = draft if draft == "dynamic" else int(draft)
+        return build_decoder(mode, dec, eos, n, imitation, d, threshold)
+
+    methods = [_Method(f"transformers_{strategy}", transformers_generate), _Method(strategy, engine(make("full")))]
     for d in cfg.drafts:
         for threshold in cfg.confidence_thresholds:
             name = ("ssd_dynamic" if d == "dynamic" else f"ssd_d{d}") + ("" if threshold is None else f"_c{threshold}")
-            ssd = SelfSpeculativeDecoder(dec, n, imitation, d, eos, confidence_threshold=threshold)
-            methods.append(_Method(name, engine(ssd), n, d, imitation is not None, threshold))
-    methods.append(_Method("draft_only", engine(DraftOnlyDecoder(dec, n, None, eos)), n))
+            methods.append(_Method(name, engine(make("ssd", d, threshold)), n, d, imitation is not None, threshold))
+    methods.append(_Method("draft_only", engine(make("draft")), n))
     if imitation is not None:
-        methods.append(_Method("draft_only_imitation", engine(DraftOnlyDecoder(dec, n, imitation, eos)), n, None, True))
+        methods.append(_Method("draft_only_imitation", engine(make("draft_imit")), n, None, True))
     return methods
 
 
-def _time_method(m: _Method, vlm: SplitVLM, samples: list[dict], cfg: BenchConfig, device: torch.device) -> None:
+def _time_method(m: _Method, vlm: SplitVLM, batches: list[dict], cfg: BenchConfig, device: torch.device) -> None:
     e2e = decode = e2e_one = 0.0
     tokens, results = [], []
     with m.memory.track():
-        for batch in samples:
+        for batch in batches:
             start = _clock(device)
             out = m.run(batch, cfg.max_new_tokens)
             e2e += _clock(device) - start
             if isinstance(out, GenerationResult):
                 decode += out.decode_time_s
-                tokens.append(out.tokens[0])
+                tokens += out.tokens
                 results.append(out)
             else:
-                tokens.append(_hf_new_tokens(vlm, batch, out))
+                tokens += _hf_new_tokens(vlm, batch, out)
                 start = _clock(device)
                 m.run(batch, 1)
                 e2e_one += _clock(device) - start
@@ -172,115 +236,138 @@ def _merge(results: list[GenerationResult]) -> GenerationResult:
     return GenerationResult(tuple(s for r in results for s in r.sequences))
 
 
-def _record(m: _Method, reference: list[list[int]], baseline: dict, cost: CostModel | None) -> dict:
+def _record(m: _Method, batch_size: int, reference: list[list[int]] | None, baseline: dict,
+            cost: CostModel | None) -> MethodRecord:
     decode, e2e = statistics.median(m.decode), statistics.median(m.e2e)
     num_tokens = sum(len(t) for t in m.tokens)
-    record = {
-        "method": m.name,
-        "n": m.n,
-        "d": m.draft,
-        "imitation": m.imitation,
-        "confidence_threshold": m.confidence_threshold,
-        "tokens_identical": m.tokens == reference,
-        "num_tokens": num_tokens,
-        "decode_s": decode,
-        "e2e_s": e2e,
-        "speedup_decode": baseline["decode_s"] / decode,
-        "speedup_e2e": baseline["e2e_s"] / e2e,
-        "tokens_per_s": (num_tokens - len(m.tokens)) / decode,
-        "peak_rss_mb": m.memory.peak_mb,
-    }
+    record = MethodRecord(
+        method=m.name,
+        batch_size=batch_size,
+        n=m.n,
+        d=m.draft,
+        imitation=m.imitation,
+        confidence_threshold=m.confidence_threshold,
+        tokens_identical=None if reference is None else m.tokens == reference,
+        num_tokens=num_tokens,
+        decode_s=decode,
+        e2e_s=e2e,
+        speedup_decode=baseline["decode_s"] / decode,
+        speedup_e2e=baseline["e2e_s"] / e2e,
+        tokens_per_s=(num_tokens - len(m.tokens)) / decode,
+        peak_rss_mb=m.memory.peak_mb,
+    )
     if m.results and m.draft is not None:
         merged = _merge(m.results)
-        record.update(
-            mean_accepted_len=merged.mean_accepted_length,
-            acceptance_rate=merged.acceptance_rate,
-            acceptance_by_position=merged.acceptance_by_position,
-            deep_passes=merged.deep_passes,
-            draft_time_s=merged.draft_time_s,
-            verify_time_s=merged.verify_time_s,
-        )
+        record.mean_accepted_len = merged.mean_accepted_length
+        record.acceptance_rate = merged.acceptance_rate
+        record.acceptance_by_position = merged.acceptance_by_position
+        record.deep_passes = merged.deep_passes
+        record.draft_time_s, record.verify_time_s = merged.draft_time_s, merged.verify_time_s
         if cost is not None:
-            alpha = merged.acceptance_rate
-            predicted = cost.predicted_speedup(alpha, [c.drafted for c in merged.cycles])
-            record.update(
-                predicted_speedup=predicted,
-                ceiling_speedup=cost.ceiling,
-                fraction_of_predicted=record["speedup_decode"] / predicted,
-            )
+            record.predicted_speedup = cost.predicted_speedup(merged.acceptance_rate,
+                                                              [c.drafted for c in merged.cycles])
+            record.ceiling_speedup = cost.ceiling
+            record.fraction_of_predicted = record.speedup_decode / record.predicted_speedup
     return record
 
 
-def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
-    """Runs the benchmark and returns the report (config, cost model, baseline, one record per method)."""
+def _check(cfg: BenchConfig) -> None:
     if cfg.repeats < 1 or cfg.num_samples < 1 or cfg.max_new_tokens < 2:
         raise ValueError("bench needs repeats >= 1, num_samples >= 1 and max_new_tokens >= 2")
+    if not cfg.batch_sizes or min(cfg.batch_sizes) < 1:
+        raise ValueError(f"bench --batch-size must be >= 1, got {cfg.batch_sizes}")
+
+
+def _run_batch_size(cfg: BenchConfig, vlm: SplitVLM, n: int, imitation: nn.Module | None, batch_size: int,
+                    cost: CostModel, log: Callable[[str], None]) -> tuple[dict, list[MethodRecord]]:
+    device = next(vlm.parameters()).device
+    dtype = getattr(torch, cfg.dtype)
+    processor = load_processor(cfg.backbone)
+    batches = [{k: v.to(device) for k, v in b.items()}
+               for b in benchmark_inputs(processor, vlm.family, cfg.num_samples, cfg.task, batch_size=batch_size)]
+    batches = [{**b, "pixel_values": b["pixel_values"].to(dtype)} for b in batches]
+    methods = _methods(cfg, vlm, n, imitation)
+    for m in methods:
+        m.memory = PeakMemory(device)
+        for _ in range(cfg.warmup):
+            m.run(batches[0], cfg.max_new_tokens)
+    for r in range(cfg.repeats):
+        for m in methods:
+            _time_method(m, vlm, batches, cfg, device)
+            log(f"  batch {batch_size} repeat {r + 1}/{cfg.repeats} {m.name:22s} e2e {m.e2e[-1]:.3f}s "
+                f"decode {m.decode[-1]:.3f}s")
+    hf, own = methods[0], methods[1]
+    faster = min((hf, own), key=lambda m: statistics.median(m.decode))
+    faster_e2e = min((hf, own), key=lambda m: statistics.median(m.e2e))
+    baseline = {
+        "batch_size": batch_size,
+        "decode_method": faster.name,
+        "decode_s": statistics.median(faster.decode),
+        "e2e_method": faster_e2e.name,
+        "e2e_s": statistics.median(faster_e2e.e2e),
+    }
+    reference = None if cfg.do_sample else hf.tokens
+    return baseline, [_record(m, batch_size, reference, baseline, cost) for m in methods]
+
+
+def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
+    """Runs the benchmark and returns the report (config, cost model, baselines, one record per method and batch
+    size; `baseline` is that of the first batch size)."""
+    _check(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
-    vlm = load_backbone(cfg.backbone, dtype=getattr(torch, cfg.dtype)).to(device)
+    dtype = getattr(torch, cfg.dtype)
+    vlm = load_backbone(cfg.backbone, dtype=dtype).to(device)
     L = vlm.decoder.num_layers
     imitation = load_imitation(cfg.imitation, vlm)
     trained_n = getattr(imitation, "n", None)
     if trained_n is not None and cfg.n not in (None, trained_n):
         raise ValueError(f"--n {cfg.n} differs from the layer n={trained_n} the imitation checkpoint was trained at")
     n = cfg.n if cfg.n is not None else trained_n if trained_n is not None else max(1, L // 4)
+    if not 1 <= n <= L - 1:
+        raise ValueError(f"--n {n}: the draft exit layer n must be in [1, L-1] = [1, {L - 1}] for {cfg.backbone}")
     if cfg.redundant_deep_layers:
         make_redundant(vlm, n)
     if imitation is not None:
-        imitation = imitation.to(device=device, dtype=getattr(torch, cfg.dtype))
-    processor = load_processor(cfg.backbone)
-    samples = [
-        {k: v.to(device) for k, v in s.items()}
-        for s in benchmark_inputs(processor, vlm.family, cfg.num_samples, cfg.task)
-    ]
-    samples = [{**s, "pixel_values": s["pixel_values"].to(getattr(torch, cfg.dtype))} for s in samples]
-    methods = _methods(cfg, vlm, n, imitation)
-    for m in methods:
-        m.memory = PeakMemory(device)
-    log(f"bench: {cfg.backbone} (L={L}, n={n}) on {device}, {len(samples)} samples x {cfg.max_new_tokens} tokens")
-    for m in methods:
-        for _ in range(cfg.warmup):
-            m.run(samples[0], cfg.max_new_tokens)
-    for r in range(cfg.repeats):
-        for m in methods:
-            _time_method(m, vlm, samples, cfg, device)
-            log(f"  repeat {r + 1}/{cfg.repeats} {m.name:22s} e2e {m.e2e[-1]:.3f}s decode {m.decode[-1]:.3f}s")
-    hf, own = methods[0], methods[1]
-    faster = min((hf, own), key=lambda m: statistics.median(m.decode))
-    faster_e2e = min((hf, own), key=lambda m: statistics.median(m.e2e))
-    baseline = {
-        "decode_method": faster.name,
-        "decode_s": statistics.median(faster.decode),
-        "e2e_method": faster_e2e.name,
-        "e2e_s": statistics.median(faster_e2e.e2e),
-    }
-    cost, cost_report = measure_cost_model(vlm.decoder, n, imitation, context=samples[0]["input_ids"].shape[1])
-    records = [_record(m, hf.tokens, baseline, cost) for m in methods]
+        imitation = imitation.to(device=device, dtype=dtype)
+    generation_config(cfg, vlm)  # refuses impossible sampling settings before anything runs
+    context = benchmark_inputs(load_processor(cfg.backbone), vlm.family, 1, cfg.task)[0]["input_ids"].shape[1]
+    cost, cost_report = measure_cost_model(vlm.decoder, n, imitation, context=context)
+    strategy = f"sampling (T={cfg.temperature}, top_k={cfg.top_k}, top_p={cfg.top_p})" if cfg.do_sample else "greedy"
+    log(f"bench: {cfg.backbone} (L={L}, n={n}) on {device}, {cfg.num_samples} samples x {cfg.max_new_tokens} "
+        f"tokens, {strategy}, batch sizes {cfg.batch_sizes}")
+    baselines, records = {}, []
+    for batch_size in cfg.batch_sizes:
+        baseline, rows = _run_batch_size(cfg, vlm, n, imitation, batch_size, cost, log)
+        baselines[str(batch_size)] = baseline
+        records += rows
     return {
         "config": asdict(cfg),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "L": L,
         "n": n,
-        "baseline": baseline,
+        "baseline": baselines[str(cfg.batch_sizes[0])],
+        "baselines": baselines,
         "cost_model": {**asdict(cost), "ceiling_speedup": cost.ceiling, **cost_report},
-        "methods": records,
+        "methods": [asdict(r) for r in records],
     }
 
 
 def format_table(report: dict) -> str:
     """A fixed-width table of the report's records, for the terminal and the README."""
-    cols = ["method", "tokens_identical", "speedup_decode", "speedup_e2e", "tokens_per_s", "mean_accepted_len",
-            "acceptance_rate", "predicted_speedup", "fraction_of_predicted", "peak_rss_mb"]
+    cols = ["batch_size", "method", "tokens_identical", "speedup_decode", "speedup_e2e", "tokens_per_s",
+            "mean_accepted_len", "acceptance_rate", "predicted_speedup", "fraction_of_predicted", "peak_rss_mb"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for rec in report["methods"]:
         cells = []
         for c in cols:
-            v = rec.get(c, "")
-            cells.append(f"{v:.3f}" if isinstance(v, float) else str(v))
+            v = rec.get(c)
+            cells.append(f"{v:.3f}" if isinstance(v, float) else "" if v is None else str(v))
         lines.append("| " + " | ".join(cells) + " |")
-    b = report["baseline"]
-    lines.append(f"\nbaseline: decode {b['decode_method']} ({b['decode_s']:.3f}s), e2e {b['e2e_method']} "
-                 f"({b['e2e_s']:.3f}s); ceiling {report['cost_model']['ceiling_speedup']:.2f}x")
+    for b in report["baselines"].values():
+        lines.append(f"\nbatch {b['batch_size']} baseline: decode {b['decode_method']} ({b['decode_s']:.3f}s), "
+                     f"e2e {b['e2e_method']} ({b['e2e_s']:.3f}s)")
+    lines.append(f"ceiling {report['cost_model']['ceiling_speedup']:.2f}x")
     return "\n".join(lines)

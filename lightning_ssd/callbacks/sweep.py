@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from lightning_ssd.callbacks.tensorboard import tensorboard_writer
-from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
+from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.metrics.acceptance import AcceptanceStats
 from lightning_ssd.models.evaluation import as_dict, quality_metric
@@ -88,7 +88,7 @@ class DraftLengthSweep(Callback):
             return {}
         was_training = pl_module.training
         pl_module.eval()
-        vlm, dec, eos = pl_module.vlm, pl_module.vlm.decoder, pl_module.vlm.eos_token_id
+        vlm = pl_module.vlm
         # Rank zero alone: no metric may try to synchronise with the other ranks.
         greedy = AcceptanceStats(sync_on_compute=False)
         ssd = {d: AcceptanceStats(sync_on_compute=False) for d in self.draft_lengths}
@@ -96,12 +96,12 @@ class DraftLengthSweep(Callback):
         jobs = [(b, d) for b in batches for d in [0, *self.draft_lengths]]
         for batch, d in tqdm(jobs, desc=f"draft length sweep ({self.split})", leave=False):
             inputs = (batch["pixel_values"], batch["prompt_input_ids"], batch["prompt_attention_mask"])
-            if d == 0:
-                greedy.update(generate(vlm, GreedyDecoder(dec, eos), *inputs, pl_module.max_new_tokens))
-                continue
-            decoder = SelfSpeculativeDecoder(dec, pl_module.n, pl_module.imitation, d, eos,
-                                             confidence_threshold=pl_module.confidence_threshold)
+            decoder = build_decoder("full" if d == 0 else "ssd", vlm.decoder, vlm.eos_token_id, pl_module.n,
+                                    pl_module.imitation, d, pl_module.confidence_threshold)
             result = generate(vlm, decoder, *inputs, pl_module.max_new_tokens)
+            if d == 0:
+                greedy.update(result)
+                continue
             ssd[d].update(result)
             quality[d].update(pl_module.decode_text(result.tokens), batch["references"])
         pl_module.train(was_training)

@@ -2,7 +2,7 @@
 
 from lightning_ssd.decoding.cost import CostModel, measure_cost_model
 from lightning_ssd.decoding.engine import DraftOnlyDecoder, GreedyDecoder, SelfSpeculativeDecoder
-from lightning_ssd.decoding.generate import SequenceDecoder, generate
+from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import Cycle, GenerationResult, SequenceResult
 from lightning_ssd.decoding.schedule import DraftLength, DynamicDraftLength, FixedDraftLength, draft_length
 
@@ -16,7 +16,7 @@ __all__ = [
     "GenerationResult",
     "GreedyDecoder",
     "SelfSpeculativeDecoder",
-    "SequenceDecoder",
+    "BatchDecoder",
     "SequenceResult",
     "draft_length",
     "generate",

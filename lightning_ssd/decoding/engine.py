@@ -1,15 +1,16 @@
-"""Greedy decoders over a split decoder: plain (full model), draft-only, and self-speculative (SSD).
+"""Decoders over a split decoder: plain (full model), draft-only, and speculative (a drafter plus the full model).
 
-All three run on the same `SplitDecoder` calls, so their timings compare like with like. Sequences of a batch are
-decoded one after the other (batch size 1 inside), which keeps every cache free of padding.
+All of them decode a whole left-padded batch with one forward pass per step, on the same `SplitDecoder` calls and
+the same `BatchState` (see state.py for how the KV cache holds rows that advance by different amounts), so their
+timings compare like with like. Tokens are chosen by an `AcceptanceRule` (greedy or speculative sampling), given to
+`decode` by `generate()` from the generation config.
 
-SSD cycle (paper Algorithm 1), with the shallow KV cache shared between draft and verification:
-  1. draft: up to d tokens from layers [0, n) + imitation net + head, autoregressively (stopping early, if asked,
-     at the first draft whose top-1 probability is below a threshold); the layer-n states x_n of the last accepted
-     token and of each draft are kept;
-  2. verify: ONE pass of layers [n, L) over those d + 1 saved states (the shallow layers are never recomputed);
-  3. accept: the longest matching prefix plus the full model's token (correction or bonus);
-  4. crop: every cache layer (and the imitation net's attention state) back to the accepted length.
+Speculative cycle (paper Algorithm 1), with the shallow KV cache shared between draft and verification:
+  1. draft: the drafter proposes up to d tokens per row (`SelfSpeculativeDecoder`: layers [0, n) + imitation net +
+     head, autoregressively) and keeps the layer-n states x_n of the row's last token and of each draft;
+  2. verify deep layers: ONE pass of layers [n, L) over those saved states (the shallow layers are never recomputed);
+  3. accept: the rule keeps each row's longest accepted prefix plus the full model's token (correction or bonus);
+  4. crop / compact caches: every row keeps its accepted slots, rows that finished leave the batch.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from torch import nn
 
 from lightning_ssd.backbones.decoder import SplitDecoder
 from lightning_ssd.backbones.vlm import DecoderPrompt
+from lightning_ssd.decoding.acceptance import AcceptanceRule, GreedyAcceptance
+from lightning_ssd.decoding.drafters import Drafter, ShallowDrafter
 from lightning_ssd.decoding.narrow_linear import linear_modules, narrow_linear
 from lightning_ssd.decoding.result import Cycle, SequenceResult
 from lightning_ssd.decoding.schedule import DraftLength, draft_length
-from lightning_ssd.decoding.verify import accepted_prefix_length, stop_index
+from lightning_ssd.decoding.state import BatchState
+from lightning_ssd.decoding.verify import stop_index
 
 
 class _Clock:
@@ -39,51 +43,46 @@ class _Clock:
         return time.perf_counter()
 
 
-class _Session:
-    """The decoding state of one sequence: its cache, position and the imitation net's state."""
+class _Outputs:
+    """Per-row tokens and cycles of a batch being decoded, and which rows are still live.
 
-    def __init__(self, decoder: SplitDecoder, prompt: DecoderPrompt, imitation: nn.Module | None) -> None:
-        self.dec = decoder
-        self.prompt = prompt
-        self.encoder = prompt.encoder
-        self.cache = decoder.new_cache()
-        self.imitation = imitation
-        self.imitation_state = imitation.new_state() if imitation is not None else None
-        self.position = prompt.inputs_embeds.shape[1]  # position of the next token to feed
+    A step's wall time is shared evenly by the rows live in it, so that the rows' times add up to the batch's.
+    """
 
-    def prompt_states(self, hi: int) -> torch.Tensor:
-        p = self.prompt
-        x = self.dec.embed(p.inputs_embeds, p.position_ids)
-        return self.dec.run_layers(x, 0, hi, self.cache, p.position_ids, None, self.encoder)
+    def __init__(self, batch_size: int, eos: Sequence[int], max_new_tokens: int) -> None:
+        self.eos, self.max_new = tuple(eos), max_new_tokens
+        self.tokens: list[list[int]] = [[] for _ in range(batch_size)]
+        self.cycles: list[list[Cycle]] = [[] for _ in range(batch_size)]
+        self.prefill_s = [0.0] * batch_size
+        self.decode_s = [0.0] * batch_size
 
-    def token_states(self, token: int, position: int, hi: int) -> torch.Tensor:
-        """x_hi of one token at `position`, through layers [0, hi)."""
-        device = self.prompt.inputs_embeds.device
-        ids = torch.tensor([[token]], device=device)
-        pos = torch.tensor([[position]], device=device)
-        x = self.dec.embed(self.dec.embed_tokens(ids), pos)
-        return self.dec.run_layers(x, 0, hi, self.cache, pos, None, self.encoder)
+    def budget(self, row: int) -> int:
+        return self.max_new - len(self.tokens[row])
 
-    def deep(self, x_n: torch.Tensor, n: int, start: int) -> torch.Tensor:
-        pos = torch.arange(start, start + x_n.shape[1], device=x_n.device).unsqueeze(0)
-        return self.dec.run_layers(x_n, n, self.dec.num_layers, self.cache, pos, None, self.encoder)
+    def finished(self, row: int) -> bool:
+        tokens = self.tokens[row]
+        return len(tokens) >= self.max_new or (bool(tokens) and tokens[-1] in self.eos)
 
-    def draft_logits(self, x_n: torch.Tensor) -> torch.Tensor:
-        x_i = self.imitation(x_n, self.imitation_state) if self.imitation is not None else x_n
-        return self.dec.head(x_i[:, -1:])
+    def start(self, rows: list[int], first: list[int], seconds: float) -> list[int]:
+        """Records the prefill's token of each row; returns the positions (in `rows`) of the rows still live."""
+        for row, token in zip(rows, first, strict=True):
+            self.tokens[row].append(token)
+            self.prefill_s[row] = seconds / len(rows)
+        return [i for i, row in enumerate(rows) if not self.finished(row)]
 
-    def observe(self, x_n: torch.Tensor) -> None:
-        if self.imitation is not None:
-            self.imitation.observe(x_n, self.imitation_state)
+    def emit(self, rows: list[int], emitted: list[list[int]], cycles: list[Cycle], seconds: float) -> list[int]:
+        """Appends one step's tokens and cycle to each live row; returns the positions of the rows still live."""
+        for row, tokens, cycle in zip(rows, emitted, cycles, strict=True):
+            self.tokens[row] += tokens
+            self.cycles[row].append(cycle)
+            self.decode_s[row] += seconds / len(rows)
+        return [i for i, row in enumerate(rows) if not self.finished(row)]
 
-    def crop(self, length: int, hi: int) -> None:
-        self.dec.crop_layers(self.cache, 0, hi, length)
-        if self.imitation_state is not None:
-            self.imitation_state.crop(length)
-
-
-def _argmax(logits: torch.Tensor) -> list[int]:
-    return logits[0].argmax(-1).tolist()
+    def results(self) -> tuple[SequenceResult, ...]:
+        return tuple(
+            SequenceResult(tuple(t), tuple(c), p, d)
+            for t, c, p, d in zip(self.tokens, self.cycles, self.prefill_s, self.decode_s, strict=True)
+        )
 
 
 def _check_layer(n: int, num_layers: int) -> None:
@@ -106,31 +105,49 @@ def _check_imitation(imitation: nn.Module | None, decoder: SplitDecoder) -> None
         )
 
 
-class GreedyDecoder:
-    """Plain KV-cached greedy decoding with the full model: one pass of all L layers per token."""
+class _PlainDecoder:
+    """One pass of layers [0, hi) (+ imitation) -> head per token, for every live row at once."""
 
-    def __init__(self, decoder: SplitDecoder, eos_token_id: Sequence[int] = ()) -> None:
-        self.decoder = decoder
-        self.eos = tuple(eos_token_id)
+    def __init__(self, decoder: SplitDecoder, hi: int, imitation: nn.Module | None, eos: Sequence[int]) -> None:
+        self.decoder, self.hi, self.imitation = decoder, hi, imitation
+        self.eos = tuple(eos)
 
     @torch.inference_mode()
-    def decode(self, prompt: DecoderPrompt, max_new_tokens: int) -> SequenceResult:
-        clock, L = _Clock(prompt.inputs_embeds.device), self.decoder.num_layers
-        s = _Session(self.decoder, prompt, None)
+    def decode(
+        self, prompt: DecoderPrompt, max_new_tokens: int, rule: AcceptanceRule | None = None
+    ) -> tuple[SequenceResult, ...]:
+        rule = rule or GreedyAcceptance()
+        clock, hi = _Clock(prompt.inputs_embeds.device), self.hi
+        state = BatchState(self.decoder, prompt, self.imitation)
+        out = _Outputs(state.batch_size, self.eos, max_new_tokens)
         t0 = clock()
-        tokens = _argmax(self.decoder.head(s.prompt_states(L)[:, -1:]))
-        t1 = clock()
-        cycles = []
-        while tokens[-1] not in self.eos and len(tokens) < max_new_tokens:
+        logits = self.decoder.head(state.imitate(state.prefill(0, hi), None)[:, -1:])[:, -1]
+        token = rule.pick(logits)
+        rows = state.rows.tolist()
+        live = out.start(rows, token.tolist(), clock() - t0)
+        while live:
+            keep = torch.tensor(live, device=token.device)
+            state.keep_rows(keep)
+            rows, last = state.rows.tolist(), token[keep]
             start = clock()
-            x_L = s.token_states(tokens[-1], s.position, L)
-            tokens += _argmax(self.decoder.head(x_L))
-            s.position += 1
-            cycles.append(Cycle(0, 0, 1, 1, 0.0, clock() - start))
-        return SequenceResult(tuple(tokens), tuple(cycles), t1 - t0, clock() - t1)
+            x = state.token_states(last, 0, hi)  # (B, 1, D)
+            token = rule.pick(self.decoder.head(state.imitate(x, 0))[:, -1])
+            state.commit(torch.ones_like(token), hi)
+            seconds, deep = clock() - start, int(hi == self.decoder.num_layers)
+            share = seconds / len(rows)
+            cycles = [Cycle(0, 0, 1, deep, 0.0 if deep else share, share if deep else 0.0) for _ in rows]
+            live = out.emit(rows, [[t] for t in token.tolist()], cycles, seconds)
+        return out.results()
 
 
-class DraftOnlyDecoder:
+class GreedyDecoder(_PlainDecoder):
+    """Plain KV-cached decoding with the full model: one pass of all L layers per token (greedy or sampled)."""
+
+    def __init__(self, decoder: SplitDecoder, eos_token_id: Sequence[int] = ()) -> None:
+        super().__init__(decoder, decoder.num_layers, None, eos_token_id)
+
+
+class DraftOnlyDecoder(_PlainDecoder):
     """The draft model alone: layers [0, n) (+ imitation net) -> final norm -> head, no verification."""
 
     def __init__(
@@ -138,27 +155,91 @@ class DraftOnlyDecoder:
     ) -> None:
         _check_layer(n, decoder.num_layers)
         _check_imitation(imitation, decoder)
-        self.decoder, self.n, self.imitation = decoder, n, imitation
+        super().__init__(decoder, n, imitation, eos_token_id)
+        self.n = n
+
+
+class SpeculativeDecoder:
+    """Lossless speculative decoding of a batch: a drafter proposes, the full model's layers [layer, L) verify.
+
+    Args:
+        decoder: the backbone's split decoder.
+        drafter: proposes the draft tokens and the states verification starts from.
+        draft: d per cycle: an int, "dynamic" (paper eq. 5) or a schedule object; each row follows its own d(t).
+        eos_token_id: tokens that end a sequence (kept in the output, like transformers' generate).
+        cpu_narrow_linear: on CPU, compute the verification pass's linear layers as W @ x^T (see narrow_linear.py).
+    """
+
+    def __init__(
+        self,
+        decoder: SplitDecoder,
+        drafter: Drafter,
+        draft: int | str | DraftLength = 4,
+        eos_token_id: Sequence[int] = (),
+        cpu_narrow_linear: bool = True,
+    ) -> None:
+        self.decoder, self.drafter = decoder, drafter
+        self.schedule = draft_length(draft)
         self.eos = tuple(eos_token_id)
+        self.cpu_narrow_linear = cpu_narrow_linear
+        self._deep_linears = linear_modules(decoder.layers[drafter.layer:])
 
     @torch.inference_mode()
-    def decode(self, prompt: DecoderPrompt, max_new_tokens: int) -> SequenceResult:
-        clock = _Clock(prompt.inputs_embeds.device)
-        s = _Session(self.decoder, prompt, self.imitation)
+    def decode(
+        self, prompt: DecoderPrompt, max_new_tokens: int, rule: AcceptanceRule | None = None
+    ) -> tuple[SequenceResult, ...]:
+        rule = rule or GreedyAcceptance()
+        clock, n, L = _Clock(prompt.inputs_embeds.device), self.drafter.layer, self.decoder.num_layers
+        state = BatchState(self.decoder, prompt, self.drafter.imitation)
+        out = _Outputs(state.batch_size, self.eos, max_new_tokens)
         t0 = clock()
-        tokens = _argmax(s.draft_logits(s.prompt_states(self.n)))
+        x_n = state.prefill(0, n)
+        self.drafter.observe_prompt(state, x_n)
+        token = rule.pick(self.decoder.head(state.prefill(n, L, x_n)[:, -1:])[:, -1])
+        live = out.start(state.rows.tolist(), token.tolist(), clock() - t0)
+        while live:
+            keep = torch.tensor(live, device=token.device)
+            state.keep_rows(keep)
+            token = self._cycle(state, token[keep], out, rule, clock)
+            live = [i for i, row in enumerate(state.rows.tolist()) if not out.finished(row)]
+        return out.results()
+
+    def _cycle(
+        self, state: BatchState, last: torch.Tensor, out: _Outputs, rule: AcceptanceRule, clock: _Clock
+    ) -> torch.Tensor:
+        """One draft-verify cycle of every live row; returns each row's new last token (fed next cycle)."""
+        L, rows = self.decoder.num_layers, state.rows.tolist()
+        budgets = [min(self.schedule(len(out.tokens[r])), out.budget(r) - 1) for r in rows]
+        t0 = clock()
+        # 1. draft: up to d tokens per row, with the states verification starts from
+        draft = self.drafter.propose(state, last, torch.tensor(budgets, device=last.device), rule)
         t1 = clock()
-        cycles = []
-        while tokens[-1] not in self.eos and len(tokens) < max_new_tokens:
-            start = clock()
-            tokens += _argmax(s.draft_logits(s.token_states(tokens[-1], s.position, self.n)))
-            s.position += 1
-            cycles.append(Cycle(0, 0, 1, 0, clock() - start, 0.0))
-        return SequenceResult(tuple(tokens), tuple(cycles), t1 - t0, clock() - t1)
+        # 2. verify deep layers: one pass of layers [layer, L) over the saved states
+        with narrow_linear(self._deep_linears, self.cpu_narrow_linear):
+            x_L = state.run(draft.states, draft.layer, L)
+        logits = self.decoder.head(x_L)  # (B, D + 1, V)
+        # 3. accept: each row's accepted prefix, then the full model's correction or bonus token
+        verdict = rule.judge(draft.tokens, draft.lengths, draft.q, logits)
+        # 4. crop / compact caches: keep each row's last token and its accepted drafts; the new token is fed next
+        state.commit(verdict.accepted + 1, L)
+        accepted, drafted = verdict.accepted.tolist(), draft.lengths.tolist()
+        drafts, following = draft.tokens.tolist(), verdict.next_tokens.tolist()
+        t2 = clock()
+        emitted, cycles = [], []
+        for i, row in enumerate(rows):
+            k = accepted[i]
+            tokens = drafts[i][:k] + [following[i]]
+            tokens = tokens[: stop_index(tokens, self.eos, out.budget(row))]
+            rejected = drafts[i][k] if k < drafted[i] else None
+            emitted.append(tokens)
+            cycles.append(Cycle(drafted[i], k, len(tokens), 1, (t1 - t0) / len(rows), (t2 - t1) / len(rows),
+                                rejected))
+        out.emit(rows, emitted, cycles, t2 - t0)
+        return verdict.next_tokens
 
 
-class SelfSpeculativeDecoder:
-    """Lossless greedy self-speculative decoding: draft with layers [0, n) + imitation, verify with [n, L).
+class SelfSpeculativeDecoder(SpeculativeDecoder):
+    """Lossless self-speculative decoding: draft with layers [0, n) + imitation, verify with [n, L).
 
     Args:
         decoder: the backbone's split decoder.
@@ -185,61 +266,6 @@ class SelfSpeculativeDecoder:
         _check_layer(n, decoder.num_layers)
         _check_imitation(imitation, decoder)
         check_confidence_threshold(confidence_threshold)
-        self.confidence_threshold = confidence_threshold
-        self.decoder, self.n, self.imitation = decoder, n, imitation
-        self.schedule = draft_length(draft)
-        self.eos = tuple(eos_token_id)
-        self.cpu_narrow_linear = cpu_narrow_linear
-        self._deep_linears = linear_modules(decoder.layers[n:])
-
-    @torch.inference_mode()
-    def decode(self, prompt: DecoderPrompt, max_new_tokens: int) -> SequenceResult:
-        clock, n = _Clock(prompt.inputs_embeds.device), self.n
-        s = _Session(self.decoder, prompt, self.imitation)
-        t0 = clock()
-        x_n = s.prompt_states(n)
-        s.observe(x_n)
-        tokens = _argmax(self.decoder.head(s.deep(x_n, n, 0)[:, -1:]))
-        t1 = clock()
-        cycles = []
-        while tokens[-1] not in self.eos and len(tokens) < max_new_tokens:
-            cycles.append(self._cycle(s, tokens, max_new_tokens - len(tokens), clock))
-        return SequenceResult(tuple(tokens), tuple(cycles), t1 - t0, clock() - t1)
-
-    def _cycle(self, s: _Session, tokens: list[int], budget: int, clock: _Clock) -> Cycle:
-        n, start_pos = self.n, s.position
-        d = min(self.schedule(len(tokens)), budget - 1)
-        t0 = clock()
-        # 1. draft: x_n of the last token and of each kept draft are saved for verification
-        x_n = s.token_states(tokens[-1], start_pos, n)
-        states, drafts = [x_n], []
-        while len(drafts) < d and not (drafts and drafts[-1] in self.eos):
-            token, confident = self._draft_token(s.draft_logits(x_n))
-            if not confident:
-                break  # x_n of every kept draft is saved already: verification still yields the full model's token
-            drafts.append(token)
-            x_n = s.token_states(token, start_pos + len(drafts), n)
-            states.append(x_n)
-        else:
-            s.observe(x_n)  # the last saved state fed no draft step; the imitation net's state must still see it
-        t1 = clock()
-        # 2. verify deep layers: one pass of layers [n, L) over the saved shallow states
-        with narrow_linear(self._deep_linears, self.cpu_narrow_linear):
-            x_L = s.deep(torch.cat(states, dim=1), n, start_pos)
-        target = _argmax(self.decoder.head(x_L))
-        # 3. accept the longest agreeing prefix, then the full model's correction or bonus token
-        k = accepted_prefix_length(drafts, target)
-        emitted = (drafts[:k] + [target[k]])[: stop_index(drafts[:k] + [target[k]], self.eos, budget)]
-        tokens += emitted
-        # 4. crop caches: keep the last token and the k accepted drafts; the new last token is fed next cycle
-        s.position = start_pos + k + 1
-        s.crop(s.position, self.decoder.num_layers)
-        return Cycle(len(drafts), k, len(emitted), 1, t1 - t0, clock() - t1)
-
-    def _draft_token(self, logits: torch.Tensor) -> tuple[int, bool]:
-        """The draft's greedy token and whether it clears the confidence threshold (always, without one)."""
-        last = logits[0, -1]
-        if self.confidence_threshold is None:
-            return int(last.argmax()), True
-        prob, token = torch.softmax(last.float(), -1).max(-1)
-        return int(token), float(prob) >= self.confidence_threshold
+        drafter = ShallowDrafter(decoder, n, imitation, eos_token_id, confidence_threshold)
+        super().__init__(decoder, drafter, draft, eos_token_id, cpu_narrow_linear)
+        self.n, self.imitation, self.confidence_threshold = n, imitation, confidence_threshold

@@ -1,4 +1,4 @@
-"""Batch entry point: encode image + prompt once, then decode each sequence with a chosen decoder."""
+"""Batch entry point: encode image + prompt once, then decode the whole batch with a chosen decoder."""
 
 from __future__ import annotations
 
@@ -8,54 +8,53 @@ import torch
 from transformers import GenerationConfig
 
 from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM
+from lightning_ssd.decoding.acceptance import AcceptanceRule, acceptance_rule
 from lightning_ssd.decoding.result import GenerationResult, SequenceResult
 
-# Generation settings that change greedy output; the engine implements plain argmax only.
-_UNSUPPORTED = {
-    "repetition_penalty": 1.0,
-    "no_repeat_ngram_size": 0,
-    "min_length": 0,
-    "min_new_tokens": None,
-    "bad_words_ids": None,
-    "forced_bos_token_id": None,
-    "forced_eos_token_id": None,
-    "suppress_tokens": None,
-    "begin_suppress_tokens": None,
-    "num_beams": 1,
-}
+
+class BatchDecoder(Protocol):
+    def decode(
+        self, prompt: DecoderPrompt, max_new_tokens: int, rule: AcceptanceRule | None = None
+    ) -> tuple[SequenceResult, ...]: ...
 
 
-class SequenceDecoder(Protocol):
-    def decode(self, prompt: DecoderPrompt, max_new_tokens: int) -> SequenceResult: ...
 
 
-def check_greedy_config(config: GenerationConfig) -> None:
-    """Refuses generation settings under which plain argmax would not reproduce the model's generate()."""
-    for key, neutral in _UNSUPPORTED.items():
-        value = getattr(config, key, neutral)
-        if value not in (neutral, None) and not (key == "min_length" and value == 0):
-            raise ValueError(
-                f"generation_config.{key}={value!r} is not supported by greedy self-speculative decoding; "
-                f"set it to {neutral!r} in the checkpoint's generation_config.json"
-            )
+def _check_inputs(vlm: SplitVLM, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+                  attention_mask: torch.Tensor | None, generator: torch.Generator | None) -> None:
+    if pixel_values.shape[0] != input_ids.shape[0]:
+        raise ValueError(f"pixel_values holds {pixel_values.shape[0]} images but input_ids {input_ids.shape[0]} "
+                         "prompts; give one image per prompt")
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids "
+                         f"{tuple(input_ids.shape)}; they must match")
+    if generator is not None:
+        model_device = next(vlm.parameters()).device
+        if torch.device(generator.device).type != model_device.type:
+            raise ValueError(f"generator is on {generator.device} but the model is on {model_device}; create it "
+                             f"with torch.Generator(device={str(model_device)!r})")
 
 
 @torch.inference_mode()
 def generate(
     vlm: SplitVLM,
-    decoder: SequenceDecoder,
+    decoder: BatchDecoder,
     pixel_values: torch.Tensor,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     max_new_tokens: int = 30,
+    generation_config: GenerationConfig | None = None,
+    generator: torch.Generator | None = None,
 ) -> GenerationResult:
-    """Greedy generation for a (left-padded) batch, one sequence at a time inside.
+    """Generation for a (left-padded) batch, decoded as one batch.
 
-    Returns the new tokens only (the prompt is not repeated), each ending at its first EOS or at
-    `max_new_tokens`, exactly where transformers' `generate(do_sample=False)` ends them.
+    Returns the new tokens only (the prompt is not repeated), each ending at its first EOS or at `max_new_tokens`,
+    exactly where transformers' `generate` ends them. Greedy unless the generation config (default: the
+    checkpoint's own) sets `do_sample`; sampling is lossless speculative sampling, reproducible with `generator`.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    check_greedy_config(vlm.model.generation_config)
+    _check_inputs(vlm, pixel_values, input_ids, attention_mask, generator)
+    rule = acceptance_rule(generation_config or vlm.model.generation_config, generator)
     prompt = vlm.encode(pixel_values, input_ids, attention_mask)
-    return GenerationResult(tuple(decoder.decode(prompt.select(i), max_new_tokens) for i in range(len(input_ids))))
+    return GenerationResult(decoder.decode(prompt, max_new_tokens, rule))

@@ -18,6 +18,10 @@ class Cycle:
         deep_passes: passes through layers [n, L) (1 per cycle for SSD and plain greedy, 0 for draft-only).
         draft_time_s: seconds spent drafting (shallow layers + imitation + head).
         verify_time_s: seconds spent in the deep verification pass and acceptance.
+        rejected: the first draft token the full model rejected (None when every draft was accepted).
+
+    In a batch, a step's wall time is shared evenly by the rows decoded in it, so the rows' times add up to the
+    batch's wall time.
     """
 
     drafted: int
@@ -26,6 +30,7 @@ class Cycle:
     deep_passes: int
     draft_time_s: float
     verify_time_s: float
+    rejected: int | None = None
 
 
 @dataclass(frozen=True)

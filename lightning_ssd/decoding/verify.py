@@ -1,22 +1,8 @@
-"""Greedy verification: keep the longest prefix of the draft the full model agrees with, plus its own token."""
+"""Where a sequence stops: at its first end token, or when its token budget is spent."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-
-def accepted_prefix_length(draft: Sequence[int], target: Sequence[int]) -> int:
-    """Number k of leading draft tokens equal to the full model's greedy tokens.
-
-    `target[i]` is argmax p_L after the context and draft[:i]; len(target) == len(draft) + 1, so target[k] is the
-    correction (k < d) or the bonus token (k == d).
-    """
-    if len(target) != len(draft) + 1:
-        raise ValueError(f"verification needs d + 1 target tokens for d drafts, got {len(target)} for {len(draft)}")
-    k = 0
-    while k < len(draft) and draft[k] == target[k]:
-        k += 1
-    return k
 
 
 def stop_index(tokens: Sequence[int], eos_token_ids: Sequence[int], budget: int) -> int:

@@ -14,13 +14,9 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from lightning_ssd.backbones import load_backbone, load_processor
 from lightning_ssd.backbones.vlm import SplitVLM
-from lightning_ssd.decoding.engine import (
-    DraftOnlyDecoder,
-    GreedyDecoder,
-    SelfSpeculativeDecoder,
-    check_confidence_threshold,
-)
-from lightning_ssd.decoding.generate import SequenceDecoder, generate
+from lightning_ssd.decoding.engine import check_confidence_threshold
+from lightning_ssd.decoding.factory import build_decoder
+from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.models.evaluation import DecodingEvaluator, EvalSummary, check_modes
 
 
@@ -175,16 +171,12 @@ class SSDModule(LightningModule):
 
     # -- evaluation -----------------------------------------------------------------------------------------------
 
-    def decoders(self) -> dict[str, SequenceDecoder]:
-        dec, eos, n = self.vlm.decoder, self.vlm.eos_token_id, self.n
-        make = {
-            "full": lambda: GreedyDecoder(dec, eos),
-            "draft": lambda: DraftOnlyDecoder(dec, n, None, eos),
-            "draft_imit": lambda: DraftOnlyDecoder(dec, n, self.imitation, eos),
-            "ssd": lambda: SelfSpeculativeDecoder(dec, n, self.imitation, self.draft, eos,
-                                                  confidence_threshold=self.confidence_threshold),
+    def decoders(self) -> dict[str, BatchDecoder]:
+        return {
+            mode: build_decoder(mode, self.vlm.decoder, self.vlm.eos_token_id, self.n, self.imitation, self.draft,
+                                self.confidence_threshold)
+            for mode in self.val_eval.modes
         }
-        return {mode: make[mode]() for mode in self.val_eval.modes}
 
     def decode_text(self, tokens: list[list[int]]) -> list[str]:
         return [t.strip() for t in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]

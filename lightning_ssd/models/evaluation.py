@@ -1,42 +1,37 @@
 """Decoding evaluation: every configured decoder on the same batches, with quality, acceptance and speed metrics.
 
-Modes (names follow the paper's table rows):
-  - full: the full model, plain KV-cached greedy decoding (the speed reference);
-  - draft: layers [0, n) -> final norm -> head alone ("Draft w/o Im");
-  - draft_imit: layers [0, n) + imitation network alone ("Draft w Im");
-  - ssd: self-speculative decoding with the imitation network (or the plain early exit when there is none).
-Speedup of a mode = the full model's seconds per token / the mode's, both measured on the same batches in the
-same steps. SSD must reproduce the full model's tokens exactly; `ssd_identical` is the fraction that do.
+Modes are those of `decoding.factory` (full, draft, draft_imit, ssd; "full" is the speed reference), and every
+mode decodes each batch as one batch. Speedup of a mode = the full model's seconds per token / the mode's, both
+measured on the same batches in the same steps. SSD must reproduce the full model's tokens exactly;
+`ssd_identical` is the fraction that do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 from torchmetrics import MeanMetric, Metric
 
-from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM
-from lightning_ssd.decoding.generate import SequenceDecoder, generate
+from lightning_ssd.backbones.vlm import SplitVLM
+from lightning_ssd.decoding.factory import MODES
+from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import GenerationResult, SequenceResult
 from lightning_ssd.metrics import CaptionScores, VQAAccuracy
 from lightning_ssd.metrics.acceptance import AcceptanceStats
 
-Mode = Literal["full", "draft", "draft_imit", "ssd"]
-MODES: tuple[str, ...] = ("full", "draft", "draft_imit", "ssd")
 # Tasks scored as short answers; every other task (captions, dialog answers, long descriptions) by caption metrics.
 _ANSWER_TASKS = ("vqa",)
 
 
 @dataclass(frozen=True)
 class DecodedSample:
-    """One decoded sequence kept for display: its decoder prompt and the SSD run (tokens = the full model's)."""
+    """One decoded sequence kept for display: the SSD run (tokens = the full model's) and its references."""
 
     sample_id: Any
-    prompt: DecoderPrompt
     ssd: SequenceResult
     references: tuple[str, ...]
 
@@ -96,7 +91,7 @@ class DecodingEvaluator(nn.Module):
     def update(
         self,
         vlm: SplitVLM,
-        decoders: Mapping[str, SequenceDecoder],
+        decoders: Mapping[str, BatchDecoder],
         batch: Mapping[str, Any],
         decode_text: Callable[[list[list[int]]], list[str]],
         max_new_tokens: int,
@@ -114,7 +109,7 @@ class DecodingEvaluator(nn.Module):
             same = [a == b for a, b in zip(results["full"].tokens, results["ssd"].tokens, strict=True)]
             self.identical.update(torch.tensor(same, dtype=torch.float32))
         if "ssd" in results and len(self.samples) < self.num_samples:
-            self._keep_samples(vlm, batch, results)
+            self._keep_samples(batch, results["ssd"])
         return results
 
     def _quality(self, mode: str, task: str) -> Metric:
@@ -123,12 +118,9 @@ class DecodingEvaluator(nn.Module):
             self.quality[mode] = quality_metric(task, self.meteor).to(device)
         return self.quality[mode]
 
-    def _keep_samples(self, vlm: SplitVLM, batch: Mapping[str, Any], results: dict[str, GenerationResult]) -> None:
-        with torch.no_grad():
-            prompt = vlm.encode(batch["pixel_values"], batch["prompt_input_ids"], batch["prompt_attention_mask"])
-        for i, seq in enumerate(results["ssd"].sequences[: self.num_samples - len(self.samples)]):
-            self.samples.append(DecodedSample(batch["sample_ids"][i], prompt.select(i), seq,
-                                              tuple(batch["references"][i])))
+    def _keep_samples(self, batch: Mapping[str, Any], ssd: GenerationResult) -> None:
+        for i, seq in enumerate(ssd.sequences[: self.num_samples - len(self.samples)]):
+            self.samples.append(DecodedSample(batch["sample_ids"][i], seq, tuple(batch["references"][i])))
 
     def compute(self, stage: str) -> EvalSummary:
         """Synchronised scalars plus the acceptance curves of the SSD mode (or the last mode).

@@ -23,7 +23,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--imitation", default=d.imitation, help="'none', 'identity' or an imitation checkpoint")
     p.add_argument("--redundant-deep-layers", action="store_true",
                    help="zero the residual writes of layers n..L so that acceptance is 1 by construction")
-    p.add_argument("--num-samples", type=int, default=d.num_samples)
+    p.add_argument("--num-samples", type=int, default=d.num_samples, help="test images decoded per repeat")
+    p.add_argument("--batch-size", dest="batch_sizes", action="append", type=int,
+                   help="decode the images in batches of this size; repeatable (each size is benchmarked on its own)")
+    p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature (> 0)")
+    p.add_argument("--top-k", type=int, default=d.top_k, help="sample among the k most likely tokens (0: off)")
+    p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus sampling mass in (0, 1]")
+    p.add_argument("--seed", type=int, default=d.seed, help="sampling seed")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
     p.add_argument("--repeats", type=int, default=d.repeats)
     p.add_argument("--warmup", type=int, default=d.warmup)
@@ -59,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     output = Path(args.pop("output"))
     args["drafts"] = args["drafts"] or BenchConfig().drafts
     args["confidence_thresholds"] = args["confidence_thresholds"] or BenchConfig().confidence_thresholds
+    args["batch_sizes"] = args["batch_sizes"] or BenchConfig().batch_sizes
     for d in args["drafts"]:
         if d != "dynamic" and (not d.isdigit() or int(d) < 1):
             raise SystemExit(f"--draft must be an integer d >= 1 or 'dynamic', got {d!r}")

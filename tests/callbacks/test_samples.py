@@ -1,9 +1,9 @@
-"""Sample texts: rejected drafts struck through, the full model's tokens in bold; recovered drafts match the engine."""
+"""Sample texts: rejected drafts struck through, the full model's tokens in bold; the engine records the rejections."""
 
 import pytest
 import torch
 
-from lightning_ssd.callbacks.samples import draft_predictions, render_cycles
+from lightning_ssd.callbacks.samples import render_cycles
 from lightning_ssd.decoding.engine import SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.decoding.result import Cycle, SequenceResult
@@ -13,31 +13,39 @@ from tests.helpers import TINY, chaotic_, make_inputs, tiny_vlm
 WORDS = {0: " a", 1: " red", 2: " circle", 3: " square", 4: " on", 5: " blue", 6: " grass", 7: "</s>", 8: " *x*"}
 
 
-def _cycle(drafted, accepted, emitted):
-    return Cycle(drafted, accepted, emitted, 1, 0.0, 0.0)
+def _cycle(drafted, accepted, emitted, rejected=None):
+    return Cycle(drafted, accepted, emitted, 1, 0.0, 0.0, rejected)
 
 
 def test_render_marks_who_produced_each_token():
     tokens = [0, 1, 2, 4, 0, 5, 6]
-    cycles = (_cycle(3, 1, 2), _cycle(2, 2, 3), _cycle(2, 0, 1))
     # cycle 1: "red" accepted, draft "square" rejected, the full model says "circle"; cycle 2: "on a" accepted,
     # bonus "blue"; cycle 3: draft "a" rejected, the full model says "grass"
-    drafts = [9, 1, 3, 4, 0, 9, 0]
+    cycles = (_cycle(3, 1, 2, 3), _cycle(2, 2, 3), _cycle(2, 0, 1, 0))
     ssd = SequenceResult(tuple(tokens), cycles, 0.0, 0.0)
-    text = render_cycles(tokens, ssd, drafts, WORDS.__getitem__)
-    assert text == "**a** red ~~square~~ **circle** on a **blue** ~~a~~ **grass**"
+    assert render_cycles(ssd, WORDS.__getitem__) == "**a** red ~~square~~ **circle** on a **blue** ~~a~~ **grass**"
 
 
 def test_render_keeps_truncated_cycles_plain_and_escapes_markdown():
-    tokens = [0, 8, 7]
-    ssd = SequenceResult(tuple(tokens), (_cycle(4, 3, 2),), 0.0, 0.0)  # EOS inside the accepted drafts
-    text = render_cycles(tokens, ssd, [9, 8, 7], WORDS.__getitem__)
-    assert text == "**a** \\*x\\*\\</s\\>"
+    ssd = SequenceResult((0, 8, 7), (_cycle(4, 3, 2, 5),), 0.0, 0.0)  # EOS inside the accepted drafts
+    assert render_cycles(ssd, WORDS.__getitem__) == "**a** \\*x\\*\\</s\\>"
+
+
+def _teacher_forced_drafts(vlm, n, imitation, prompt, tokens):
+    """The draft model's argmax after each prefix tokens[:t] of one unpadded row, computed without a cache."""
+    dec = vlm.decoder
+    P = prompt.inputs_embeds.shape[1]
+    ids = torch.tensor([list(tokens[:-1])])
+    embeds = torch.cat([prompt.inputs_embeds, dec.embed_tokens(ids)], dim=1)
+    positions = torch.arange(embeds.shape[1]).unsqueeze(0)
+    x_n = dec.run_layers(dec.embed(embeds, positions), 0, n, None, positions, None, prompt.encoder)
+    x_i = imitation(x_n) if imitation is not None else x_n
+    return dec.head(x_i[:, P - 1 :]).argmax(-1)[0].tolist()
 
 
 @pytest.mark.parametrize("name", TINY)
 @pytest.mark.parametrize("with_imitation", [False, True])
-def test_recovered_drafts_agree_with_the_engine(name, with_imitation):
+def test_recorded_rejections_are_the_draft_models_tokens(name, with_imitation):
     vlm = chaotic_(tiny_vlm(name))
     torch.manual_seed(1)
     imitation = ImitationNetwork(vlm.decoder.hidden_size, residual=False).eval() if with_imitation else None
@@ -47,14 +55,17 @@ def test_recovered_drafts_agree_with_the_engine(name, with_imitation):
                       max_new_tokens=12)
     prompt = vlm.encode(**batch)
     rejections = 0
-    for i, seq in enumerate(result.sequences):
-        drafts = draft_predictions(vlm, n, imitation, prompt.select(i), list(seq.tokens))
-        t = 1
-        for c in seq.cycles:
-            kept = min(c.accepted, c.emitted)
-            assert drafts[t : t + kept] == list(seq.tokens[t : t + kept])  # accepted drafts are the output
-            if c.accepted < c.drafted and c.emitted > kept:
-                assert drafts[t + kept] != seq.tokens[t + kept]  # a rejected draft differs from the correction
-                rejections += 1
-            t += c.emitted
-    assert rejections > 0  # the case that needs the recovered token occurred
+    with torch.no_grad():
+        for i, seq in enumerate(result.sequences):
+            drafts = _teacher_forced_drafts(vlm, n, imitation, prompt.select(i), list(seq.tokens))
+            t = 1
+            for c in seq.cycles:
+                kept = min(c.accepted, c.emitted)
+                assert drafts[t : t + kept] == list(seq.tokens[t : t + kept])  # accepted drafts are the output
+                if c.accepted < c.drafted and c.emitted > kept:
+                    assert c.rejected == drafts[t + kept] != seq.tokens[t + kept]
+                    rejections += 1
+                else:
+                    assert c.rejected is None
+                t += c.emitted
+    assert rejections > 0

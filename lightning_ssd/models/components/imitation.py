@@ -43,6 +43,17 @@ class ImitationState:
         if self.keys is not None:
             self.keys, self.values = self.keys[..., :length, :], self.values[..., :length, :]
 
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keeps the batch rows `rows` (B',), in that order."""
+        if self.keys is not None:
+            self.keys, self.values = self.keys[rows], self.values[rows]
+
+    def gather_positions(self, index: torch.Tensor) -> None:
+        """Re-lays every row's positions: new slot j of row b holds old slot index[b, j] (index: (B, T'))."""
+        if self.keys is not None:
+            idx = index[:, None, :, None].expand(-1, self.keys.shape[1], -1, self.keys.shape[-1])
+            self.keys, self.values = self.keys.gather(2, idx), self.values.gather(2, idx)
+
 
 class CausalSelfAttention(nn.Module):
     """Pre-norm causal multi-head self-attention with its own tiny key/value state for decoding."""
@@ -57,17 +68,33 @@ class CausalSelfAttention(nn.Module):
         self.out = nn.Linear(hidden_size, hidden_size)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, state: ImitationState | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, state: ImitationState | None = None, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, T, D); `attention_mask` (B, past + T), 1 where a key position is real (None: all are)."""
         B, T, D = x.shape
         q, k, v = self.qkv(self.norm(x)).view(B, T, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
         past = 0
         if state is not None:
             past = state.length
             k, v = state.append(k, v)
-        # (T, past + T) causal mask offset by what the state already holds; one new position sees everything
-        mask = None if T == 1 else torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=self._mask(T, past, attention_mask, x.device),
+                                              dropout_p=self.dropout if self.training else 0.0)
         return x + self.out(attn.transpose(1, 2).reshape(B, T, D))
+
+    @staticmethod
+    def _mask(T: int, past: int, attention_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+        """(T, past + T) causal mask offset by the state's length, or (B, 1, T, past + T) with padding masked.
+
+        One new position without padding sees everything and needs no mask. A padded query still sees itself, so
+        that no row of the softmax is empty (an empty row would put NaN into the state).
+        """
+        if attention_mask is None:
+            return None if T == 1 else torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
+        causal = torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
+        itself = torch.zeros_like(causal)
+        itself[:, past:] = torch.eye(T, dtype=torch.bool, device=device)
+        return (causal & attention_mask.bool()[:, None, :] | itself)[:, None]
 
 
 class ImitationNetwork(nn.Module):
@@ -134,18 +161,23 @@ class ImitationNetwork(nn.Module):
     def new_state(self) -> ImitationState | None:
         return ImitationState() if self.has_state else None
 
-    def forward(self, x_n: torch.Tensor, state: ImitationState | None = None) -> torch.Tensor:
+    def forward(
+        self, x_n: torch.Tensor, state: ImitationState | None = None, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x_n (B, T, D) -> x_I (B, T, D); `attention_mask` (B, past + T) marks real positions for the attention."""
         if x_n.shape[-1] != self.hidden_size:
             raise ValueError(
                 f"imitation network width {self.hidden_size} does not match the backbone hidden size {x_n.shape[-1]}"
             )
-        x = self.attention(x_n, state) if self.attention is not None else x_n
+        x = self.attention(x_n, state, attention_mask) if self.attention is not None else x_n
         h = self.norm(x) if self.norm_placement == "pre" else x
         h = self.mlp(h)
         out = x + h if self.residual and len(self.mlp) else h
         return self.norm(out) if self.norm_placement == "post" else out
 
-    def observe(self, x_n: torch.Tensor, state: ImitationState | None) -> None:
+    def observe(
+        self, x_n: torch.Tensor, state: ImitationState | None, attention_mask: torch.Tensor | None = None
+    ) -> None:
         """Records shallow states whose draft output is not needed (keeps the attention state complete)."""
         if state is not None:
-            self.attention(x_n, state)
+            self.attention(x_n, state, attention_mask)

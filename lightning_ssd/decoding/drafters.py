@@ -1,0 +1,125 @@
+"""Drafters: what proposes the tokens a speculative cycle verifies.
+
+A drafter runs on the batch's decoding state and returns a typed `Draft`: up to D tokens per row, their draft
+distributions when the acceptance rule samples, and the states at `layer` from which the verification pass runs
+layers [layer, L) (the shallow layers' work is never repeated). A new drafting method (another exit, a skipped-layer
+draft, ...) is a new class here; the decoding loop stays as it is.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lightning_ssd.backbones.decoder import SplitDecoder
+from lightning_ssd.decoding.acceptance import AcceptanceRule
+from lightning_ssd.decoding.state import BatchState
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One cycle's proposal for every live row.
+
+    Attributes:
+        tokens: (B, D) draft tokens; only the first lengths[b] of row b are proposed.
+        lengths: (B,) tokens proposed per row, 0..D.
+        q: (B, D, V) draft distributions the tokens were sampled from, or None for greedy drafts.
+        states: (B, D + 1, H) states at `layer` of the cycle's first token and of each draft token.
+        layer: the layer those states sit at; verification runs layers [layer, L) over them.
+    """
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    q: torch.Tensor | None
+    states: torch.Tensor
+    layer: int
+
+
+class Drafter(ABC):
+    """Proposes draft tokens on a `BatchState`.
+
+    Attributes:
+        layer: the exit layer: the prompt is prefilled through [0, layer) and handed to `observe_prompt`, and
+            verification runs [layer, L).
+        imitation: a network whose decoding state the batch state must keep (cropped with the caches), or None.
+    """
+
+    layer: int
+    imitation: nn.Module | None = None
+
+    @abstractmethod
+    def observe_prompt(self, state: BatchState, x: torch.Tensor) -> None:
+        """Sees the prompt's states at `layer` (B, T, D) before decoding starts."""
+
+    @abstractmethod
+    def propose(self, state: BatchState, last: torch.Tensor, budget: torch.Tensor, rule: AcceptanceRule) -> Draft:
+        """Drafts up to budget[b] tokens after each row's last token `last` (B,)."""
+
+
+class ShallowDrafter(Drafter):
+    """The paper's draft model: layers [0, n) + imitation network, read out through the final norm and LM head.
+
+    Args:
+        decoder: the backbone's split decoder.
+        n: exit layer.
+        imitation: imitation network (None: the plain early exit, layer n -> norm -> head).
+        eos_token_id: tokens after which a row stops drafting.
+        confidence_threshold: a row stops drafting at the first draft whose top-1 probability is below this.
+    """
+
+    def __init__(
+        self,
+        decoder: SplitDecoder,
+        n: int,
+        imitation: nn.Module | None = None,
+        eos_token_id: Sequence[int] = (),
+        confidence_threshold: float | None = None,
+    ) -> None:
+        self.decoder, self.layer, self.imitation = decoder, n, imitation
+        self.eos = torch.tensor(list(eos_token_id), dtype=torch.long)
+        self.confidence_threshold = confidence_threshold
+
+    def observe_prompt(self, state: BatchState, x: torch.Tensor) -> None:
+        state.observe(x, None)
+
+    def propose(self, state: BatchState, last: torch.Tensor, budget: torch.Tensor, rule: AcceptanceRule) -> Draft:
+        n, threshold = self.layer, self.confidence_threshold
+        eos = self.eos.to(last.device)
+        # Checking whether every row has stopped is free on CPU; on GPU it is a sync, so there the loop runs to D
+        # (rows that stopped draft on, masked) unless a confidence threshold asks for the check anyway.
+        check_stop = last.device.type == "cpu" or threshold is not None
+        D = int(budget.max())
+        x_n = state.token_states(last, 0, n)  # (B, 1, H)
+        states, tokens, qs = [x_n], [], []
+        drafting = budget > 0
+        lengths = torch.zeros_like(budget)
+        for j in range(D):
+            if check_stop and not bool(drafting.any()):
+                state.observe(x_n, j)  # the last saved state fed no draft step
+                break
+            logits = self.decoder.head(state.imitate(x_n, j))[:, -1]  # (B, V)
+            token, q = rule.propose(logits)
+            if threshold is not None:
+                drafting = drafting & (rule.confidence(logits, q) >= threshold)
+                if not bool(drafting.any()):
+                    break  # this token is proposed by no row; its state is not needed
+            lengths = lengths + drafting.long()
+            drafting = drafting & ~torch.isin(token, eos) & (lengths < budget)
+            tokens.append(token)
+            qs.append(q)
+            x_n = state.token_states(token, j + 1, n)
+            states.append(x_n)
+        else:
+            state.observe(x_n, D)
+        B = last.shape[0]
+        return Draft(
+            tokens=torch.stack(tokens, 1) if tokens else last.new_zeros(B, 0),
+            lengths=lengths,
+            q=torch.stack(qs, 1) if tokens and qs[0] is not None else None,
+            states=torch.cat(states, 1),
+            layer=n,
+        )
