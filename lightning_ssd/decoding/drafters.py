@@ -89,37 +89,52 @@ class ShallowDrafter(Drafter):
     def propose(self, state: BatchState, last: torch.Tensor, budget: torch.Tensor, rule: AcceptanceRule) -> Draft:
         n, threshold = self.layer, self.confidence_threshold
         eos = self.eos.to(last.device)
-        # Checking whether every row has stopped is free on CPU; on GPU it is a sync, so there the loop runs to D
-        # (rows that stopped draft on, masked) unless a confidence threshold asks for the check anyway.
-        check_stop = last.device.type == "cpu" or threshold is not None
+        # Whether every row has stopped (EOS drafted, budget spent) is free to ask on CPU; on GPU it is a sync, so
+        # there the loop runs to D (rows that stopped draft on, masked) unless a confidence threshold asks anyway.
+        check_stop = last.device.type == "cpu"
         D = int(budget.max())
+        reach = budget.unsqueeze(0) > torch.arange(D + 1, device=last.device).unsqueeze(1)  # (D + 1, B)
         x_n = state.token_states(last, 0, n)  # (B, 1, H)
-        states, tokens, qs = [x_n], [], []
-        drafting = budget > 0
-        lengths = torch.zeros_like(budget)
+        states, tokens, qs, sure = [x_n], [], [], []
+        going = torch.ones_like(reach[0])  # no EOS drafted yet, and confident so far
         for j in range(D):
-            if check_stop and not bool(drafting.any()):
-                state.observe(x_n, j)  # the last saved state fed no draft step
-                break
             logits = self.decoder.head(state.imitate(x_n, j))[:, -1]  # (B, V)
             token, q = rule.propose(logits)
             if threshold is not None:
-                drafting = drafting & (rule.confidence(logits, q) >= threshold)
-                if not bool(drafting.any()):
+                confident = rule.confidence(logits, q) >= threshold
+                going = going & confident
+                if not bool((going & reach[j]).any()):
                     break  # this token is proposed by no row; its state is not needed
-            lengths = lengths + drafting.long()
-            drafting = drafting & ~torch.isin(token, eos) & (lengths < budget)
+                sure.append(confident)
             tokens.append(token)
             qs.append(q)
             x_n = state.token_states(token, j + 1, n)
             states.append(x_n)
+            if check_stop and j + 1 < D:
+                going = going & torch.isin(token, eos, invert=True)
+                if not bool((going & reach[j + 1]).any()):
+                    state.observe(x_n, j + 1)  # the last saved state fed no draft step
+                    break
         else:
             state.observe(x_n, D)
-        B = last.shape[0]
         return Draft(
-            tokens=torch.stack(tokens, 1) if tokens else last.new_zeros(B, 0),
-            lengths=lengths,
+            tokens=torch.stack(tokens, 1) if tokens else last.new_zeros(last.shape[0], 0),
+            lengths=self._lengths(tokens, sure, reach, eos),
             q=torch.stack(qs, 1) if tokens and qs[0] is not None else None,
             states=torch.cat(states, 1),
             layer=n,
         )
+
+    @staticmethod
+    def _lengths(tokens: list[torch.Tensor], sure: list[torch.Tensor], reach: torch.Tensor,
+                 eos: torch.Tensor) -> torch.Tensor:
+        """(B,) drafts each row proposed: within its budget, up to its first EOS, while confident."""
+        if not tokens:
+            return torch.zeros(reach.shape[1], dtype=torch.long, device=reach.device)
+        drafts = torch.stack(tokens, 1)  # (B, D')
+        real = reach[: drafts.shape[1]].T.clone()
+        is_eos = torch.isin(drafts, eos).long()
+        real &= (is_eos.cumsum(-1) - is_eos) == 0  # no EOS before the position
+        if sure:
+            real &= torch.stack(sure, 1).long().cumprod(-1).bool()
+        return real.long().cumprod(-1).sum(-1)

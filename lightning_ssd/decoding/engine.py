@@ -105,6 +105,16 @@ def _check_imitation(imitation: nn.Module | None, decoder: SplitDecoder) -> None
         )
 
 
+def _keep_live(state: BatchState, live: list[int], rows: list[int], token: torch.Tensor
+               ) -> tuple[list[int], torch.Tensor]:
+    """Drops the rows that finished (`live`: positions of those that did not); returns the rows and last tokens."""
+    if len(live) == len(rows):
+        return rows, token
+    keep = torch.tensor(live, device=token.device)
+    state.keep_rows(keep)
+    return state.rows.tolist(), token[keep]
+
+
 class _PlainDecoder:
     """One pass of layers [0, hi) (+ imitation) -> head per token, for every live row at once."""
 
@@ -126,18 +136,19 @@ class _PlainDecoder:
         rows = state.rows.tolist()
         live = out.start(rows, token.tolist(), clock() - t0)
         while live:
-            keep = torch.tensor(live, device=token.device)
-            state.keep_rows(keep)
-            rows, last = state.rows.tolist(), token[keep]
             start = clock()
+            rows, last = _keep_live(state, live, rows, token)
             x = state.token_states(last, 0, hi)  # (B, 1, D)
             token = rule.pick(self.decoder.head(state.imitate(x, 0))[:, -1])
-            state.commit(torch.ones_like(token), hi)
+            state.advance()
+            emitted = [[t] for t in token.tolist()]
             seconds, deep = clock() - start, int(hi == self.decoder.num_layers)
             share = seconds / len(rows)
             cycles = [Cycle(0, 0, 1, deep, 0.0 if deep else share, share if deep else 0.0) for _ in rows]
-            live = out.emit(rows, [[t] for t in token.tolist()], cycles, seconds)
+            live = out.emit(rows, emitted, cycles, seconds)
         return out.results()
+
+
 
 
 class GreedyDecoder(_PlainDecoder):
@@ -196,19 +207,22 @@ class SpeculativeDecoder:
         x_n = state.prefill(0, n)
         self.drafter.observe_prompt(state, x_n)
         token = rule.pick(self.decoder.head(state.prefill(n, L, x_n)[:, -1:])[:, -1])
-        live = out.start(state.rows.tolist(), token.tolist(), clock() - t0)
+        rows = state.rows.tolist()
+        live = out.start(rows, token.tolist(), clock() - t0)
         while live:
-            keep = torch.tensor(live, device=token.device)
-            state.keep_rows(keep)
-            token = self._cycle(state, token[keep], out, rule, clock)
-            live = [i for i, row in enumerate(state.rows.tolist()) if not out.finished(row)]
+            start = clock()
+            rows, last = _keep_live(state, live, rows, token)
+            emitted, cycles, token = self._cycle(state, rows, last, out, rule, clock)
+            live = out.emit(rows, emitted, cycles, clock() - start)
         return out.results()
 
     def _cycle(
-        self, state: BatchState, last: torch.Tensor, out: _Outputs, rule: AcceptanceRule, clock: _Clock
-    ) -> torch.Tensor:
-        """One draft-verify cycle of every live row; returns each row's new last token (fed next cycle)."""
-        L, rows = self.decoder.num_layers, state.rows.tolist()
+        self, state: BatchState, rows: list[int], last: torch.Tensor, out: _Outputs, rule: AcceptanceRule,
+        clock: _Clock,
+    ) -> tuple[list[list[int]], list[Cycle], torch.Tensor]:
+        """One draft-verify cycle of the live `rows`: their emitted tokens and cycles, and each row's new last token
+        (fed next cycle)."""
+        L = self.decoder.num_layers
         budgets = [min(self.schedule(len(out.tokens[r])), out.budget(r) - 1) for r in rows]
         t0 = clock()
         # 1. draft: up to d tokens per row, with the states verification starts from
@@ -234,8 +248,7 @@ class SpeculativeDecoder:
             emitted.append(tokens)
             cycles.append(Cycle(drafted[i], k, len(tokens), 1, (t1 - t0) / len(rows), (t2 - t1) / len(rows),
                                 rejected))
-        out.emit(rows, emitted, cycles, t2 - t0)
-        return verdict.next_tokens
+        return emitted, cycles, verdict.next_tokens
 
 
 class SelfSpeculativeDecoder(SpeculativeDecoder):

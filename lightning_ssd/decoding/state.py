@@ -139,6 +139,11 @@ class BatchState:
         self._any_hole = self._any_hole or bool((kept != width).any())
         self._compact_if_wasteful()
 
+    def advance(self) -> None:
+        """Keeps the one slot every row appended (plain decoding): nothing to crop, no hole made."""
+        self.valid = torch.cat([self.valid, self.valid.new_ones(self.batch_size, 1)], dim=1)
+        self.position = self.position + 1
+
     def keep_rows(self, keep: torch.Tensor) -> None:
         """Keeps the live rows at indices `keep` (B',) of the current batch and drops the others."""
         if keep.numel() == self.batch_size:
