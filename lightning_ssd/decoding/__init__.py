@@ -1,23 +1,36 @@
-"""Decoding: plain greedy, draft-only and self-speculative decoding over a split decoder. Pure torch."""
+"""Decoding: batched plain, draft-only and speculative decoders over a split decoder. Pure torch."""
 
+from lightning_ssd.decoding.acceptance import AcceptanceRule, GreedyAcceptance, SpeculativeSampling, acceptance_rule
 from lightning_ssd.decoding.cost import CostModel, measure_cost_model
-from lightning_ssd.decoding.engine import DraftOnlyDecoder, GreedyDecoder, SelfSpeculativeDecoder
+from lightning_ssd.decoding.drafters import Draft, Drafter, ShallowDrafter
+from lightning_ssd.decoding.engine import DraftOnlyDecoder, GreedyDecoder, SelfSpeculativeDecoder, SpeculativeDecoder
+from lightning_ssd.decoding.factory import MODES, build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import Cycle, GenerationResult, SequenceResult
 from lightning_ssd.decoding.schedule import DraftLength, DynamicDraftLength, FixedDraftLength, draft_length
 
 __all__ = [
+    "MODES",
+    "AcceptanceRule",
+    "BatchDecoder",
     "CostModel",
     "Cycle",
+    "Draft",
     "DraftLength",
     "DraftOnlyDecoder",
+    "Drafter",
     "DynamicDraftLength",
     "FixedDraftLength",
     "GenerationResult",
+    "GreedyAcceptance",
     "GreedyDecoder",
     "SelfSpeculativeDecoder",
-    "BatchDecoder",
     "SequenceResult",
+    "ShallowDrafter",
+    "SpeculativeDecoder",
+    "SpeculativeSampling",
+    "acceptance_rule",
+    "build_decoder",
     "draft_length",
     "generate",
     "measure_cost_model",
