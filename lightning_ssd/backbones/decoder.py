@@ -41,13 +41,14 @@ def range_causal_mask(
 ) -> torch.Tensor | None:
     """The causal mask for a layer range starting at `lo`, sized against that layer's own cache length.
 
-    One new token without padding attends to the whole cache: SDPA needs no mask then (transformers' own answer
-    for that case, returned here without building its arguments, since drafting asks for it at every token).
+    One new token attends to every real slot of the cache: under SDPA that needs no mask without padding, and the
+    padding mask itself, (B, 1, 1, S) booleans, with it. These are transformers' own answers for the case, returned
+    here without building its arguments, since drafting asks for a mask at every token.
     """
-    if (allow_is_causal_skip and attention_mask is None and cache is not None and x.shape[1] == 1
+    if (allow_is_causal_skip and cache is not None and x.shape[1] == 1
             and getattr(config, "_attn_implementation", None) == "sdpa"
             and getattr(config, "sliding_window", None) is None):
-        return None
+        return None if attention_mask is None else attention_mask.bool()[:, None, None, :]
     return create_causal_mask(
         config=config,
         inputs_embeds=x,

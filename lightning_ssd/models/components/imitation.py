@@ -91,6 +91,8 @@ class CausalSelfAttention(nn.Module):
         """
         if attention_mask is None:
             return None if T == 1 else torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
+        if T == 1:  # the new position itself is real, so the row is never empty
+            return attention_mask.bool()[:, None, None, :]
         causal = torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
         itself = torch.zeros_like(causal)
         itself[:, past:] = torch.eye(T, dtype=torch.bool, device=device)
