@@ -4,19 +4,38 @@ from __future__ import annotations
 
 import sys
 
+# the project's own tools: module, one line of help
 _TOOLS = {
-    "bench": "lightning_ssd.tools.bench",
-    "demo": "lightning_ssd.tools.demo",
-    "choose-n": "lightning_ssd.tools.choose_n",
+    "bench": ("lightning_ssd.tools.bench", "decoding speed of every method on one model, as JSON and a table"),
+    "demo": ("lightning_ssd.tools.demo", "the embedded default end to end, offline, and its results table"),
+    "choose-n": ("lightning_ssd.tools.choose_n", "pick the draft exit layer n on validation data"),
 }
+_STAGES = {
+    "fit": "train a stage (fine-tuning, imitation, mixed) from a LightningCLI config",
+    "validate": "run a config's validation loop (decoding evaluation, choosing n)",
+    "test": "decode a test split with every configured method and score it",
+    "predict": "generate outputs for a split",
+}
+
+
+def _usage() -> str:
+    rows = [*_STAGES.items(), *((name, text) for name, (_, text) in _TOOLS.items())]
+    width = max(len(name) for name, _ in rows)
+    lines = ["usage: python -m lightning_ssd <subcommand> [options]", "", "subcommands:"]
+    lines += [f"  {name:{width}}  {text}" for name, text in rows]
+    lines += ["", "python -m lightning_ssd <subcommand> --help describes each one's options."]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in _TOOLS:
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return
+    if args[0] in _TOOLS:
         import importlib
 
-        importlib.import_module(_TOOLS[args[0]]).main(args[1:])
+        importlib.import_module(_TOOLS[args[0]][0]).main(args[1:])
         return
     from lightning_ssd.cli import cli_main
 

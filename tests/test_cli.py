@@ -141,3 +141,14 @@ def test_print_config_of_a_run_is_reusable(tmp_path, capsys):
         cli_main(["fit", "--config", str(again), "--print_config"])
     assert exit_info.value.code == 0
     assert yaml.safe_load(capsys.readouterr().out) == printed
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["-h"]])
+def test_top_level_help_lists_every_subcommand(capsys, argv):
+    from lightning_ssd.__main__ import _TOOLS, main
+
+    main(argv)
+    out = capsys.readouterr().out
+    listing = out.split("subcommands:")[1].strip("\n").splitlines()
+    listed = {line.split()[0] for line in listing if line.startswith("  ")}
+    assert listed == {"fit", "validate", "test", "predict", *_TOOLS}

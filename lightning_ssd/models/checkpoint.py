@@ -29,13 +29,20 @@ def load_imitation_network(path: str | Path, vlm: SplitVLM) -> nn.Module:
 
     Raises:
         FileNotFoundError: no such checkpoint file.
-        BackboneMismatchError: the checkpoint was trained on another backbone (family, sizes or weights differ).
+        BackboneMismatchError: the file is not an imitation-stage checkpoint (unreadable, truncated, or of another
+            kind), or it was trained on another backbone (family, sizes or weights differ).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"imitation checkpoint {path} not found (expected a .ckpt from the imitation stage)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    saved = ckpt.get("backbone")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises pickle, zip, EOF or runtime errors for a file that is no checkpoint
+        raise BackboneMismatchError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc}); expected a .ckpt written by the "
+            "imitation stage"
+        ) from exc
+    saved = ckpt.get("backbone") if isinstance(ckpt, dict) else None
     if saved is None or "hyper_parameters" not in ckpt:
         raise BackboneMismatchError(f"{path} is not an imitation-stage checkpoint (no 'backbone' entry)")
     check_fingerprint(saved["fingerprint"], backbone_fingerprint(vlm), saved["path"], "the benchmarked backbone")
