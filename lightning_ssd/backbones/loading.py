@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -143,14 +145,16 @@ def load_backbone(name_or_path: str, dtype: torch.dtype = torch.float32, seed: i
     return SplitVLM(model.eval())
 
 
-def save_backbone(vlm: SplitVLM, processor: ProcessorMixin, path: str | os.PathLike) -> Path:
-    """Writes model + processor with save_pretrained into `path`, atomically (a failed save leaves no half folder)."""
+@contextmanager
+def staged_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields an empty staging folder next to `path`; on success it replaces `path` whole, on failure it is removed,
+    so a failed write leaves neither a half folder nor a damaged earlier one."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        vlm.model.save_pretrained(staging)
-        processor.save_pretrained(staging)
+        yield staging
+        _readable_by_all(staging)
         if target.exists():
             backup = target.with_name(f".{target.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
@@ -162,4 +166,20 @@ def save_backbone(vlm: SplitVLM, processor: ProcessorMixin, path: str | os.PathL
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
+
+
+def _readable_by_all(folder: Path) -> None:
+    """mkdtemp makes a private folder: give it (and what was written in it) the usual permissions of the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def save_backbone(vlm: SplitVLM, processor: ProcessorMixin, path: str | os.PathLike) -> Path:
+    """Writes model + processor with save_pretrained into `path`, atomically (a failed save leaves no half folder)."""
+    with staged_folder(path) as staging:
+        vlm.model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+    return Path(path)

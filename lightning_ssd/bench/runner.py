@@ -13,7 +13,6 @@ a slow baseline. Under greedy decoding every method's tokens are compared with t
 
 from __future__ import annotations
 
-import copy
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ from transformers import GenerationConfig
 from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.bench.inputs import benchmark_inputs
 from lightning_ssd.bench.memory import PeakMemory
-from lightning_ssd.decoding.acceptance import check_generation_config
+from lightning_ssd.decoding.acceptance import with_strategy
 from lightning_ssd.decoding.cost import CostModel, measure_cost_model
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
@@ -162,13 +161,7 @@ def _clock(device: torch.device) -> float:
 
 def generation_config(cfg: BenchConfig, vlm: SplitVLM) -> GenerationConfig:
     """The checkpoint's generation config with the benchmark's decoding strategy."""
-    config = copy.deepcopy(vlm.model.generation_config)
-    if cfg.do_sample:
-        config.update(do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
-    else:
-        config.update(do_sample=False, temperature=None, top_k=None, top_p=None)
-    check_generation_config(config)
-    return config
+    return with_strategy(vlm.model.generation_config, cfg.do_sample, cfg.temperature, cfg.top_k, cfg.top_p)
 
 
 def _methods(cfg: BenchConfig, vlm: SplitVLM, n: int, imitation: nn.Module | None) -> list[_Method]:

@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "LlavaBenchDataModule": "llava_bench",
     "MMVetDataModule": "mmvet",
     "SyntheticDataModule": "synthetic",
+    "ImagesDataModule": "images",
     "VLCollator": "collate",
     "build_prompt": "prompts",
     "build_tokenizer": "tokenizer",

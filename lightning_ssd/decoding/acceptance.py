@@ -15,6 +15,7 @@ distributed exactly as sampling from p alone. p and q are the logits after the s
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -214,6 +215,19 @@ def logits_warpers(config: GenerationConfig) -> LogitsProcessorList:
     if getattr(config, "min_p", None) is not None:
         warpers.append(MinPLogitsWarper(min_p=config.min_p))
     return warpers
+
+
+def with_strategy(
+    config: GenerationConfig, do_sample: bool, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
+) -> GenerationConfig:
+    """A copy of `config` set to greedy decoding or to sampling with these settings (checked)."""
+    config = copy.deepcopy(config)
+    if do_sample:
+        config.update(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p)
+    else:
+        config.update(do_sample=False, temperature=None, top_k=None, top_p=None)
+    check_generation_config(config)
+    return config
 
 
 def acceptance_rule(config: GenerationConfig, generator: torch.Generator | None = None) -> AcceptanceRule:

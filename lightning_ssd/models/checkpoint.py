@@ -1,17 +1,31 @@
-"""Reading an imitation-stage checkpoint outside Lightning: the imitation network alone, for decoding."""
+"""A trained draft outside Lightning: read from an imitation-stage checkpoint, or from a shareable draft folder.
+
+A draft folder (`export_draft`, `python -m lightning_ssd export-draft CKPT OUTDIR`) holds:
+  - `config.json`: the imitation network's architecture (class path and arguments), the exit layer n, and the
+    fingerprint of the backbone it was trained on, so that loading it for another backbone is refused;
+  - `model.safetensors`: the imitation network's weights.
+Every loader here accepts either form and checks it against the backbone it will draft for.
+"""
 
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from lightning_ssd.backbones.loading import staged_folder
 from lightning_ssd.backbones.vlm import SplitVLM
 from lightning_ssd.models.components.fingerprint import BackboneMismatchError, backbone_fingerprint, check_fingerprint
 
 _PREFIX = "imitation_net."
+FORMAT = "lightning_ssd-draft"
+CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
 
 def _build(spec: dict | None, hidden_size: int) -> nn.Module:
@@ -24,30 +38,110 @@ def _build(spec: dict | None, hidden_size: int) -> nn.Module:
     return cls(hidden_size, **spec.get("init_args", {}))
 
 
-def load_imitation_network(path: str | Path, vlm: SplitVLM) -> nn.Module:
-    """The trained imitation network of an imitation-stage checkpoint, checked against `vlm`.
-
-    Raises:
-        FileNotFoundError: no such checkpoint file.
-        BackboneMismatchError: the file is not an imitation-stage checkpoint (unreadable, truncated, or of another
-            kind), or it was trained on another backbone (family, sizes or weights differ).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"imitation checkpoint {path} not found (expected a .ckpt from the imitation stage)")
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """The parts of an imitation-stage checkpoint a draft needs: spec, weights, n and the backbone's identity."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises pickle, zip, EOF or runtime errors for a file that is no checkpoint
         raise BackboneMismatchError(
             f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc}); expected a .ckpt written by the "
-            "imitation stage"
+            "imitation stage, or a draft folder written by export-draft"
         ) from exc
     saved = ckpt.get("backbone") if isinstance(ckpt, dict) else None
     if saved is None or "hyper_parameters" not in ckpt:
         raise BackboneMismatchError(f"{path} is not an imitation-stage checkpoint (no 'backbone' entry)")
-    check_fingerprint(saved["fingerprint"], backbone_fingerprint(vlm), saved["path"], "the benchmarked backbone")
-    net = _build(ckpt["hyper_parameters"].get("imitation"), vlm.decoder.hidden_size)
     weights = {k[len(_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(_PREFIX)}
-    net.load_state_dict(weights)
-    net.n = saved["n"]
+    return {"imitation": ckpt["hyper_parameters"].get("imitation"), "weights": weights, "n": saved["n"],
+            "backbone": {"path": saved["path"], "fingerprint": saved["fingerprint"]}}
+
+
+def _read_folder(path: Path) -> dict[str, Any]:
+    config_path, weights_path = path / CONFIG, path / WEIGHTS
+    for required in (config_path, weights_path):
+        if not required.is_file():
+            raise FileNotFoundError(f"draft folder {path} has no {required.name}; write it with "
+                                    "`python -m lightning_ssd export-draft CKPT OUTDIR`")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BackboneMismatchError(f"{config_path} is not valid JSON ({exc}); export the draft again") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise BackboneMismatchError(f"{config_path} is not a lightning_ssd draft config (no \"format\": "
+                                    f"\"{FORMAT}\"); export the draft again")
+    try:
+        weights = load_file(weights_path)
+    except (SafetensorError, OSError) as exc:
+        raise BackboneMismatchError(f"{weights_path} is not a readable safetensors file ({exc}); the file is "
+                                    "probably truncated: export the draft again") from exc
+    return {**config, "weights": weights}
+
+
+def _read(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    path = Path(path)
+    if path.is_dir():
+        return path, _read_folder(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"draft {path} not found (expected a .ckpt from the imitation stage or a draft "
+                                "folder written by export-draft)")
+    return path, _read_checkpoint(path)
+
+
+def _network(draft: dict[str, Any], hidden_size: int, source: Path) -> nn.Module:
+    net = _build(draft["imitation"], hidden_size)
+    try:
+        net.load_state_dict(draft["weights"])
+    except RuntimeError as exc:
+        raise BackboneMismatchError(f"the weights in {source} do not fit its imitation network: {exc}") from exc
+    net.n = draft["n"]
     return net.eval()
+
+
+def load_imitation_network(path: str | Path, vlm: SplitVLM) -> nn.Module:
+    """The trained imitation network of an imitation-stage checkpoint or a draft folder, checked against `vlm`.
+
+    Raises:
+        FileNotFoundError: no such checkpoint file or folder, or a draft folder without its files.
+        BackboneMismatchError: the file is not a draft (unreadable, truncated, or of another kind), or it was
+            trained on another backbone (family, sizes or weights differ).
+    """
+    source, draft = _read(path)
+    backbone = draft["backbone"]
+    check_fingerprint(backbone["fingerprint"], backbone_fingerprint(vlm), backbone["path"], "the given backbone")
+    return _network(draft, vlm.decoder.hidden_size, source)
+
+
+def _write_folder(out_dir: str | Path, imitation: dict | None, n: int, backbone: dict[str, Any],
+                  weights: dict[str, torch.Tensor]) -> Path:
+    if imitation is not None and not isinstance(imitation, dict):
+        raise ValueError(f"the imitation network was configured as a Python object ({imitation!r}), which a "
+                         "config.json cannot hold; configure it by class_path and init_args to save it")
+    config = {"format": FORMAT, "version": 1, "imitation": imitation, "n": n, "backbone": backbone}
+    with staged_folder(out_dir) as staging:
+        (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, staging / WEIGHTS)
+    return Path(out_dir)
+
+
+def save_draft(imitation: nn.Module, n: int, vlm: SplitVLM, backbone: str, out_dir: str | Path) -> Path:
+    """Writes a draft folder for an imitation network (an `ImitationNetwork` or any class built as
+    `cls(hidden_size, **init_args)` with its init arguments in `imitation.init_args`) trained at layer n of `vlm`,
+    whose path or preset name is `backbone`."""
+    init_args = getattr(imitation, "init_args", None)
+    if init_args is None:
+        from lightning_ssd.models.components.imitation import ImitationNetwork
+
+        if type(imitation) is not ImitationNetwork:
+            raise ValueError(f"{type(imitation).__name__} does not record its init_args; it cannot be saved")
+        init_args = imitation.config()
+    spec = {"class_path": f"{type(imitation).__module__}.{type(imitation).__qualname__}", "init_args": init_args}
+    return _write_folder(out_dir, spec, n, {"path": backbone, "fingerprint": backbone_fingerprint(vlm)},
+                         imitation.state_dict())
+
+
+def export_draft(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """Writes the draft of an imitation-stage checkpoint as a draft folder (atomically: all of it or nothing)."""
+    source, draft = _read(checkpoint)
+    hidden_size = draft["backbone"]["fingerprint"]["hidden_size"]
+    if draft["imitation"] is None or isinstance(draft["imitation"], dict):
+        _network(draft, hidden_size, source)  # the weights must load before anything is written
+    return _write_folder(out_dir, draft["imitation"], draft["n"], draft["backbone"], draft["weights"])

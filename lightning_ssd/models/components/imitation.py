@@ -127,6 +127,8 @@ class ImitationNetwork(nn.Module):
         residual: bool = True,
     ) -> None:
         super().__init__()
+        self._config = dict(num_linear=num_linear, width_multiplier=width_multiplier, attention=attention,
+                            num_heads=num_heads, norm=norm, activation=activation, dropout=dropout, residual=residual)
         if num_linear not in (0, 1, 2):
             raise ValueError(f"imitation num_linear must be 0, 1 or 2, got {num_linear}")
         if activation not in _ACTIVATIONS:
@@ -154,6 +156,10 @@ class ImitationNetwork(nn.Module):
             return nn.Sequential(nn.Linear(D, D))
         width = max(1, round(D * mult))
         return nn.Sequential(nn.Linear(D, width), _ACTIVATIONS[activation](), nn.Dropout(dropout), nn.Linear(width, D))
+
+    def config(self) -> dict:
+        """The constructor arguments besides hidden_size: `ImitationNetwork(hidden_size, **config())` rebuilds it."""
+        return dict(self._config)
 
     @property
     def has_state(self) -> bool:

@@ -1,0 +1,76 @@
+"""A user's own images: a folder (searched recursively), a glob pattern, or a JSONL of {"image", "prompt", "id"}."""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import replace
+from pathlib import Path
+
+from lightning_ssd.data.datasets.base import Record
+from lightning_ssd.data.io import DatasetFileError, MalformedDataError, existing_image, parse_entries, read_jsonl
+from lightning_ssd.data.prompts import CAPTION_INSTRUCTION
+
+DATASET = "images"
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def find_images(spec: str | Path) -> list[Path]:
+    """Image files of a folder (recursive) or of a glob pattern, sorted; other files are ignored."""
+    path = Path(spec)
+    if path.is_dir():
+        found = [p for p in path.rglob("*") if is_image_file(p)]
+    elif glob.has_magic(str(spec)):
+        found = [Path(p) for p in glob.glob(str(spec), recursive=True) if is_image_file(Path(p))]
+    else:
+        raise DatasetFileError(f"{DATASET}: {spec} is neither a folder, a glob pattern nor a .jsonl file")
+    if not found:
+        raise DatasetFileError(f"{DATASET}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}, any case) "
+                               f"found in {spec}")
+    return sorted(found)
+
+
+def _jsonl_records(path: Path, prompt: str | None, skip_bad: bool, require_images: bool) -> list[Record]:
+    def parse(row: object) -> list[Record]:
+        if not isinstance(row, dict):
+            raise TypeError("each line must be a JSON object with an \"image\" key")
+        image = Path(row["image"])
+        image = image if image.is_absolute() else path.parent / image
+        text = row.get("prompt", prompt)
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise ValueError("'prompt' is empty or not a string")
+        image = existing_image(image) if require_images else image
+        return [Record(image=image, sample_id=row.get("id", str(row["image"])), query=text)]
+
+    return parse_entries(read_jsonl(path, DATASET), parse, dataset=DATASET, file=path, skip_bad=skip_bad)
+
+
+def load_image_records(
+    spec: str | Path, prompt: str | None = None, skip_bad: bool = False, require_images: bool = True
+) -> list[Record]:
+    """Records of a user's images: `spec` is a folder, a glob or a .jsonl file; `prompt` is the instruction for
+    every image (a JSONL row's own "prompt" wins). Without any prompt the images are captioned; where only some
+    rows have one, the others get the one-sentence caption instruction. `require_images=False` leaves a JSONL
+    row's missing image to be found when it is read."""
+    path = Path(spec)
+    if path.suffix.lower() == ".jsonl":
+        if not path.is_file():
+            raise DatasetFileError(f"{DATASET}: {path} not found")
+        records = _jsonl_records(path, prompt, skip_bad, require_images)
+        if not records:
+            raise MalformedDataError(f"{DATASET}: {path} holds no usable entries")
+    else:
+        root = path if path.is_dir() else None
+        records = [Record(image=p, sample_id=str(p.relative_to(root)) if root else str(p), query=prompt)
+                   for p in find_images(spec)]
+    if any(r.query for r in records):
+        records = [r if r.query else replace(r, query=CAPTION_INSTRUCTION) for r in records]
+    return records
+
+
+def task_of(records: list[Record]) -> str:
+    """"caption" when no record has a prompt, else "instruct"."""
+    return "instruct" if records and records[0].query else "caption"

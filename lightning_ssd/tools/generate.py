@@ -1,0 +1,147 @@
+"""`python -m lightning_ssd generate`: SSD (or plain decoding) over your own images, written as JSONL.
+
+    python -m lightning_ssd generate --backbone runs/demo/finetune/backbone \
+        --draft-head runs/demo/draft --images photos/ --output captions.jsonl
+
+--images is a folder (searched recursively; files that are not images are ignored), a glob pattern, or a .jsonl
+file of {"image": path, "prompt": text, "id": any} lines. Each output line carries id, image (the path as found),
+prompt (null when captioning), text, tokens and, for SSD, tau and the drafts accepted in each cycle. An image that
+cannot be read is named on stderr and skipped. Greedy SSD writes exactly the tokens of `--mode greedy`, which are
+the backbone's own `generate` output. The output file appears only once every image is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lightning_ssd generate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", required=True, help="backbone checkpoint folder (or preset name)")
+    p.add_argument("--draft-head", help="imitation checkpoint (.ckpt) or draft folder (export-draft); needed for ssd")
+    p.add_argument("--images", required=True, help="folder, glob pattern or .jsonl of {image, prompt, id}")
+    p.add_argument("--prompt", default=None, help="instruction for every image (default: caption them)")
+    p.add_argument("--output", required=True, help="JSONL file to write")
+    p.add_argument("--mode", choices=["ssd", "greedy"], default="ssd",
+                   help="ssd: self-speculative decoding; greedy: the full model alone (same tokens when greedy)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--draft", default="6", help="draft tokens per cycle d, or 'dynamic' (paper eq. 5)")
+    p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding (lossless for SSD)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0, help="0: off")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.max_new_tokens < 1:
+        raise SystemExit(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if args.draft != "dynamic" and (not args.draft.isdigit() or int(args.draft) < 1):
+        raise SystemExit(f"--draft must be an integer d >= 1 or 'dynamic', got {args.draft!r}")
+    if args.mode == "ssd" and not args.draft_head:
+        raise SystemExit("--mode ssd needs --draft-head (an imitation checkpoint or a draft folder)")
+    if Path(args.output).is_dir():
+        raise SystemExit(f"--output {args.output} is a folder; give a file name such as captions.jsonl")
+
+
+def _read_images(records, log):
+    """(record, image) for every readable image; the others are named on stderr and counted."""
+    from lightning_ssd.data.io import load_image
+
+    kept, skipped = [], 0
+    for record in records:
+        try:
+            kept.append((record, load_image(record.image)))
+        except (OSError, ValueError) as exc:
+            skipped += 1
+            log(f"skipped {record.image}: {exc}")
+    return kept, skipped
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    _check(args)
+    log = lambda s: print(s, file=sys.stderr)  # noqa: E731
+    import torch
+    from tqdm.auto import tqdm
+
+    from lightning_ssd.backbones import load_backbone, load_processor
+    from lightning_ssd.data.collate import VLCollator
+    from lightning_ssd.data.datasets.base import Sample
+    from lightning_ssd.data.datasets.images import load_image_records, task_of
+    from lightning_ssd.decoding.acceptance import with_strategy
+    from lightning_ssd.decoding.factory import build_decoder
+    from lightning_ssd.decoding.generate import generate
+    from lightning_ssd.decoding.result import GenerationResult
+    from lightning_ssd.models.checkpoint import load_imitation_network
+
+    device = torch.device(args.device)
+    vlm = load_backbone(args.backbone).to(device)
+    processor = load_processor(args.backbone)
+    imitation = load_imitation_network(args.draft_head, vlm).to(device) if args.mode == "ssd" else None
+    n = getattr(imitation, "n", None)
+    draft = args.draft if args.draft == "dynamic" else int(args.draft)
+    decoder = build_decoder("ssd" if args.mode == "ssd" else "full", vlm.decoder, vlm.eos_token_id, n, imitation,
+                            draft)
+    config = with_strategy(vlm.model.generation_config, args.do_sample, args.temperature, args.top_k, args.top_p)
+    generator = torch.Generator(device).manual_seed(args.seed) if args.do_sample else None
+
+    records = load_image_records(args.images, args.prompt, require_images=False)
+    collate = VLCollator(processor, vlm.family, task_of(records))
+    tokenizer = processor.tokenizer
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+    written = skipped = num_tokens = 0
+    decode_s, results = 0.0, []
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f, tqdm(total=len(records), desc="generate", unit="img") as bar:
+            for start in range(0, len(records), args.batch_size):
+                chunk = records[start : start + args.batch_size]
+                kept, bad = _read_images(chunk, log)
+                skipped += bad
+                bar.update(len(chunk))
+                if not kept:
+                    continue
+                batch = collate([Sample(image, record) for record, image in kept])
+                out = generate(vlm, decoder, batch["pixel_values"].to(device), batch["prompt_input_ids"].to(device),
+                               batch["prompt_attention_mask"].to(device), args.max_new_tokens,
+                               generation_config=config, generator=generator)
+                texts = tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
+                for (record, _), seq, text in zip(kept, out.sequences, texts, strict=True):
+                    line = {"id": record.sample_id, "image": str(record.image), "prompt": record.query,
+                            "text": text.strip(), "tokens": list(seq.tokens)}
+                    if args.mode == "ssd":
+                        line["tau"] = GenerationResult((seq,)).mean_accepted_length
+                        line["accepted"] = [c.accepted for c in seq.cycles]
+                    f.write(json.dumps(line) + "\n")
+                written += len(kept)
+                num_tokens += out.num_tokens
+                decode_s += out.prefill_time_s + out.decode_time_s
+                results.append(out)
+        if written == 0:
+            raise SystemExit(f"no image of {args.images} could be read; {output} was not written")
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    summary = f"{written} images, {skipped} skipped, {num_tokens} tokens at {num_tokens / max(decode_s, 1e-9):.1f}/s"
+    if args.mode == "ssd" and results:
+        merged = GenerationResult(tuple(s for r in results for s in r.sequences))
+        summary += f", tau {merged.mean_accepted_length:.2f}, alpha {merged.acceptance_rate:.3f}"
+    print(f"{summary}; wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
