@@ -9,7 +9,8 @@ Model and data are chosen by `class_path` (subclass mode); `model.init_args.back
 interpolation works. Every run gets a `ModelCheckpoint` (key `checkpoint`, `save_last: true`) writing to
 `<trainer.default_root_dir>/checkpoints` unless `checkpoint.dirpath` says otherwise, so `--ckpt_path last` finds
 the previous run's last checkpoint whatever the logger's version folder; and a `FiniteLossGuard` that stops on a
-NaN/inf loss.
+NaN/inf loss; and a `PredictionWriter` (key `predictions`) through which `predict` writes one JSONL line per sample to
+`predictions.output` (default `<trainer.default_root_dir>/predictions.jsonl`).
 
 With `--ckpt_path`, LightningCLI replaces the model's arguments by the hyperparameters stored in the checkpoint
 (backbone, n, imitation architecture, fusion, loss weights); evaluation settings (draft, max_new_tokens, eval_modes,
@@ -25,6 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_ssd.callbacks.guards import FiniteLossGuard
+from lightning_ssd.callbacks.predictions import PredictionWriter
 from lightning_ssd.models.base import SSDModule
 
 
@@ -37,6 +39,7 @@ class SSDLightningCLI(LightningCLI):
         # replaces the exported backbone, instead of adding last-v1.ckpt next to a stale last.ckpt.
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(FiniteLossGuard, "finite_loss")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
 
     def before_instantiate_classes(self) -> None:

@@ -3,6 +3,7 @@
 from lightning_ssd.callbacks.choose_layer import ChooseLayerCallback
 from lightning_ssd.callbacks.figures import AcceptanceFigures
 from lightning_ssd.callbacks.guards import FiniteLossGuard
+from lightning_ssd.callbacks.predictions import PredictionWriter
 from lightning_ssd.callbacks.samples import DraftSamples
 from lightning_ssd.callbacks.sweep import DraftLengthSweep
 from lightning_ssd.callbacks.throughput import TrainThroughput
@@ -13,5 +14,6 @@ __all__ = [
     "DraftLengthSweep",
     "DraftSamples",
     "FiniteLossGuard",
+    "PredictionWriter",
     "TrainThroughput",
 ]

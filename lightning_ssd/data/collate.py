@@ -109,6 +109,7 @@ class VLCollator:
             "prompt_attention_mask": _pad([[1] * len(r) for r in prompt_ids], 0, left=True),
             "references": [list(s.record.references) for s in kept],
             "sample_ids": [s.record.sample_id for s in kept],
+            "indices": [s.index for s in kept],
             "images": [str(s.record.image) if isinstance(s.record.image, Path) else None for s in kept],
             "queries": [s.record.query for s in kept],
             "task": self.task,

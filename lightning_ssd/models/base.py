@@ -17,6 +17,7 @@ from lightning_ssd.backbones.vlm import SplitVLM
 from lightning_ssd.decoding.engine import check_confidence_threshold
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
+from lightning_ssd.decoding.result import GenerationResult
 from lightning_ssd.models.evaluation import DecodingEvaluator, EvalSummary, check_modes
 
 
@@ -212,9 +213,19 @@ class SSDModule(LightningModule):
         self._eval_epoch_end(self.test_eval, "test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        """Generated texts: with SSD when a draft layer is set (token-identical to greedy), else plain greedy."""
-        decoder = self.decoders()["ssd" if "ssd" in self.val_eval.modes else "full"]
-        result = generate(self.vlm, decoder, batch["pixel_values"], batch["prompt_input_ids"],
+        """One row per sample: its dataset index, id, image path, prompt, text and tokens, and for SSD tau and the
+        drafts accepted per cycle. SSD decodes when a draft layer is set (token-identical to greedy), else plain."""
+        mode = "ssd" if "ssd" in self.val_eval.modes else "full"
+        result = generate(self.vlm, self.decoders()[mode], batch["pixel_values"], batch["prompt_input_ids"],
                           batch["prompt_attention_mask"], self.max_new_tokens)
-        return [{"sample_id": sid, "text": text} for sid, text in
-                zip(batch["sample_ids"], self.decode_text(result.tokens), strict=True)]
+        size = len(result.sequences)
+        rows = []
+        for i, (seq, text) in enumerate(zip(result.sequences, self.decode_text(result.tokens), strict=True)):
+            row = {"index": batch.get("indices", [-1] * size)[i], "id": batch["sample_ids"][i],
+                   "image": batch.get("images", [None] * size)[i], "prompt": batch.get("queries", [None] * size)[i],
+                   "text": text, "tokens": list(seq.tokens)}
+            if mode == "ssd":
+                row["tau"] = GenerationResult((seq,)).mean_accepted_length
+                row["accepted"] = [c.accepted for c in seq.cycles]
+            rows.append(row)
+        return rows

@@ -42,10 +42,11 @@ class Record:
 
 @dataclass(frozen=True)
 class Sample:
-    """A record with its decoded image."""
+    """A record with its decoded image, and its index in the dataset (-1 where it was made outside one)."""
 
     image: Image.Image
     record: Record
+    index: int = -1
 
 
 class VLDataset(Dataset):
@@ -78,9 +79,9 @@ class VLDataset(Dataset):
             if self.images is None:
                 raise ValueError(f"{self.dataset}: record {record.sample_id} points to in-memory image "
                                  f"{record.image} but the dataset holds no images")
-            return Sample(self.images[record.image], record)
+            return Sample(self.images[record.image], record, index)
         try:
-            return Sample(load_image(record.image), record)
+            return Sample(load_image(record.image), record, index)
         except (OSError, ValueError) as e:
             if not self.skip_bad_samples:
                 raise MalformedDataError(
