@@ -8,9 +8,10 @@ Model and data are chosen by `class_path` (subclass mode); `model.init_args.back
 `data.init_args.backbone`, so the processor always matches the model. Configs are read with OmegaConf, so `${...}`
 interpolation works. Every run gets a `ModelCheckpoint` (key `checkpoint`, `save_last: true`) writing to
 `<trainer.default_root_dir>/checkpoints` unless `checkpoint.dirpath` says otherwise, so `--ckpt_path last` finds
-the previous run's last checkpoint whatever the logger's version folder; and a `FiniteLossGuard` that stops on a
-NaN/inf loss; and a `PredictionWriter` (key `predictions`) through which `predict` writes one JSONL line per sample to
-`predictions.output` (default `<trainer.default_root_dir>/predictions.jsonl`).
+the previous run's last checkpoint whatever the logger's version folder; a `FiniteLossGuard` that stops on a
+NaN/inf loss; and a `PredictionWriter` (key `predictions`) through which `predict` writes one JSONL line per sample
+to `predictions.output` (default `<trainer.default_root_dir>/predictions.jsonl`). Without a logger set, runs log
+to TensorBoard as Lightning's default does, without its placeholder `hp_metric`.
 
 With `--ckpt_path`, LightningCLI replaces the model's arguments by the hyperparameters stored in the checkpoint
 (backbone, n, imitation architecture, fusion, loss weights); evaluation settings (draft, max_new_tokens, eval_modes,
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -44,9 +46,13 @@ class SSDLightningCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        root = config.trainer.default_root_dir or "."
         if config.checkpoint.dirpath is None:
-            root = config.trainer.default_root_dir or "."
             config.checkpoint.dirpath = str(Path(root) / "checkpoints")
+        if config.trainer.logger in (None, True):
+            # Lightning's default TensorBoard logger, less the hp_metric of -1 it would log for every run
+            config.trainer.logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                                              init_args=Namespace(save_dir=root, default_hp_metric=False))
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> SSDLightningCLI:

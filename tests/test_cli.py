@@ -152,3 +152,15 @@ def test_top_level_help_lists_every_subcommand(capsys, argv):
     listing = out.split("subcommands:")[1].strip("\n").splitlines()
     listed = {line.split()[0] for line in listing if line.startswith("  ")}
     assert listed == {"fit", "validate", "test", "predict", *_TOOLS}
+
+
+def test_default_logger_is_tensorboard_without_the_placeholder_hp_metric(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    config = tiny_config(tmp_path)
+    config["trainer"].pop("logger", None)
+    cli = cli_main(["--config", str(write_config(tmp_path / "c.yaml", config))], run=False)
+    assert isinstance(cli.trainer.logger, TensorBoardLogger) and cli.trainer.logger._default_hp_metric is False
+    assert cli.trainer.logger.save_dir == str(tmp_path)
+    config["trainer"]["logger"] = False
+    assert cli_main(["--config", str(write_config(tmp_path / "off.yaml", config))], run=False).trainer.logger is None

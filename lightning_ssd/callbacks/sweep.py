@@ -16,24 +16,39 @@ from lightning_ssd.metrics.acceptance import AcceptanceStats
 from lightning_ssd.models.evaluation import as_dict, quality_metric
 
 
-def sweep_figure(ds: list[int], speedups: list[float], quality: list[float], quality_name: str) -> Figure:
-    """Speedup (left axis) and a quality score (right axis) against d."""
-    fig = Figure(figsize=(5, 3.2), layout="constrained")
-    ax = fig.add_subplot()
-    ax.plot(ds, speedups, marker="o", color="tab:blue")
-    ax.set(xlabel="draft tokens per cycle d", ylabel="speedup vs greedy")
-    right = ax.twinx()
-    right.plot(ds, quality, marker="s", color="tab:green")
-    right.set_ylabel(quality_name)
+def sweep_figure(ds: list[int], speedups: list[float], quality: list[float], quality_name: str, title: str
+                 ) -> Figure:
+    """Speedup and a quality score against d, side by side (paper fig. 9)."""
+    fig = Figure(figsize=(8, 3.4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.plot(ds, speedups, marker="o", color="tab:blue", label="SSD decode speedup")
+    left.set(xlabel="draft tokens per cycle d", ylabel="speedup vs plain greedy (x)", title="speed")
+    left.legend(fontsize=8)
+    right.plot(ds, quality, marker="s", color="tab:green", label=f"SSD {quality_name}")
+    right.set(xlabel="draft tokens per cycle d", ylabel=quality_name, title="quality (lossless: flat)")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.set_xticks(ds)
+    fig.suptitle(title, fontsize=9)
     return fig
 
 
-class DraftLengthSweep(Callback):
-    """Decodes part of a split with greedy and with SSD at each d, on rank zero; logs a figure and scalars.
+def sweep_table(results: dict[int, dict[str, float]]) -> str:
+    """A Markdown table of the sweep, one row per d."""
+    keys = list(next(iter(results.values())))
+    lines = ["| d | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    lines += [f"| {d} | " + " | ".join(f"{results[d][k]:.3f}" for k in keys) + " |" for d in sorted(results)]
+    return "\n".join(lines)
 
-    Scalars `<stage>_sweep/speedup`, `<stage>_sweep/tau` and `<stage>_sweep/<quality>` are written with the
-    TensorBoard step set to d, so TensorBoard draws them against d. SSD is lossless, so its quality is the same for
-    every d: the quality curve is a check, the speedup curve is the result.
+
+class DraftLengthSweep(Callback):
+    """Decodes part of a split with greedy and with SSD at each d, on rank zero; logs a figure and a table.
+
+    `<stage>_sweep/speedup_and_<quality>` draws speedup and quality against d, and `<stage>_sweep/table` lists
+    them (TensorBoard's scalar charts have no axis but the step, so the sweep is not logged as scalars). The
+    quality is computed on the sequences the sweep decodes (`max_batches` of the split), which the title states: it
+    need not equal the whole split's score. SSD is lossless, so its quality is the same for every d: the quality
+    curve is a check, the speedup curve is the result.
 
     Args:
         draft_lengths: the values of d to try.
@@ -113,18 +128,19 @@ class DraftLengthSweep(Callback):
             name = "BLEU-4" if "BLEU-4" in scores else next(iter(scores))
             results[d] = {"speedup": float(base / stats["seconds_per_token"]), "tau": float(stats["tau"]),
                           name: float(scores[name])}
-        self._log(trainer, stage, results)
+        self._log(trainer, stage, results, int(greedy.compute()["sequences"]), pl_module)
         return results
 
-    def _log(self, trainer: Trainer, stage: str, results: dict[int, dict[str, float]]) -> None:
+    def _log(self, trainer: Trainer, stage: str, results: dict[int, dict[str, float]], sequences: int,
+             pl_module: LightningModule) -> None:
         writer = tensorboard_writer(trainer, type(self).__name__)
         if writer is None:
             return
-        for d, values in results.items():
-            for key, value in values.items():
-                writer.add_scalar(f"{stage}_sweep/{key}", value, d)
         ds = sorted(results)
         quality_name = [k for k in results[ds[0]] if k not in ("speedup", "tau")][0]
+        title = (f"{self.split} split, first {sequences} sequences, SSD n={pl_module.n}; speedup against plain "
+                 "greedy on the same sequences")
         fig = sweep_figure(ds, [results[d]["speedup"] for d in ds], [results[d][quality_name] for d in ds],
-                           quality_name)
+                           quality_name, title)
         writer.add_figure(f"{stage}_sweep/speedup_and_{quality_name}", fig, trainer.global_step)
+        writer.add_text(f"{stage}_sweep/table", f"{title}\n\n{sweep_table(results)}", trainer.global_step)

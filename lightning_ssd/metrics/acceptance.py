@@ -84,7 +84,8 @@ class AcceptanceStats(Metric):
     def compute(self) -> dict[str, Tensor]:
         """``tau``, ``alpha``, ``seconds_per_token`` (scalars; NaN when undefined), ``sequences`` (how many were
         decoded, over all ranks) and the curves ``acceptance_by_position`` (max_draft,) and ``acceptance_by_step``
-        (max_steps,), NaN where nothing was judged.
+        (max_steps,), NaN where nothing was judged, with the number of draft tokens judged at each point
+        (``judged_by_position``, ``judged_by_step``).
         """
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.device)
 
@@ -98,4 +99,6 @@ class AcceptanceStats(Metric):
             "sequences": self.sequences.clone(),
             "acceptance_by_position": ratio(self.position_accepted, self.position_reached),
             "acceptance_by_step": ratio(self.step_accepted, self.step_judged),
+            "judged_by_position": self.position_reached.clone(),
+            "judged_by_step": self.step_judged.clone(),
         }

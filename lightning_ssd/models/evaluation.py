@@ -44,6 +44,8 @@ class EvalSummary:
     scalars: dict[str, float]
     acceptance_by_position: list[float]
     acceptance_by_step: list[float]
+    judged_by_position: list[int]
+    judged_by_step: list[int]
     samples: list[DecodedSample]
 
 
@@ -144,7 +146,8 @@ class DecodingEvaluator(nn.Module):
             scalars["ssd_identical"] = float(self.identical.compute())
         curves = stats.get("ssd", stats[self.modes[-1]])
         return EvalSummary(stage, scalars, curves["acceptance_by_position"].tolist(),
-                           curves["acceptance_by_step"].tolist(), list(self.samples))
+                           curves["acceptance_by_step"].tolist(), curves["judged_by_position"].tolist(),
+                           curves["judged_by_step"].tolist(), list(self.samples))
 
     def reset(self) -> None:
         for metric in [*self.stats.values(), *self.quality.values(), self.identical]:

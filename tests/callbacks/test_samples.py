@@ -23,12 +23,25 @@ def test_render_marks_who_produced_each_token():
     # bonus "blue"; cycle 3: draft "a" rejected, the full model says "grass"
     cycles = (_cycle(3, 1, 2, 3), _cycle(2, 2, 3), _cycle(2, 0, 1, 0))
     ssd = SequenceResult(tuple(tokens), cycles, 0.0, 0.0)
-    assert render_cycles(ssd, WORDS.__getitem__) == "**a** red ~~square~~ **circle** on a **blue** ~~a~~ **grass**"
+    assert render_cycles(ssd, WORDS.__getitem__) == (
+        "*a* red s\u0336q\u0336u\u0336a\u0336r\u0336e\u0336 **circle** on a *blue* a\u0336 **grass**"
+    )
 
 
 def test_render_keeps_truncated_cycles_plain_and_escapes_markdown():
     ssd = SequenceResult((0, 8, 7), (_cycle(4, 3, 2, 5),), 0.0, 0.0)  # EOS inside the accepted drafts
-    assert render_cycles(ssd, WORDS.__getitem__) == "**a** \\*x\\*\\</s\\>"
+    assert render_cycles(ssd, WORDS.__getitem__) == "*a* \\*x\\*&lt;/s&gt;"
+
+
+def test_tensorboard_renders_strokes_emphasis_and_end_tokens_without_stray_characters():
+    from tensorboard.plugin_util import markdown_to_safe_html
+
+    tokens = [0, 1, 2, 4, 0, 5, 7]
+    cycles = (_cycle(3, 1, 2, 3), _cycle(2, 2, 3), _cycle(1, 0, 1, 8))
+    html = markdown_to_safe_html(render_cycles(SequenceResult(tuple(tokens), cycles, 0.0, 0.0), WORDS.__getitem__))
+    assert html == ("<p><em>a</em> red s\u0336q\u0336u\u0336a\u0336r\u0336e\u0336 <strong>circle</strong> on a "
+                    "<em>blue</em> *\u0336x\u0336*\u0336<strong>&lt;/s&gt;</strong></p>")
+    assert "~" not in html and "\\" not in html and "&lt;del" not in html
 
 
 def _teacher_forced_drafts(vlm, n, imitation, prompt, tokens):

@@ -13,6 +13,7 @@ from lightning_ssd.callbacks import (
     DraftSamples,
     TrainThroughput,
 )
+from lightning_ssd.callbacks.samples import LEGEND
 from lightning_ssd.models import ImitationModule
 from tests.models.helpers import tiny_data, tiny_trainer
 
@@ -33,11 +34,14 @@ def test_fit_writes_figures_text_sweep_and_chosen_n(tmp_path):
         tags["images"])
     assert "val/samples/text_summary" in tags["tensors"]
     text = events.Tensors("val/samples/text_summary")[-1].tensor_proto.string_val[0].decode()
-    assert "**" in text and "reference:" in text
-    assert {"val/ssd/tau", "val/ssd/alpha", "val/draft_imit/speedup", "train/samples_per_s", "val/chosen_n",
-            "fit_sweep/speedup", "fit_sweep/tau"} <= set(tags["scalars"])
-    assert [e.step for e in events.Scalars("fit_sweep/speedup")] == [1, 3]  # drawn against d
-    assert all(math.isfinite(e.value) and e.value > 0 for e in events.Scalars("fit_sweep/speedup"))
+    assert text.startswith(LEGEND) and "reference:" in text and "~~" not in text
+    assert {"val/ssd/tau", "val/ssd/alpha", "val/draft_imit/speedup", "train/samples_per_s",
+            "val/chosen_n"} <= set(tags["scalars"])
+    assert not any(t.startswith("fit_sweep/") for t in tags["scalars"])  # a step axis would read as d
+    table = events.Tensors("fit_sweep/table/text_summary")[-1].tensor_proto.string_val[0].decode()
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r[0].strip() for r in rows] == ["d", "1", "3"]  # one row per d
+    assert all(math.isfinite(float(r[1])) and float(r[1]) > 0 for r in rows[1:])  # speedups
 
     chosen = yaml.safe_load((tmp_path / "chosen_n.yaml").read_text())
     assert chosen["model"]["init_args"]["n"] in (1, 2)  # [L/2] for L = 4
