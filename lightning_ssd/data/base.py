@@ -11,7 +11,7 @@ from transformers import LlavaProcessor
 from transformers.processing_utils import ProcessorMixin
 
 from lightning_ssd.data.collate import VLCollator
-from lightning_ssd.data.datasets.base import VLDataset
+from lightning_ssd.data.readers.base import VLDataset
 from lightning_ssd.data.io import require
 from lightning_ssd.data.prompts import check_family
 
@@ -33,7 +33,7 @@ class VLDataModule(LightningDataModule):
     """Base of every benchmark's DataModule.
 
     Subclasses name the benchmark, list the files each split needs and parse a split into a
-    :class:`~lightning_ssd.data.datasets.base.VLDataset`; this class turns stages into splits and
+    :class:`~lightning_ssd.data.readers.base.VLDataset`; this class turns stages into splits and
     builds the dataloaders with a :class:`~lightning_ssd.data.collate.VLCollator` for the backbone.
 
     Args:

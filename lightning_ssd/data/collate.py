@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from transformers.processing_utils import ProcessorMixin
 
-from lightning_ssd.data.datasets.base import Sample
+from lightning_ssd.data.readers.base import Sample
 from lightning_ssd.data.prompts import build_prompt, check_family
 
 IGNORE_INDEX = -100
@@ -39,7 +39,7 @@ def _pad(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
 
 
 class VLCollator:
-    """Build batches for one backbone family from :class:`~lightning_ssd.data.datasets.base.Sample` lists.
+    """Build batches for one backbone family from :class:`~lightning_ssd.data.readers.base.Sample` lists.
 
     Args:
         processor: a ``Blip2Processor`` or ``LlavaProcessor``; it adds the image placeholders.

@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning_ssd.data.base import VLDataModule
-from lightning_ssd.data.datasets.base import VLDataset
-from lightning_ssd.data.datasets.images import DATASET, load_image_records, task_of
+from lightning_ssd.data.readers.base import VLDataset
+from lightning_ssd.data.readers.images import DATASET, load_image_records, task_of
 
 
 class ImagesDataModule(VLDataModule):

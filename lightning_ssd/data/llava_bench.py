@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning_ssd.data.base import VLDataModule
-from lightning_ssd.data.datasets.base import VLDataset
-from lightning_ssd.data.datasets.llava_bench import DATASET, load_llava_bench
+from lightning_ssd.data.readers.base import VLDataset
+from lightning_ssd.data.readers.llava_bench import DATASET, load_llava_bench
 
 HOW_TO_GET = ("Download questions.jsonl, answers_gpt4.jsonl and images/ from the Hugging Face dataset "
               "liuhaotian/llava-bench-in-the-wild and put them under the benchmark's root.")

@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning_ssd.data.base import VLDataModule
-from lightning_ssd.data.datasets.base import VLDataset
-from lightning_ssd.data.datasets.mmvet import DATASET, load_mmvet
+from lightning_ssd.data.readers.base import VLDataset
+from lightning_ssd.data.readers.mmvet import DATASET, load_mmvet
 
 
 class MMVetDataModule(VLDataModule):

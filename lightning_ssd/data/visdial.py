@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning_ssd.data.base import VLDataModule
-from lightning_ssd.data.datasets.base import VLDataset
-from lightning_ssd.data.datasets.visdial import DATASET, load_visdial
+from lightning_ssd.data.readers.base import VLDataset
+from lightning_ssd.data.readers.visdial import DATASET, load_visdial
 
 # VisDial v1.0 train dialogs are on COCO train2014 + val2014 images; val and test have their own folders.
 DEFAULT_IMAGE_DIRS: dict[str, list[str]] = {

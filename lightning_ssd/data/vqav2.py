@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning_ssd.data.base import VLDataModule
-from lightning_ssd.data.datasets.base import VLDataset
-from lightning_ssd.data.datasets.vqav2 import DATASET, load_vqav2
+from lightning_ssd.data.readers.base import VLDataset
+from lightning_ssd.data.readers.vqav2 import DATASET, load_vqav2
 
 
 class VQAv2DataModule(VLDataModule):

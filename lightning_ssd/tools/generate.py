@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from lightning_ssd.backbones import load_backbone, load_processor
     from lightning_ssd.data.collate import VLCollator
-    from lightning_ssd.data.datasets.base import Sample
-    from lightning_ssd.data.datasets.images import load_image_records, task_of
+    from lightning_ssd.data.readers.base import Sample
+    from lightning_ssd.data.readers.images import load_image_records, task_of
     from lightning_ssd.decoding.acceptance import with_strategy
     from lightning_ssd.decoding.factory import build_decoder
     from lightning_ssd.decoding.generate import generate

@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from lightning_ssd.data.datasets.images import find_images, load_image_records, task_of
+from lightning_ssd.data.readers.images import find_images, load_image_records, task_of
 from lightning_ssd.data.images import ImagesDataModule
 from lightning_ssd.data.io import DatasetFileError, MalformedDataError
 from tests.data.helpers import tiny_processor

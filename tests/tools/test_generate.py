@@ -8,7 +8,7 @@ from PIL import Image
 
 from lightning_ssd.backbones import load_backbone, load_processor
 from lightning_ssd.data.collate import VLCollator
-from lightning_ssd.data.datasets.base import Record, Sample
+from lightning_ssd.data.readers.base import Record, Sample
 from lightning_ssd.models.checkpoint import save_draft
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from lightning_ssd.tools.generate import main as generate_main

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from lightning_ssd.data.datasets.base import Record
+from lightning_ssd.data.readers.base import Record
 from lightning_ssd.data.io import MalformedDataError, existing_image, nonempty, parse_entries, read_json
 
 DATASET = "COCO Karpathy"
