@@ -25,6 +25,7 @@ from transformers.models.blip import BlipImageProcessorPil
 from transformers.models.clip import CLIPImageProcessorPil
 
 from lightning_ssd.backbones.presets import PRESETS, SpecialTokens, build_preset_model
+from lightning_ssd.backbones.tokenizer import preset_tokenizer
 from lightning_ssd.backbones.vlm import Family, SplitVLM
 
 IMAGE_TOKEN = "<image>"
@@ -81,10 +82,8 @@ def special_tokens(tokenizer) -> SpecialTokens:
 
 @lru_cache(maxsize=8)
 def _preset_processor(name: str) -> ProcessorMixin:
-    from lightning_ssd.data.tokenizer import default_tokenizer
-
     preset = PRESETS[name]
-    tokenizer = default_tokenizer()
+    tokenizer = preset_tokenizer()
     size = preset.image_size
     if preset.family == "llava":
         return LlavaProcessor(

@@ -11,9 +11,9 @@ from transformers import LlavaProcessor
 from transformers.processing_utils import ProcessorMixin
 
 from lightning_ssd.data.collate import VLCollator
-from lightning_ssd.data.readers.base import VLDataset
 from lightning_ssd.data.io import require
 from lightning_ssd.data.prompts import check_family
+from lightning_ssd.data.readers.base import VLDataset
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from transformers.processing_utils import ProcessorMixin
 
-from lightning_ssd.data.readers.base import Sample
 from lightning_ssd.data.prompts import build_prompt, check_family
+from lightning_ssd.data.readers.base import Sample
 
 IGNORE_INDEX = -100
 

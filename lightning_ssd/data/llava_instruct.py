@@ -4,11 +4,11 @@ from pathlib import Path
 from typing import Any
 
 from lightning_ssd.data.base import VLDataModule
-from lightning_ssd.data.readers.base import VLDataset
-from lightning_ssd.data.readers.llava_instruct import DATASET, load_llava_instruct
 from lightning_ssd.data.io import require
 from lightning_ssd.data.llava_bench import HOW_TO_GET as BENCH_HOW_TO_GET
 from lightning_ssd.data.llava_bench import llava_bench_dataset, llava_bench_files
+from lightning_ssd.data.readers.base import VLDataset
+from lightning_ssd.data.readers.llava_instruct import DATASET, load_llava_instruct
 
 
 class LlavaInstructDataModule(VLDataModule):

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lightning_ssd.data.base import VLDataModule
+from lightning_ssd.data.prompts import DETAIL_INSTRUCTION
 from lightning_ssd.data.readers.base import Record, VLDataset
 from lightning_ssd.data.readers.coco import load_karpathy
 from lightning_ssd.data.readers.llava_instruct import load_llava_instruct
 from lightning_ssd.data.readers.visdial import load_visdial
 from lightning_ssd.data.readers.vqav2 import load_vqav2
-from lightning_ssd.data.prompts import DETAIL_INSTRUCTION
 from lightning_ssd.data.synth.benchmark import SyntheticConfig, SyntheticItem, generate_split
 from lightning_ssd.data.synth.writer import IMAGE_FOLDERS, MARKER, write_benchmark
 

@@ -6,27 +6,33 @@ words map one-to-one to tokens, while any other text still encodes, byte by byte
 to ``<unk>``; decoding restores the (lower-cased) text exactly. Encoding prepends ``<s>``; eos is
 appended by the caller (the collate function), as the target needs it and the prompt must not have it.
 
-Special tokens: ``<pad>`` (id 0), ``<s>``, ``</s>``, ``<unk>`` and the image placeholder ``<image>``
-(id 4), registered as a plain list entry of ``extra_special_tokens``, not as the named attribute
-``extra_special_tokens={"image_token": ...}``: with the named attribute ``Blip2Processor`` (transformers
-5.24) reads ``tokenizer.image_token`` as a string and fails on ``.content`` once given images. With the
-list form ``Blip2Processor`` adds its own ``AddedToken("<image>")``, which resolves to the same id, and
-``LlavaProcessor`` takes ``image_token="<image>"``; both save and reload through ``AutoProcessor``.
+The trained tokenizer ships with the package (``lightning_ssd/backbones/preset_tokenizer.json``, read by
+``lightning_ssd.backbones.tokenizer``); ``python -m lightning_ssd.data.tokenizer`` trains it again and writes that
+file.
 """
 
-import functools
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from lightning_ssd.backbones.tokenizer import (
+    BOS,
+    EOS,
+    IMAGE,
+    PRESET_TOKENIZER_FILE,
+    SPECIAL_TOKENS,
+    UNK,
+    preset_tokenizer,
+    wrap_tokenizer,
+)
 from lightning_ssd.data.prompts import DETAIL_INSTRUCTION, FAMILIES, build_prompt, prompt_vocabulary
 from lightning_ssd.data.synth import text
 from lightning_ssd.data.synth.scene import sample_scene
 
-PAD, BOS, EOS, UNK, IMAGE = "<pad>", "<s>", "</s>", "<unk>", "<image>"
-SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK, IMAGE)
 # Far above what the merges of the default corpus need, so training stops when every word is whole.
 MAX_VOCAB = 8192
 DEFAULT_CORPUS_SEED = 0
@@ -55,13 +61,7 @@ def build_tokenizer(sentences: Iterable[str], padding_side: str = "right") -> Pr
     backend.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, backend.token_to_id(BOS))]
     )
-    return _wrap(backend, padding_side)
-
-
-def _wrap(backend: Tokenizer, padding_side: str) -> PreTrainedTokenizerFast:
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS,
-                                   unk_token=UNK, extra_special_tokens=[IMAGE], padding_side=padding_side,
-                                   model_max_length=2048)
+    return wrap_tokenizer(backend, padding_side)
 
 
 def default_corpus() -> list[str]:
@@ -88,17 +88,28 @@ def default_corpus() -> list[str]:
     return [*sentences, words, f"{words}\n{words}", *text.ANSWER_POOL, *prompt_vocabulary()]
 
 
-@functools.cache
-def _default_tokenizer() -> PreTrainedTokenizerFast:
-    return build_tokenizer(default_corpus())
-
-
 def default_tokenizer(padding_side: str = "right") -> PreTrainedTokenizerFast:
-    """The tiny presets' tokenizer: trained once per process on :func:`default_corpus`, then copied.
+    """The tiny presets' tokenizer, as shipped (the training of :func:`build_tokenizer` on :func:`default_corpus`).
 
-    Its vocabulary (559 tokens with tokenizers 0.23) is the same in every process (the corpus is fixed by a
-    seed), so ``len(default_tokenizer())`` can size a tiny model's embeddings. Each call returns an
-    independent copy, so changing ``padding_side`` on one never affects another caller.
+    Its vocabulary (559 tokens) sizes a tiny model's embeddings. Each call returns an independent copy, so changing
+    ``padding_side`` on one never affects another caller.
     """
-    backend = _default_tokenizer().backend_tokenizer
-    return _wrap(Tokenizer.from_str(backend.to_str()), padding_side)
+    return preset_tokenizer(padding_side)
+
+
+def train_default_tokenizer() -> str:
+    """The presets' tokenizer trained anew, as the JSON that ships with the package."""
+    return build_tokenizer(default_corpus()).backend_tokenizer.to_str(pretty=True)
+
+
+def main() -> None:
+    """Writes the shipped tokenizer file again from the training."""
+    import lightning_ssd.backbones as backbones
+
+    path = Path(backbones.__file__).parent / PRESET_TOKENIZER_FILE
+    path.write_text(train_default_tokenizer() + "\n", encoding="utf-8")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

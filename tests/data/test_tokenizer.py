@@ -82,3 +82,18 @@ def test_processors_accept_the_tokenizer(tmp_path, family, prompt, expected_plac
     assert type(reloaded) is type(processor)
     again = reloaded(images=[image], text=[prompt], return_tensors="pt")
     assert again["input_ids"].tolist() == out["input_ids"].tolist()
+
+
+def test_the_shipped_tokenizer_is_what_training_gives():
+    from lightning_ssd.backbones.tokenizer import _preset_json
+    from lightning_ssd.data.tokenizer import train_default_tokenizer
+
+    assert train_default_tokenizer() + "\n" == _preset_json()
+
+
+def test_loading_a_preset_needs_nothing_from_the_data_package():
+    code = ("import sys; from lightning_ssd.backbones import load_backbone, load_processor; "
+            "load_processor('tiny-llava'); load_backbone('tiny-llava'); "
+            "print(sorted(m for m in sys.modules if m.startswith('lightning_ssd.data')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -6,9 +6,9 @@ import glob
 from dataclasses import replace
 from pathlib import Path
 
-from lightning_ssd.data.readers.base import Record
 from lightning_ssd.data.io import DatasetFileError, MalformedDataError, existing_image, parse_entries, read_jsonl
 from lightning_ssd.data.prompts import CAPTION_INSTRUCTION
+from lightning_ssd.data.readers.base import Record
 
 DATASET = "images"
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})

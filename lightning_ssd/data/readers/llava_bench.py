@@ -3,8 +3,8 @@
 from pathlib import Path
 from typing import Any
 
-from lightning_ssd.data.readers.base import Record
 from lightning_ssd.data.io import MalformedDataError, existing_image, nonempty, parse_entries, read_jsonl
+from lightning_ssd.data.readers.base import Record
 
 DATASET = "LLaVA-Bench (In-the-Wild)"
 

@@ -4,8 +4,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from lightning_ssd.data.readers.base import Record
 from lightning_ssd.data.io import MalformedDataError, existing_image, nonempty, parse_entries, read_json
+from lightning_ssd.data.readers.base import Record
 
 DATASET = "NoCaps"
 
