@@ -5,8 +5,8 @@ from PIL import Image
 
 from lightning_ssd.backbones import load_processor
 from lightning_ssd.data.collate import IGNORE_INDEX, VLCollator
-from lightning_ssd.data.readers.base import Record, Sample
 from lightning_ssd.data.prompts import build_prompt
+from lightning_ssd.data.readers.base import Record, Sample
 
 PRESETS = {"blip2-opt": "tiny-blip2-opt", "blip2-t5": "tiny-blip2-t5", "llava": "tiny-llava"}
 PLACEHOLDERS = {"blip2-opt": 8, "blip2-t5": 8, "llava": 16}

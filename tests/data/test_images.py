@@ -5,9 +5,9 @@ import json
 import pytest
 from PIL import Image
 
-from lightning_ssd.data.readers.images import find_images, load_image_records, task_of
 from lightning_ssd.data.images import ImagesDataModule
 from lightning_ssd.data.io import DatasetFileError, MalformedDataError
+from lightning_ssd.data.readers.images import find_images, load_image_records, task_of
 from tests.data.helpers import tiny_processor
 
 
