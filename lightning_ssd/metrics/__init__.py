@@ -4,13 +4,8 @@ Scores are percentages (x100) as in papers' tables, except VisDial ``mean_rank``
 """
 
 from lightning_ssd.metrics.captioning import CaptionScores
-from lightning_ssd.metrics.judge import (
-    ChatJudge,
-    JudgedScore,
-    JudgeError,
-    JudgeRequestError,
-    OpenAICompatibleJudge,
-)
+from lightning_ssd.metrics.judge import JudgedScore
+from lightning_ssd.metrics.judge_client import ChatJudge, JudgeError, JudgeRequestError, OpenAICompatibleJudge
 from lightning_ssd.metrics.visdial import VisDialRanking
 from lightning_ssd.metrics.vqa import ExactMatch, VQAAccuracy, normalize_vqa_answer, vqa_accuracy
 

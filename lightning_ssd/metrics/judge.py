@@ -1,17 +1,14 @@
 """LLM-judged scores for open-ended benchmarks (MM-Vet, LLaVA-Bench-in-the-wild), with a pluggable judge.
 
+The judge (the chat model and its client) is in `judge_client.py`; this module holds the prompts, the parsing of
+the replies and the metric.
+
 Without a judge, :class:`JudgedScore` still collects the samples and reports ``needs_judge=True`` and no
 number, so generation and speed measurements run on their own and the answers can be judged later.
 """
 
-import http.client
-import json
 import logging
-import os
 import time
-import urllib.error
-import urllib.request
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,93 +17,10 @@ from typing import Any, Literal, TypeVar
 import torch.distributed as dist
 
 from lightning_ssd.metrics._text_records import TextRecordMetric
+from lightning_ssd.metrics.judge_client import ChatJudge, JudgeError, JudgeRequestError, Messages
 
 log = logging.getLogger(__name__)
-
-Messages = list[dict[str, str]]
 T = TypeVar("T")
-
-
-class JudgeError(RuntimeError):
-    """The judge cannot work at all (bad URL, rejected key, unknown model): no sample is worth retrying."""
-
-
-class JudgeRequestError(RuntimeError):
-    """One request failed (timeout, server error, malformed reply); the sample may be retried."""
-
-
-class ChatJudge(ABC):
-    """A chat model that answers a list of ``{"role", "content"}`` messages with text."""
-
-    @abstractmethod
-    def complete(self, messages: Messages) -> str:
-        """Returns the reply text; raises :class:`JudgeRequestError` or :class:`JudgeError` on failure."""
-
-
-class OpenAICompatibleJudge(ChatJudge):
-    """Judge behind an OpenAI-compatible ``/v1/chat/completions`` endpoint (OpenAI, vLLM, llama.cpp, ...).
-
-    Args:
-        base_url: server root, with or without the trailing ``/v1`` (``http://127.0.0.1:8000`` or
-            ``https://api.openai.com/v1``).
-        model: model name sent in the request.
-        api_key_env: environment variable holding the API key, sent as a bearer token; if it is unset no
-            key is sent (local servers). The key itself never appears in a config or a log.
-        timeout_s: timeout of one request in seconds.
-        temperature: sampling temperature; 0 for reproducible judgements.
-        max_tokens: reply length limit.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        api_key_env: str = "OPENAI_API_KEY",
-        timeout_s: float = 60.0,
-        temperature: float = 0.0,
-        max_tokens: int = 512,
-    ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"OpenAICompatibleJudge: base_url must start with http:// or https://, got {base_url!r}")
-        root = base_url.rstrip("/")
-        self.url = f"{root}/chat/completions" if root.endswith("/v1") else f"{root}/v1/chat/completions"
-        self.model = model
-        self.api_key_env = api_key_env
-        self.timeout_s = timeout_s
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-
-    def complete(self, messages: Messages) -> str:
-        body = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-        }
-        headers = {"Content-Type": "application/json"}
-        if key := os.environ.get(self.api_key_env):
-            headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as err:
-            detail = err.read().decode(errors="replace")[:300]
-            if err.code in (401, 403, 404):  # wrong key, URL or model: every request would fail alike
-                hint = f" (is ${self.api_key_env} set and valid?)" if err.code in (401, 403) else ""
-                raise JudgeError(
-                    f"judge {self.url} (model {self.model!r}) answered HTTP {err.code}{hint}: {detail}"
-                ) from None
-            raise JudgeRequestError(f"judge {self.url} answered HTTP {err.code}: {detail}") from err
-        except (OSError, http.client.HTTPException) as err:  # refused, timed out, cut off
-            raise JudgeRequestError(f"judge {self.url} could not be reached: {err}") from err
-        try:
-            content = json.loads(raw)["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as err:
-            raise JudgeRequestError(f"judge {self.url} sent no chat completion: {raw[:300]!r}") from err
-        if not isinstance(content, str):
-            raise JudgeRequestError(f"judge {self.url} sent non-text content: {content!r}")
-        return content
 
 
 @dataclass(frozen=True)

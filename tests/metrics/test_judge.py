@@ -99,7 +99,7 @@ def test_llava_wild_score_is_prediction_over_reference_x100(chat_server, monkeyp
     prompts = {r["body"]["messages"][-1]["content"] for r in chat_server.requests}
     with_context = next(p for p in prompts if "PRED-A" in p)
     assert "[Context]\na red car" in with_context and "[Assistant 1]\nref1" in with_context
-    assert all(r["auth"] is None for r in chat_server.requests)  # no key set: none sent
+    assert all(r["auth"] == "Bearer EMPTY" for r in chat_server.requests)  # no key set: the client's placeholder
 
 
 def test_unparsable_replies_and_server_errors_are_counted_per_sample(chat_server):
