@@ -7,6 +7,7 @@ import torch
 from lightning.pytorch import Callback
 
 from lightning_ssd.backbones import load_backbone
+from lightning_ssd.decoding.generate import generate
 from lightning_ssd.models import FineTuneModule, ImitationModule, MixedModule
 from lightning_ssd.models.base import warmup_cosine
 from lightning_ssd.models.components.fingerprint import BackboneMismatchError
@@ -30,12 +31,17 @@ def _changed(before, after, prefix):
 def test_imitation_fast_dev_run(name, tmp_path):
     module = ImitationModule(name, n=2, max_new_tokens=6)
     trainer = tiny_trainer(tmp_path, fast_dev_run=True)
-    trainer.fit(module, tiny_data(name))
+    data = tiny_data(name)
+    trainer.fit(module, data)
     metrics = trainer.callback_metrics
     assert {"train/loss", "train/cosine", "train/kl", "train/ce", "val/loss", *EVAL_KEYS} <= set(metrics)
     assert "val/draft_imit/speedup" in metrics
     assert metrics["val/ssd_identical"].item() == 1.0
-    assert metrics["val/ssd/tau"].item() >= 1.0
+    # the logged tau is that of decoding the validation batch again with the trained module's SSD decoder
+    batch = next(iter(data.val_dataloader()))
+    again = generate(module.vlm, module.decoders()["ssd"], batch["pixel_values"], batch["prompt_input_ids"],
+                     batch["prompt_attention_mask"], module.max_new_tokens)
+    assert metrics["val/ssd/tau"].item() == pytest.approx(again.mean_accepted_length, rel=1e-6)
 
 
 def test_finetune_fast_dev_run_on_captions(tmp_path):
