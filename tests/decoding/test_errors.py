@@ -124,3 +124,40 @@ def test_a_checkpoint_of_another_kind_is_named_in_the_error(vlm, tmp_path):
     torch.save({"weight": torch.zeros(2)}, path)
     with pytest.raises(BackboneMismatchError, match="is not an imitation-stage checkpoint"):
         load_imitation_network(path, vlm)
+
+
+def test_images_and_prompts_of_different_batch_sizes(vlm):
+    batch = make_inputs("tiny-llava", [3, 5])
+    with pytest.raises(ValueError, match="pixel_values holds 1 images but input_ids 2 prompts"):
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), batch["pixel_values"][:1], batch["input_ids"],
+                 batch["attention_mask"], max_new_tokens=2)
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), batch["pixel_values"], batch["input_ids"],
+                 batch["attention_mask"][:, 1:], max_new_tokens=2)
+
+
+def test_a_generator_on_another_device_is_refused(vlm):
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import GenerationConfig
+
+    on_gpu = SimpleNamespace(device=torch.device("cuda", 0))  # what a CUDA generator reports; no GPU needed
+    with pytest.raises(ValueError, match=r"generator is on cuda:0 but the model is on cpu.*torch.Generator"):
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), **make_inputs("tiny-llava", [3]), max_new_tokens=2,
+                 generation_config=GenerationConfig(do_sample=True), generator=on_gpu)
+
+
+@pytest.mark.parametrize(("settings", "message"), [({"do_sample": True, "temperature": 0.0}, "temperature"),
+                                                   ({"do_sample": True, "top_p": 1.2}, "top_p"),
+                                                   ({"do_sample": True, "top_k": -3}, "top_k"),
+                                                   ({"num_beams": 3}, "num_beams=3")])
+def test_impossible_generation_settings_are_refused_by_generate(vlm, settings, message):
+    from transformers import GenerationConfig
+
+    config = GenerationConfig()
+    for key, value in settings.items():
+        setattr(config, key, value)
+    with pytest.raises(ValueError, match=message):
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), **make_inputs("tiny-llava", [3]), max_new_tokens=2,
+                 generation_config=config)
