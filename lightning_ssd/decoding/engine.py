@@ -149,8 +149,6 @@ class _PlainDecoder:
         return out.results()
 
 
-
-
 class GreedyDecoder(_PlainDecoder):
     """Plain KV-cached decoding with the full model: one pass of all L layers per token (greedy or sampled)."""
 

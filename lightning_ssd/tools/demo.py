@@ -183,8 +183,10 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join([
         f"# Embedded default: {a.backbone}, n={n}, d={a.draft}, {a.num_test} test images\n",
         _table(rows),
-        "\nSpeedups in the table: seconds per token of the plain greedy loop / the method's, measured on the same "
-        "test batches. SSD output identical to the full model's greedy output on "
+        f"\nSpeedups in the table: seconds per token of the plain greedy loop / the method's, measured on the same "
+        f"test batches of {test.datamodule.eval_batch_size} (each decoded as one batch: throughput, which a larger "
+        "batch erodes; the benchmark below decodes one image at a time). SSD output identical to the full model's "
+        "greedy output on "
         f"{_fmt(100 * (tm.get('test/ssd_identical') or 0), 1)}% of test images.",
         f"\nBenchmark ({a.bench_samples} test images, median of {a.bench_repeats}): SSD decode speedup "
         f"{ssd['speedup_decode']:.2f}x, end-to-end {ssd['speedup_e2e']:.2f}x over the faster baseline "
