@@ -88,3 +88,20 @@ def test_datamodule_batches_carry_paths_and_prompts(folder):
     strict.setup("predict")
     with pytest.raises(MalformedDataError, match="broken.jpg"):
         list(strict.predict_dataloader())
+
+
+def test_predict_over_a_folder_writes_one_line_per_readable_image(folder, tmp_path):
+    import torch
+
+    from lightning_ssd.cli import cli_main
+    from tests.models.helpers import tiny_config, write_config
+
+    _image(folder / "broken.jpg").write_bytes(b"garbage")
+    config = tiny_config(tmp_path / "run", backbone="tiny-llava", logger=False, model_args={"max_new_tokens": 4})
+    config["data"] = {"class_path": "lightning_ssd.data.ImagesDataModule",
+                      "init_args": {"images": str(folder), "eval_batch_size": 2, "skip_bad_samples": True}}
+    torch.set_num_threads(1)
+    cli_main(["predict", "--config", str(write_config(tmp_path / "c.yaml", config))])
+    rows = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a.PNG", "b.jpg", "deep/c.JpEg"]  # dataset order, the broken file skipped
+    assert all(r["image"].startswith(str(folder)) and r["prompt"] is None and r["tokens"] for r in rows)
