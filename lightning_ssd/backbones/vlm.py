@@ -1,4 +1,4 @@
-"""A transformers VLM (BLIP-2 OPT, BLIP-2 Flan-T5, LLaVA) seen as image prefix + split decoder."""
+"""A transformers VLM (BLIP-2 OPT, BLIP-2 Flan-T5, LLaVA, Qwen2.5-VL) seen as image prefix + split decoder."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ from typing import Literal
 
 import torch
 from torch import nn
-from transformers import Blip2ForConditionalGeneration, LlavaForConditionalGeneration, PreTrainedModel
+from transformers import (
+    Blip2ForConditionalGeneration,
+    LlavaForConditionalGeneration,
+    PreTrainedModel,
+    Qwen2_5_VLForConditionalGeneration,
+)
 
 from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder
 from lightning_ssd.backbones.llama import LlamaSplitDecoder
 from lightning_ssd.backbones.opt import OPTSplitDecoder
+from lightning_ssd.backbones.qwen import Qwen2VLSplitDecoder
 from lightning_ssd.backbones.t5 import T5SplitDecoder
 
-Family = Literal["blip2-opt", "blip2-t5", "llava"]
-FAMILIES: tuple[str, ...] = ("blip2-opt", "blip2-t5", "llava")
+Family = Literal["blip2-opt", "blip2-t5", "llava", "qwen2.5-vl"]
+FAMILIES: tuple[str, ...] = ("blip2-opt", "blip2-t5", "llava", "qwen2.5-vl")
 
 
 @dataclass
@@ -25,14 +31,18 @@ class DecoderPrompt:
     Attributes:
         inputs_embeds: (B, T, D) prompt embeddings with image features merged in (T5: the decoder start token).
         attention_mask: (B, T) 1 for real tokens, 0 for (left) padding.
-        position_ids: (B, T) absolute positions of the prompt tokens.
+        position_ids: (B, T) absolute positions of the prompt tokens, or (3, B, T) multimodal rotary positions
+            (Qwen2.5-VL: time, height, width).
         encoder: the encoder output for encoder-decoder LLMs (Flan-T5), else None.
+        next_position: (B,) position of each row's first generated token; None: its number of real prompt tokens
+            (M-RoPE continues after the largest prompt position instead).
     """
 
     inputs_embeds: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
     encoder: EncoderOutput | None = None
+    next_position: torch.Tensor | None = None
 
     def select(self, index: int) -> DecoderPrompt:
         """The prompt of one sequence of the batch, with its padding removed."""
@@ -61,17 +71,21 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 def family_of_model(model: PreTrainedModel) -> Family:
     if isinstance(model, LlavaForConditionalGeneration):
         return "llava"
+    if isinstance(model, Qwen2_5_VLForConditionalGeneration):
+        return "qwen2.5-vl"
     if isinstance(model, Blip2ForConditionalGeneration):
         return "blip2-t5" if model.config.text_config.is_encoder_decoder else "blip2-opt"
     raise TypeError(
-        f"unsupported model class {type(model).__name__}; expected Blip2ForConditionalGeneration (OPT or Flan-T5) "
-        "or LlavaForConditionalGeneration"
+        f"unsupported model class {type(model).__name__}; expected Blip2ForConditionalGeneration (OPT or Flan-T5), "
+        "LlavaForConditionalGeneration or Qwen2_5_VLForConditionalGeneration"
     )
 
 
 def _split_decoder(model: PreTrainedModel, family: Family) -> SplitDecoder:
     if family == "llava":
         return LlamaSplitDecoder(model.model.language_model, model.lm_head)
+    if family == "qwen2.5-vl":
+        return Qwen2VLSplitDecoder(model.model.language_model, model.lm_head)
     if family == "blip2-opt":
         return OPTSplitDecoder(model.language_model)
     return T5SplitDecoder(model.language_model)
@@ -118,8 +132,14 @@ class SplitVLM(nn.Module):
     def text_config(self):
         return self.model.config.text_config
 
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, Q, D): Q-Former queries projected to the LLM (BLIP-2) or projected patches (LLaVA)."""
+    def image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, Q, D): Q-Former queries projected to the LLM (BLIP-2) or projected patches (LLaVA);
+        for Qwen2.5-VL, (patches, C * T * P * P) and the (B, 3) grids -> (1, sum of the merged patches, D)."""
+        if self.family == "qwen2.5-vl":
+            if image_grid_thw is None:
+                raise ValueError("Qwen2.5-VL needs image_grid_thw (the image processor's output) with pixel_values")
+            out = self.model.model.get_image_features(pixel_values=pixel_values, image_grid_thw=image_grid_thw)
+            return torch.cat(list(out.pooler_output)).unsqueeze(0)
         if self.family == "llava":
             config = self.model.config
             out = self.model.model.get_image_features(
@@ -137,10 +157,12 @@ class SplitVLM(nn.Module):
         ).last_hidden_state
         return m.language_projection(query_output.to(image_embeds.dtype))
 
-    def merge_image(self, input_ids: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+    def merge_image(
+        self, input_ids: torch.Tensor, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Token embeddings (B, T, D) with the image features written over the image placeholder tokens."""
         embeds = self.decoder.embed_tokens(input_ids)
-        features = self.image_features(pixel_values).to(embeds.dtype)
+        features = self.image_features(pixel_values, image_grid_thw).to(embeds.dtype)
         placeholder = input_ids == self.image_token_id
         found, expected = int(placeholder.sum()), features.shape[0] * features.shape[1]
         if found != expected:
@@ -150,13 +172,36 @@ class SplitVLM(nn.Module):
             )
         return embeds.masked_scatter(placeholder.unsqueeze(-1), features)
 
+    def check_inputs(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+                     image_grid_thw: torch.Tensor | None = None) -> None:
+        """One image per prompt, in this family's layout of pixel_values."""
+        images = image_grid_thw.shape[0] if self.family == "qwen2.5-vl" and image_grid_thw is not None else \
+            pixel_values.shape[0]
+        if self.family == "qwen2.5-vl" and image_grid_thw is None:
+            raise ValueError("Qwen2.5-VL needs image_grid_thw (the image processor's output) with pixel_values")
+        if images != input_ids.shape[0]:
+            raise ValueError(f"pixel_values holds {images} images but input_ids {input_ids.shape[0]} prompts; give "
+                             "one image per prompt")
+
     def encode(
-        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        **processor_outputs: torch.Tensor,
     ) -> DecoderPrompt:
-        """Encodes image + prompt into the decoder's starting point (vision, Q-Former/projector, T5 encoder)."""
+        """Encodes image + prompt into the decoder's starting point (vision, Q-Former/projector, T5 encoder).
+
+        `image_grid_thw` is Qwen2.5-VL's; other processor outputs the prompt does not need (`mm_token_type_ids`,
+        which the image placeholders already say) are accepted and ignored, so that `**processor(...)` works.
+        """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        embeds = self.merge_image(input_ids, pixel_values)
+        self.check_inputs(pixel_values, input_ids, image_grid_thw)
+        embeds = self.merge_image(input_ids, pixel_values, image_grid_thw)
+        if self.family == "qwen2.5-vl":
+            return self._mrope_prompt(embeds, input_ids, attention_mask, image_grid_thw)
         if not self.decoder.is_encoder_decoder:
             return DecoderPrompt(embeds, attention_mask, positions_from_mask(attention_mask))
         encoder_states = self.model.language_model.encoder(
@@ -170,6 +215,15 @@ class SplitVLM(nn.Module):
             position_ids=torch.zeros_like(start),
             encoder=EncoderOutput(encoder_states, attention_mask),
         )
+
+    def _mrope_prompt(self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      image_grid_thw: torch.Tensor) -> DecoderPrompt:
+        """Qwen2.5-VL's 3-D positions of the prompt, and where each row's generated tokens continue them."""
+        types = (input_ids == self.image_token_id).int()  # 1: image, 0: text
+        positions, deltas = self.model.model.get_rope_index(input_ids, types, image_grid_thw=image_grid_thw,
+                                                            attention_mask=attention_mask)
+        next_position = attention_mask.long().sum(-1) + deltas.reshape(-1).to(attention_mask.device)
+        return DecoderPrompt(embeds, attention_mask, positions, next_position=next_position)
 
     def teacher_forced(
         self,

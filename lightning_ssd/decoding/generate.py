@@ -20,11 +20,8 @@ class BatchDecoder(Protocol):
 
 
 
-def _check_inputs(vlm: SplitVLM, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                  attention_mask: torch.Tensor | None, generator: torch.Generator | None) -> None:
-    if pixel_values.shape[0] != input_ids.shape[0]:
-        raise ValueError(f"pixel_values holds {pixel_values.shape[0]} images but input_ids {input_ids.shape[0]} "
-                         "prompts; give one image per prompt")
+def _check_inputs(vlm: SplitVLM, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                  generator: torch.Generator | None) -> None:
     if attention_mask is not None and attention_mask.shape != input_ids.shape:
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids "
                          f"{tuple(input_ids.shape)}; they must match")
@@ -45,16 +42,19 @@ def generate(
     max_new_tokens: int = 30,
     generation_config: GenerationConfig | None = None,
     generator: torch.Generator | None = None,
+    **processor_outputs: torch.Tensor,
 ) -> GenerationResult:
     """Generation for a (left-padded) batch, decoded as one batch.
 
     Returns the new tokens only (the prompt is not repeated), each ending at its first EOS or at `max_new_tokens`,
     exactly where transformers' `generate` ends them. Greedy unless the generation config (default: the
     checkpoint's own) sets `do_sample`; sampling is lossless speculative sampling, reproducible with `generator`.
+    The processor's other outputs (`image_grid_thw`, ...) are passed on as keyword arguments, so
+    `generate(vlm, decoder, **processor(images=..., text=..., return_tensors="pt"), max_new_tokens=...)` works.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    _check_inputs(vlm, pixel_values, input_ids, attention_mask, generator)
+    _check_inputs(vlm, input_ids, attention_mask, generator)
     rule = acceptance_rule(generation_config or vlm.model.generation_config, generator)
-    prompt = vlm.encode(pixel_values, input_ids, attention_mask)
+    prompt = vlm.encode(pixel_values, input_ids, attention_mask, **processor_outputs)
     return GenerationResult(decoder.decode(prompt, max_new_tokens, rule))

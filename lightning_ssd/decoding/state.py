@@ -65,7 +65,7 @@ class BatchState:
         device = prompt.inputs_embeds.device
         self.device = device
         self.valid = prompt.attention_mask.bool()
-        self.position = prompt.attention_mask.long().sum(-1)
+        self.position = prompt.attention_mask.long().sum(-1) if prompt.next_position is None else prompt.next_position
         self.rows = torch.arange(self.valid.shape[0], device=device)
         self._any_hole = not bool(self.valid.all())
 
