@@ -20,16 +20,22 @@ from transformers import (
     LlavaForConditionalGeneration,
     LlavaProcessor,
     ProcessorMixin,
+    Qwen2_5_VLForConditionalGeneration,
 )
 from transformers.models.blip import BlipImageProcessorPil
 from transformers.models.clip import CLIPImageProcessorPil
 
 from lightning_ssd.backbones.presets import PRESETS, SpecialTokens, build_preset_model
+from lightning_ssd.backbones.qwen_processing import Qwen2VLImageTextProcessor
 from lightning_ssd.backbones.tokenizer import preset_tokenizer
 from lightning_ssd.backbones.vlm import Family, SplitVLM
 
 IMAGE_TOKEN = "<image>"
-_MODEL_CLASSES = {"blip-2": Blip2ForConditionalGeneration, "llava": LlavaForConditionalGeneration}
+_MODEL_CLASSES = {
+    "blip-2": Blip2ForConditionalGeneration,
+    "llava": LlavaForConditionalGeneration,
+    "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+}
 
 
 class CheckpointError(ValueError):
@@ -50,19 +56,21 @@ def _read_config(path: Path) -> dict:
         raise CheckpointError(f"{config_file} is not valid JSON ({err})") from err
     if config.get("model_type") not in _MODEL_CLASSES:
         raise CheckpointError(
-            f"{config_file}: model_type {config.get('model_type')!r} is not a supported VLM; "
-            "expected 'blip-2' (OPT or Flan-T5 text model) or 'llava'"
+            f"{config_file}: model_type {config.get('model_type')!r} is not a supported VLM; supported: "
+            "'blip-2' (OPT or Flan-T5 text model), 'llava', 'qwen2_5_vl'"
         )
     return config
 
 
 def family_of(name_or_path: str) -> Family:
-    """'blip2-opt', 'blip2-t5' or 'llava' for a preset name or a checkpoint folder."""
+    """'blip2-opt', 'blip2-t5', 'llava' or 'qwen2.5-vl' for a preset name or a checkpoint folder."""
     if name_or_path in PRESETS:
         return PRESETS[name_or_path].family
     config = _read_config(Path(name_or_path))
     if config["model_type"] == "llava":
         return "llava"
+    if config["model_type"] == "qwen2_5_vl":
+        return "qwen2.5-vl"
     text_type = config.get("text_config", {}).get("model_type", "opt")
     return "blip2-t5" if text_type in ("t5", "mt5", "umt5") else "blip2-opt"
 
@@ -110,7 +118,10 @@ def load_processor(name_or_path: str) -> ProcessorMixin:
     path = Path(name_or_path)
     config = _read_config(path)
     try:
-        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        if config["model_type"] == "qwen2_5_vl":  # transformers' own needs torchvision (see qwen_processing.py)
+            processor = Qwen2VLImageTextProcessor.from_pretrained(path)
+        else:
+            processor = AutoProcessor.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as err:
         raise CheckpointError(
             f"cannot load a processor from {path} ({err}); the folder needs processor_config.json / "
