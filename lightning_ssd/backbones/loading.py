@@ -18,6 +18,7 @@ from transformers import (
     Blip2ForConditionalGeneration,
     Blip2Processor,
     LlavaForConditionalGeneration,
+    LlavaNextForConditionalGeneration,
     LlavaProcessor,
     ProcessorMixin,
     Qwen2_5_VLForConditionalGeneration,
@@ -34,6 +35,7 @@ IMAGE_TOKEN = "<image>"
 _MODEL_CLASSES = {
     "blip-2": Blip2ForConditionalGeneration,
     "llava": LlavaForConditionalGeneration,
+    "llava_next": LlavaNextForConditionalGeneration,
     "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
 }
 
@@ -57,13 +59,13 @@ def _read_config(path: Path) -> dict:
     if config.get("model_type") not in _MODEL_CLASSES:
         raise CheckpointError(
             f"{config_file}: model_type {config.get('model_type')!r} is not a supported VLM; supported: "
-            "'blip-2' (OPT or Flan-T5 text model), 'llava', 'qwen2_5_vl'"
+            "'blip-2' (OPT or Flan-T5 text model), 'llava', 'llava_next', 'qwen2_5_vl'"
         )
     return config
 
 
 def family_of(name_or_path: str) -> Family:
-    """'blip2-opt', 'blip2-t5', 'llava' or 'qwen2.5-vl' for a preset name or a checkpoint folder."""
+    """'blip2-opt', 'blip2-t5', 'llava', 'llava-next' or 'qwen2.5-vl' for a preset name or a checkpoint folder."""
     if name_or_path in PRESETS:
         return PRESETS[name_or_path].family
     config = _read_config(Path(name_or_path))
@@ -71,6 +73,8 @@ def family_of(name_or_path: str) -> Family:
         return "llava"
     if config["model_type"] == "qwen2_5_vl":
         return "qwen2.5-vl"
+    if config["model_type"] == "llava_next":
+        return "llava-next"
     text_type = config.get("text_config", {}).get("model_type", "opt")
     return "blip2-t5" if text_type in ("t5", "mt5", "umt5") else "blip2-opt"
 

@@ -10,6 +10,7 @@ from torch import nn
 from transformers import (
     Blip2ForConditionalGeneration,
     LlavaForConditionalGeneration,
+    LlavaNextForConditionalGeneration,
     PreTrainedModel,
     Qwen2_5_VLForConditionalGeneration,
 )
@@ -20,8 +21,8 @@ from lightning_ssd.backbones.opt import OPTSplitDecoder
 from lightning_ssd.backbones.qwen import Qwen2VLSplitDecoder
 from lightning_ssd.backbones.t5 import T5SplitDecoder
 
-Family = Literal["blip2-opt", "blip2-t5", "llava", "qwen2.5-vl"]
-FAMILIES: tuple[str, ...] = ("blip2-opt", "blip2-t5", "llava", "qwen2.5-vl")
+Family = Literal["blip2-opt", "blip2-t5", "llava", "llava-next", "qwen2.5-vl"]
+FAMILIES: tuple[str, ...] = ("blip2-opt", "blip2-t5", "llava", "llava-next", "qwen2.5-vl")
 
 
 @dataclass
@@ -73,16 +74,18 @@ def family_of_model(model: PreTrainedModel) -> Family:
         return "llava"
     if isinstance(model, Qwen2_5_VLForConditionalGeneration):
         return "qwen2.5-vl"
+    if isinstance(model, LlavaNextForConditionalGeneration):
+        return "llava-next"
     if isinstance(model, Blip2ForConditionalGeneration):
         return "blip2-t5" if model.config.text_config.is_encoder_decoder else "blip2-opt"
     raise TypeError(
         f"unsupported model class {type(model).__name__}; expected Blip2ForConditionalGeneration (OPT or Flan-T5), "
-        "LlavaForConditionalGeneration or Qwen2_5_VLForConditionalGeneration"
+        "LlavaForConditionalGeneration, LlavaNextForConditionalGeneration or Qwen2_5_VLForConditionalGeneration"
     )
 
 
 def _split_decoder(model: PreTrainedModel, family: Family) -> SplitDecoder:
-    if family == "llava":
+    if family in ("llava", "llava-next"):
         return LlamaSplitDecoder(model.model.language_model, model.lm_head)
     if family == "qwen2.5-vl":
         return Qwen2VLSplitDecoder(model.model.language_model, model.lm_head)
@@ -132,9 +135,19 @@ class SplitVLM(nn.Module):
     def text_config(self):
         return self.model.config.text_config
 
-    def image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None) -> torch.Tensor:
+    def image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None,
+                       image_sizes: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, H, W) -> (B, Q, D): Q-Former queries projected to the LLM (BLIP-2) or projected patches (LLaVA);
-        for Qwen2.5-VL, (patches, C * T * P * P) and the (B, 3) grids -> (1, sum of the merged patches, D)."""
+        for Qwen2.5-VL, (patches, C * T * P * P) and the (B, 3) grids -> (1, sum of the merged patches, D); for
+        LLaVA-NeXT, (B, tiles, 3, H, W) and the (B, 2) image sizes -> (1, sum of the packed features, D)."""
+        if self.family == "llava-next":
+            if image_sizes is None:
+                raise ValueError("LLaVA-NeXT needs image_sizes (the image processor's output) with pixel_values")
+            config = self.model.config
+            out = self.model.model.get_image_features(
+                pixel_values=pixel_values, image_sizes=image_sizes, vision_feature_layer=config.vision_feature_layer,
+                vision_feature_select_strategy=config.vision_feature_select_strategy)
+            return torch.cat(list(out.pooler_output)).unsqueeze(0)
         if self.family == "qwen2.5-vl":
             if image_grid_thw is None:
                 raise ValueError("Qwen2.5-VL needs image_grid_thw (the image processor's output) with pixel_values")
@@ -158,11 +171,15 @@ class SplitVLM(nn.Module):
         return m.language_projection(query_output.to(image_embeds.dtype))
 
     def merge_image(
-        self, input_ids: torch.Tensor, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        image_grid_thw: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token embeddings (B, T, D) with the image features written over the image placeholder tokens."""
         embeds = self.decoder.embed_tokens(input_ids)
-        features = self.image_features(pixel_values, image_grid_thw).to(embeds.dtype)
+        features = self.image_features(pixel_values, image_grid_thw, image_sizes).to(embeds.dtype)
         placeholder = input_ids == self.image_token_id
         found, expected = int(placeholder.sum()), features.shape[0] * features.shape[1]
         if found != expected:
@@ -189,17 +206,19 @@ class SplitVLM(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         image_grid_thw: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
         **processor_outputs: torch.Tensor,
     ) -> DecoderPrompt:
         """Encodes image + prompt into the decoder's starting point (vision, Q-Former/projector, T5 encoder).
 
-        `image_grid_thw` is Qwen2.5-VL's; other processor outputs the prompt does not need (`mm_token_type_ids`,
-        which the image placeholders already say) are accepted and ignored, so that `**processor(...)` works.
+        `image_grid_thw` is Qwen2.5-VL's, `image_sizes` LLaVA-NeXT's; other processor outputs the prompt does not
+        need (`mm_token_type_ids`, which the image placeholders already say) are accepted and ignored, so that
+        `**processor(...)` works.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         self.check_inputs(pixel_values, input_ids, image_grid_thw)
-        embeds = self.merge_image(input_ids, pixel_values, image_grid_thw)
+        embeds = self.merge_image(input_ids, pixel_values, image_grid_thw, image_sizes)
         if self.family == "qwen2.5-vl":
             return self._mrope_prompt(embeds, input_ids, attention_mask, image_grid_thw)
         if not self.decoder.is_encoder_decoder:

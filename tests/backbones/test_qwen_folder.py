@@ -69,5 +69,5 @@ def test_more_placeholders_than_images_is_an_error(folder):
 
 def test_an_unsupported_model_type_lists_the_supported_ones(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "qwen3_vl"}')
-    with pytest.raises(CheckpointError, match="'blip-2' .*'llava', 'qwen2_5_vl'"):
+    with pytest.raises(CheckpointError, match="'blip-2' .*'llava', 'llava_next', 'qwen2_5_vl'"):
         load_backbone(str(tmp_path))
