@@ -9,37 +9,15 @@ rope offset that makes them continue the prompt's positions, so the decoding eng
 from __future__ import annotations
 
 import torch
-from torch import nn
 from transformers.cache_utils import Cache
 
-from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder, range_causal_mask
+from lightning_ssd.backbones.decoder import EncoderOutput, range_causal_mask
+from lightning_ssd.backbones.llama import LlamaSplitDecoder
 
 
-class Qwen2VLSplitDecoder(SplitDecoder):
-    """Wraps a `Qwen2_5_VLTextModel` and its (untied) LM head: M-RoPE per layer range, final RMSNorm, head."""
-
-    def __init__(self, model: nn.Module, lm_head: nn.Linear) -> None:
-        super().__init__()
-        self.model = model
-        self.lm_head = lm_head
-
-    @property
-    def layers(self) -> nn.ModuleList:
-        return self.model.layers
-
-    @property
-    def hidden_size(self) -> int:
-        return self.model.config.hidden_size
-
-    @property
-    def vocab_size(self) -> int:
-        return self.lm_head.out_features
-
-    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.embed_tokens(input_ids)
-
-    def embed(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        return inputs_embeds
+class Qwen2VLSplitDecoder(LlamaSplitDecoder):
+    """Wraps a `Qwen2_5_VLTextModel` and its (untied) LM head: the Llama layout (embeddings, RMSNorm, head, output
+    projections) with M-RoPE per layer range."""
 
     def run_layers(
         self,
@@ -59,10 +37,3 @@ class Qwen2VLSplitDecoder(SplitDecoder):
             x = layer(x, attention_mask=mask, position_embeddings=position_embeddings, cache=cache,
                       use_cache=cache is not None)
         return x
-
-    def head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.model.norm(x))
-
-    def output_projections(self, layer_idx: int) -> list[nn.Linear]:
-        layer = self.layers[layer_idx]
-        return [layer.self_attn.o_proj, layer.mlp.down_proj]
