@@ -191,11 +191,14 @@ class SplitVLM(nn.Module):
 
     def check_inputs(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                      image_grid_thw: torch.Tensor | None = None) -> None:
-        """One image per prompt, in this family's layout of pixel_values."""
-        images = image_grid_thw.shape[0] if self.family == "qwen2.5-vl" and image_grid_thw is not None else \
-            pixel_values.shape[0]
-        if self.family == "qwen2.5-vl" and image_grid_thw is None:
-            raise ValueError("Qwen2.5-VL needs image_grid_thw (the image processor's output) with pixel_values")
+        """One image per prompt, in this family's layout of pixel_values (Qwen2.5-VL's rows are patches: its
+        grids count the images; a missing grid is named by `image_features`)."""
+        if self.family == "qwen2.5-vl":
+            if image_grid_thw is None:
+                return
+            images = image_grid_thw.shape[0]
+        else:
+            images = pixel_values.shape[0]
         if images != input_ids.shape[0]:
             raise ValueError(f"pixel_values holds {images} images but input_ids {input_ids.shape[0]} prompts; give "
                              "one image per prompt")

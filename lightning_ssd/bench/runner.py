@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
-from transformers import GenerationConfig
+from transformers import GenerationConfig, ProcessorMixin
 
 from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.bench.inputs import benchmark_inputs
@@ -271,11 +271,10 @@ def _check(cfg: BenchConfig) -> None:
         raise ValueError(f"bench --batch-size must be >= 1, got {cfg.batch_sizes}")
 
 
-def _run_batch_size(cfg: BenchConfig, vlm: SplitVLM, n: int, imitation: nn.Module | None, batch_size: int,
-                    cost: CostModel, log: Callable[[str], None]) -> tuple[dict, list[MethodRecord]]:
+def _run_batch_size(cfg: BenchConfig, vlm: SplitVLM, processor: ProcessorMixin, n: int, imitation: nn.Module | None,
+                    batch_size: int, cost: CostModel, log: Callable[[str], None]) -> tuple[dict, list[MethodRecord]]:
     device = next(vlm.parameters()).device
     dtype = getattr(torch, cfg.dtype)
-    processor = load_processor(cfg.backbone)
     batches = [{k: v.to(device) for k, v in b.items()}
                for b in benchmark_inputs(processor, vlm.family, cfg.num_samples, cfg.task, batch_size=batch_size)]
     batches = [{**b, "pixel_values": b["pixel_values"].to(dtype)} for b in batches]
@@ -325,14 +324,15 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: print
     if imitation is not None:
         imitation = imitation.to(device=device, dtype=dtype)
     generation_config(cfg, vlm)  # refuses impossible sampling settings before anything runs
-    context = benchmark_inputs(load_processor(cfg.backbone), vlm.family, 1, cfg.task)[0]["input_ids"].shape[1]
+    processor = load_processor(cfg.backbone)
+    context = benchmark_inputs(processor, vlm.family, 1, cfg.task)[0]["input_ids"].shape[1]
     cost, cost_report = measure_cost_model(vlm.decoder, n, imitation, context=context)
     strategy = f"sampling (T={cfg.temperature}, top_k={cfg.top_k}, top_p={cfg.top_p})" if cfg.do_sample else "greedy"
     log(f"bench: {cfg.backbone} (L={L}, n={n}) on {device}, {cfg.num_samples} samples x {cfg.max_new_tokens} "
         f"tokens, {strategy}, batch sizes {cfg.batch_sizes}")
     baselines, records = {}, []
     for batch_size in cfg.batch_sizes:
-        baseline, rows = _run_batch_size(cfg, vlm, n, imitation, batch_size, cost, log)
+        baseline, rows = _run_batch_size(cfg, vlm, processor, n, imitation, batch_size, cost, log)
         baselines[str(batch_size)] = baseline
         records += rows
     return {

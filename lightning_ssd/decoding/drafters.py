@@ -88,7 +88,9 @@ class ShallowDrafter(Drafter):
 
     def propose(self, state: BatchState, last: torch.Tensor, budget: torch.Tensor, rule: AcceptanceRule) -> Draft:
         n, threshold = self.layer, self.confidence_threshold
-        eos = self.eos.to(last.device)
+        if self.eos.device != last.device:
+            self.eos = self.eos.to(last.device)  # once, not every cycle
+        eos = self.eos
         # Whether every row has stopped (EOS drafted, budget spent) is free to ask on CPU; on GPU it is a sync, so
         # there the loop runs to D (rows that stopped draft on, masked) unless a confidence threshold asks anyway.
         check_stop = last.device.type == "cpu"

@@ -279,4 +279,15 @@ class SelfSpeculativeDecoder(SpeculativeDecoder):
         check_confidence_threshold(confidence_threshold)
         drafter = ShallowDrafter(decoder, n, imitation, eos_token_id, confidence_threshold)
         super().__init__(decoder, drafter, draft, eos_token_id, cpu_narrow_linear)
-        self.n, self.imitation, self.confidence_threshold = n, imitation, confidence_threshold
+
+    @property
+    def n(self) -> int:
+        return self.drafter.layer
+
+    @property
+    def imitation(self) -> nn.Module | None:
+        return self.drafter.imitation
+
+    @property
+    def confidence_threshold(self) -> float | None:
+        return self.drafter.confidence_threshold

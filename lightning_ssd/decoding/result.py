@@ -42,6 +42,10 @@ class SequenceResult:
     prefill_time_s: float
     decode_time_s: float
 
+    def acceptance_record(self) -> dict[str, float | list[int]]:
+        """This sequence's tau and the drafts accepted in each cycle, as written beside its text."""
+        return {"tau": GenerationResult((self,)).mean_accepted_length, "accepted": [c.accepted for c in self.cycles]}
+
 
 @dataclass(frozen=True)
 class GenerationResult:

@@ -17,7 +17,6 @@ from lightning_ssd.backbones.vlm import SplitVLM
 from lightning_ssd.decoding.engine import check_confidence_threshold
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
-from lightning_ssd.decoding.result import GenerationResult
 from lightning_ssd.models.evaluation import DecodingEvaluator, EvalSummary, check_modes
 
 
@@ -225,7 +224,6 @@ class SSDModule(LightningModule):
                    "image": batch.get("images", [None] * size)[i], "prompt": batch.get("queries", [None] * size)[i],
                    "text": text, "tokens": list(seq.tokens)}
             if mode == "ssd":
-                row["tau"] = GenerationResult((seq,)).mean_accepted_length
-                row["accepted"] = [c.accepted for c in seq.cycles]
+                row.update(seq.acceptance_record())
             rows.append(row)
         return rows

@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> None:
                     line = {"id": record.sample_id, "image": str(record.image), "prompt": record.query,
                             "text": text.strip(), "tokens": list(seq.tokens)}
                     if args.mode == "ssd":
-                        line["tau"] = GenerationResult((seq,)).mean_accepted_length
-                        line["accepted"] = [c.accepted for c in seq.cycles]
+                        line.update(seq.acceptance_record())
                     f.write(json.dumps(line) + "\n")
                 written += len(kept)
                 num_tokens += out.num_tokens
