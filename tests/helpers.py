@@ -10,6 +10,8 @@ from lightning_ssd.bench.runner import make_redundant
 
 TOKENS = SpecialTokens(vocab_size=96, pad=0, bos=1, eos=2, image=3)
 TINY = ("tiny-blip2-opt", "tiny-blip2-t5", "tiny-llava")
+# families beyond the paper's: their inputs come from their processors (image sizes change the image token count)
+TINY_NEW = ("tiny-llava-next", "tiny-qwen2.5-vl")
 
 
 def tiny_vlm(name: str, seed: int = 0) -> SplitVLM:

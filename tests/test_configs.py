@@ -24,7 +24,8 @@ def _print_config(capsys, subcommand: str, path: Path) -> dict:
 def test_there_are_configs():
     names = {p.relative_to(EXPERIMENTS).as_posix() for p in CONFIGS}
     assert {"synthetic.yaml", "coco.yaml", "nocaps.yaml", "visdial.yaml", "vqav2.yaml", "llava.yaml",
-            "synthetic/finetune.yaml", "synthetic/ssd_test.yaml"} <= names
+            "synthetic/finetune.yaml", "synthetic/ssd_test.yaml", "coco_qwen2.5-vl.yaml",
+            "coco_qwen2.5-vl_finetune.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(EXPERIMENTS).as_posix())

@@ -19,16 +19,19 @@ from transformers import (
     Blip2Processor,
     LlavaForConditionalGeneration,
     LlavaNextForConditionalGeneration,
+    LlavaNextProcessor,
     LlavaProcessor,
     ProcessorMixin,
     Qwen2_5_VLForConditionalGeneration,
 )
 from transformers.models.blip import BlipImageProcessorPil
 from transformers.models.clip import CLIPImageProcessorPil
+from transformers.models.llava_next import LlavaNextImageProcessorPil
+from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
-from lightning_ssd.backbones.presets import PRESETS, SpecialTokens, build_preset_model
-from lightning_ssd.backbones.qwen_processing import Qwen2VLImageTextProcessor
-from lightning_ssd.backbones.tokenizer import preset_tokenizer
+from lightning_ssd.backbones.presets import PRESETS, SpecialTokens, build_preset_model, grid_pinpoints
+from lightning_ssd.backbones.qwen_processing import IMAGE_PAD, Qwen2VLImageTextProcessor
+from lightning_ssd.backbones.tokenizer import preset_tokenizer, qwen_preset_tokenizer
 from lightning_ssd.backbones.vlm import Family, SplitVLM
 
 IMAGE_TOKEN = "<image>"
@@ -79,24 +82,54 @@ def family_of(name_or_path: str) -> Family:
     return "blip2-t5" if text_type in ("t5", "mt5", "umt5") else "blip2-opt"
 
 
-def special_tokens(tokenizer) -> SpecialTokens:
-    image = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    if image is None or image == tokenizer.unk_token_id:
-        raise CheckpointError(f"the tokenizer has no {IMAGE_TOKEN!r} token; add it as a special token")
+def _token_id(tokenizer, token: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise CheckpointError(f"the tokenizer has no {token!r} token; add it as a special token")
+    return token_id
+
+
+def special_tokens(tokenizer, family: Family = "llava") -> SpecialTokens:
+    """The ids a preset of `family` needs from its tokenizer (Qwen2.5-VL: its vision markers, and `</s>` as the
+    second generation eos, where real checkpoints have `<|endoftext|>`)."""
+    if family != "qwen2.5-vl":
+        return SpecialTokens(vocab_size=len(tokenizer), pad=tokenizer.pad_token_id, bos=tokenizer.bos_token_id,
+                             eos=tokenizer.eos_token_id, image=_token_id(tokenizer, IMAGE_TOKEN))
+    ids = {token: _token_id(tokenizer, token) for token in ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>")}
     return SpecialTokens(
         vocab_size=len(tokenizer),
         pad=tokenizer.pad_token_id,
         bos=tokenizer.bos_token_id,
         eos=tokenizer.eos_token_id,
-        image=image,
+        image=_token_id(tokenizer, IMAGE_PAD),
+        vision_start=ids["<|vision_start|>"],
+        vision_end=ids["<|vision_end|>"],
+        video=ids["<|video_pad|>"],
+        extra_eos=(_token_id(tokenizer, "</s>"),),
     )
 
 
 @lru_cache(maxsize=8)
 def _preset_processor(name: str) -> ProcessorMixin:
     preset = PRESETS[name]
-    tokenizer = preset_tokenizer()
     size = preset.image_size
+    if preset.family == "qwen2.5-vl":
+        image_processor = Qwen2VLImageProcessorPil(min_pixels=size**2, max_pixels=2 * size**2,
+                                                   patch_size=preset.patch_size, merge_size=2, temporal_patch_size=2)
+        return Qwen2VLImageTextProcessor(image_processor, qwen_preset_tokenizer())
+    tokenizer = preset_tokenizer()
+    if preset.family == "llava-next":
+        return LlavaNextProcessor(
+            image_processor=LlavaNextImageProcessorPil(
+                size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                image_grid_pinpoints=grid_pinpoints(preset),
+            ),
+            tokenizer=tokenizer,
+            patch_size=preset.patch_size,
+            vision_feature_select_strategy="default",
+            image_token=IMAGE_TOKEN,
+            num_additional_image_tokens=1,
+        )
     if preset.family == "llava":
         return LlavaProcessor(
             image_processor=CLIPImageProcessorPil(
@@ -147,7 +180,7 @@ def load_processor(name_or_path: str) -> ProcessorMixin:
 def load_backbone(name_or_path: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> SplitVLM:
     """A `SplitVLM` from a preset name (random init from `seed`) or a local checkpoint folder (offline)."""
     if name_or_path in PRESETS:
-        tokens = special_tokens(load_processor(name_or_path).tokenizer)
+        tokens = special_tokens(load_processor(name_or_path).tokenizer, PRESETS[name_or_path].family)
         model = build_preset_model(name_or_path, tokens, seed=seed)
         return SplitVLM(model.to(dtype))
     path = Path(name_or_path)

@@ -40,3 +40,17 @@ def _preset_json() -> str:
 def preset_tokenizer(padding_side: str = "right") -> PreTrainedTokenizerFast:
     """The presets' tokenizer (559 tokens); each call returns an independent copy."""
     return wrap_tokenizer(Tokenizer.from_str(_preset_json()), padding_side)
+
+
+# Qwen2.5-VL's chat and vision markers; real Qwen tokenizers end an answer on <|im_end|>.
+QWEN_SPECIAL_TOKENS: tuple[str, ...] = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                                        "<|image_pad|>", "<|video_pad|>")
+
+
+def qwen_preset_tokenizer(padding_side: str = "right") -> PreTrainedTokenizerFast:
+    """The presets' tokenizer with Qwen2.5-VL's markers appended (ids 559-564) and `<|im_end|>` as its eos, as in
+    Qwen2.5-VL's own tokenizer; `</s>` stays, standing for Qwen's `<|endoftext|>` (the second generation eos)."""
+    tokenizer = preset_tokenizer(padding_side)
+    tokenizer.add_special_tokens({"extra_special_tokens": list(QWEN_SPECIAL_TOKENS)})
+    tokenizer.eos_token = "<|im_end|>"
+    return tokenizer

@@ -1,9 +1,11 @@
-"""A transformers VLM (BLIP-2 OPT, BLIP-2 Flan-T5, LLaVA, Qwen2.5-VL) seen as image prefix + split decoder."""
+"""A transformers VLM (BLIP-2 OPT, BLIP-2 Flan-T5, LLaVA, LLaVA-NeXT, Qwen2.5-VL) seen as image prefix + split
+decoder."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -23,6 +25,13 @@ from lightning_ssd.backbones.t5 import T5SplitDecoder
 
 Family = Literal["blip2-opt", "blip2-t5", "llava", "llava-next", "qwen2.5-vl"]
 FAMILIES: tuple[str, ...] = ("blip2-opt", "blip2-t5", "llava", "llava-next", "qwen2.5-vl")
+# image inputs beside pixel_values that a family's processor returns and its vision encoder needs
+VISION_KEYS: tuple[str, ...] = ("image_grid_thw", "image_sizes")
+
+
+def vision_inputs(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """`pixel_values` and whichever of `VISION_KEYS` a batch holds, as keyword arguments of `SplitVLM.encode`."""
+    return {key: batch[key] for key in ("pixel_values", *VISION_KEYS) if key in batch}
 
 
 @dataclass
@@ -98,7 +107,8 @@ class SplitVLM(nn.Module):
     """A transformers VLM with its LLM decoder exposed as a `SplitDecoder`.
 
     Args:
-        model: a `Blip2ForConditionalGeneration` (OPT or Flan-T5 text model) or `LlavaForConditionalGeneration`.
+        model: a `Blip2ForConditionalGeneration` (OPT or Flan-T5 text model), `LlavaForConditionalGeneration`,
+            `LlavaNextForConditionalGeneration` or `Qwen2_5_VLForConditionalGeneration`.
     """
 
     def __init__(self, model: PreTrainedModel) -> None:
@@ -253,19 +263,21 @@ class SplitVLM(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         labels: torch.Tensor,
+        **image_inputs: torch.Tensor,
     ) -> tuple[DecoderPrompt, torch.Tensor]:
         """Decoder inputs for a teacher-forced pass and the targets aligned with its positions.
 
         Decoder-only families take `input_ids` = prompt + target (right-padded) and predict labels shifted by one;
         Flan-T5 encodes `input_ids` and feeds the right-shifted labels to its decoder. The returned targets (B, T)
         hold -100 where no loss applies, so `logits[targets != -100]` are the positions that predict a token.
+        `image_inputs` are the family's other image inputs (`image_grid_thw`, `image_sizes`), as for `encode`.
         """
         if not self.decoder.is_encoder_decoder:
-            prompt = self.encode(pixel_values, input_ids, attention_mask)
+            prompt = self.encode(pixel_values, input_ids, attention_mask, **image_inputs)
             targets = torch.full_like(labels, -100)
             targets[:, :-1] = labels[:, 1:]
             return prompt, targets
-        encoded = self.encode(pixel_values, input_ids, attention_mask)
+        encoded = self.encode(pixel_values, input_ids, attention_mask, **image_inputs)
         start = torch.full_like(labels[:, :1], self.text_config.decoder_start_token_id)
         decoder_ids = torch.cat([start, labels[:, :-1]], dim=1).masked_fill(
             torch.cat([start, labels[:, :-1]], dim=1) == -100, self.pad_token_id

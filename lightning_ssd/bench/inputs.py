@@ -17,7 +17,8 @@ def benchmark_inputs(
     seed: int = 0,
     batch_size: int = 1,
 ) -> list[dict[str, torch.Tensor]]:
-    """Input dicts (pixel_values, input_ids, attention_mask) of `batch_size` samples each (the last may be smaller).
+    """The processor's outputs (pixel_values, input_ids, attention_mask, and the family's others such as
+    image_grid_thw) for `batch_size` samples each (the last may be smaller).
 
     Prompts are padded as the training collate pads them: on the left, except for Flan-T5's encoder (right).
     """
@@ -33,7 +34,7 @@ def benchmark_inputs(
             indices = range(start, min(num_samples, start + batch_size))
             images = [generate_item(config, "test", i).image for i in indices]
             encoded = processor(images=images, text=[prompt] * len(images), padding=True, return_tensors="pt")
-            batches.append({k: encoded[k] for k in ("pixel_values", "input_ids", "attention_mask")})
+            batches.append(dict(encoded))
     finally:
         tokenizer.padding_side = side
     return batches

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lightning_ssd.backbones.vlm import vision_inputs
 from lightning_ssd.models.components.exit_layer import (
     ConfidenceStats,
     LayerChoice,
@@ -56,8 +57,8 @@ class ChooseLayerCallback(Callback):
             return
         vlm = pl_module.vlm
         with torch.no_grad():
-            prompt, targets = vlm.teacher_forced(batch["pixel_values"], batch["input_ids"], batch["attention_mask"],
-                                                 batch["labels"])
+            prompt, targets = vlm.teacher_forced(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                                 labels=batch["labels"], **vision_inputs(batch))
             keep = (targets != -100).any(-1)
             stats = ConfidenceStats.of(layer_confidences(vlm, prompt, targets)[keep])  # over [L/2]
         self._stats = stats if self._stats is None else self._stats + stats

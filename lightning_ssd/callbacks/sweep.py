@@ -9,6 +9,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from lightning_ssd.backbones.vlm import vision_inputs
 from lightning_ssd.callbacks.tensorboard import tensorboard_writer
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import generate
@@ -110,10 +111,11 @@ class DraftLengthSweep(Callback):
         quality = {d: quality_metric(batches[0]["task"], sync_on_compute=False) for d in self.draft_lengths}
         jobs = [(b, d) for b in batches for d in [0, *self.draft_lengths]]
         for batch, d in tqdm(jobs, desc=f"draft length sweep ({self.split})", leave=False):
-            inputs = (batch["pixel_values"], batch["prompt_input_ids"], batch["prompt_attention_mask"])
+            inputs = dict(input_ids=batch["prompt_input_ids"], attention_mask=batch["prompt_attention_mask"],
+                          **vision_inputs(batch))
             decoder = build_decoder("full" if d == 0 else "ssd", vlm.decoder, vlm.eos_token_id, pl_module.n,
                                     pl_module.imitation, d, pl_module.confidence_threshold)
-            result = generate(vlm, decoder, *inputs, pl_module.max_new_tokens)
+            result = generate(vlm, decoder, **inputs, max_new_tokens=pl_module.max_new_tokens)
             if d == 0:
                 greedy.update(result)
                 continue

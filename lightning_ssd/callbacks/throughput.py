@@ -40,7 +40,7 @@ class TrainThroughput(Callback):
             return
         if self._wall_start is None:
             self._wall_start = self._start
-        self._samples += batch["pixel_values"].shape[0]
+        self._samples += batch["input_ids"].shape[0]
         self._step_s += now - self._start
         self._wall_s = now - self._wall_start
 

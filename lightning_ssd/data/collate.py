@@ -2,12 +2,14 @@
 
 Batch contract (``B`` samples):
 
-- ``pixel_values``: FloatTensor (B, 3, H, W), from the processor's image processor.
+- ``pixel_values``: FloatTensor from the processor's image processor, in the family's layout: (B, 3, H, W);
+  LLaVA-NeXT: (B, tiles, 3, H, W) with ``image_sizes`` (B, 2); Qwen2.5-VL: (patches, C * T * P * P), every image's
+  patches one after another, with ``image_grid_thw`` (B, 3). `vision_inputs(batch)` picks what a family has.
 - ``input_ids``, ``attention_mask``: teacher-forcing input. Decoder-only families (blip2-opt, llava):
   prompt + target + eos, right-padded, with the processor's image placeholders in place. blip2-t5: the
   encoder prompt only, right-padded.
 - ``labels``: decoder-only: the shape of ``input_ids``, -100 on image placeholders, prompt and padding.
-  blip2-t5: target ids + eos, right-padded with -100.
+  blip2-t5: target ids + eos, right-padded with -100. (Qwen2.5-VL's answers end on ``<|im_end|>``.)
 - ``prompt_input_ids``, ``prompt_attention_mask``: the prompt only (with image placeholders), left-padded,
   for generation.
 - ``references``: list[list[str]]; ``sample_ids``: list; ``task``: str.
@@ -26,7 +28,8 @@ import numpy as np
 import torch
 from transformers.processing_utils import ProcessorMixin
 
-from lightning_ssd.data.prompts import build_prompt, check_family
+from lightning_ssd.backbones.vlm import VISION_KEYS
+from lightning_ssd.data.prompts import answer_end, build_prompt, check_family, target_separator
 from lightning_ssd.data.readers.base import Sample
 
 IGNORE_INDEX = -100
@@ -38,12 +41,24 @@ def _pad(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
     return torch.tensor(padded, dtype=torch.long)
 
 
+def _image_tensors(encoded: Any) -> dict[str, torch.Tensor]:
+    """pixel_values, float32, and the family's other image inputs the processor returned."""
+    pixels = encoded["pixel_values"]
+    pixels = pixels if isinstance(pixels, torch.Tensor) else torch.as_tensor(np.stack(pixels))
+    out = {"pixel_values": pixels.to(torch.float32)}
+    for key in VISION_KEYS:
+        if key in encoded:
+            out[key] = torch.as_tensor(np.asarray(encoded[key]), dtype=torch.long)
+    return out
+
+
 class VLCollator:
     """Build batches for one backbone family from :class:`~lightning_ssd.data.readers.base.Sample` lists.
 
     Args:
-        processor: a ``Blip2Processor`` or ``LlavaProcessor``; it adds the image placeholders.
-        family: "blip2-opt", "blip2-t5" or "llava".
+        processor: the backbone's processor (``Blip2Processor``, ``LlavaProcessor``, ...); it adds the image
+            placeholders.
+        family: the backbone family (`lightning_ssd.data.prompts.FAMILIES`).
         task: the dataset's task ("caption", "vqa", "visdial", "instruct", "long"); selects the prompt.
         max_target_length: the longest target in tokens, eos included; longer targets are cut.
     """
@@ -59,6 +74,10 @@ class VLCollator:
         if self.tokenizer.pad_token_id is None or self.tokenizer.eos_token_id is None:
             raise ValueError(f"the tokenizer of {type(processor).__name__} needs a pad and an eos token")
         self.image_token = str(getattr(processor, "image_token", "<image>"))
+        end = answer_end(family, self.tokenizer.eos_token)
+        self.end_id = self.tokenizer.convert_tokens_to_ids(end)
+        if self.end_id is None or self.end_id == self.tokenizer.unk_token_id:
+            raise ValueError(f"the tokenizer of {type(processor).__name__} has no {end!r} token to end answers with")
 
     def prompt(self, sample: Sample) -> str:
         r = sample.record
@@ -66,8 +85,8 @@ class VLCollator:
                             self.tokenizer.eos_token)
 
     def _target_ids(self, prompt: str, target: str) -> list[int]:
-        """Target token ids followed by eos, cut to ``max_target_length``."""
-        tok, eos = self.tokenizer, self.tokenizer.eos_token_id
+        """Target token ids followed by the answer's end (eos), cut to ``max_target_length``."""
+        tok, eos = self.tokenizer, self.end_id
         if not target:
             ids: list[int] = []
         elif self.family == "blip2-t5":
@@ -76,12 +95,12 @@ class VLCollator:
             # Tokenise the target in context, so its first token has the spacing it has after the prompt;
             # fall back to tokenising it alone if the prompt's tokens change at the boundary.
             prompt_ids = tok(prompt).input_ids
-            full_ids = tok(f"{prompt} {target}").input_ids
+            full_ids = tok(f"{prompt}{target_separator(self.family)}{target}").input_ids
             if full_ids[: len(prompt_ids)] == prompt_ids:
                 ids = full_ids[len(prompt_ids):]
             else:
                 ids = tok(f" {target}", add_special_tokens=False).input_ids
-        if ids and ids[-1] == eos:  # tokenizers that append eos themselves (T5)
+        if ids and ids[-1] == self.tokenizer.eos_token_id:  # tokenizers that append eos themselves (T5)
             ids = ids[:-1]
         return ids[: self.max_target_length - 1] + [eos]
 
@@ -101,7 +120,7 @@ class VLCollator:
             input_rows = [p + t for p, t in zip(prompt_ids, targets, strict=True)]
             label_rows = [[IGNORE_INDEX] * len(p) + t for p, t in zip(prompt_ids, targets, strict=True)]
         batch: dict[str, Any] = {
-            "pixel_values": torch.as_tensor(np.stack(encoded["pixel_values"]), dtype=torch.float32),
+            **_image_tensors(encoded),
             "input_ids": _pad(input_rows, pad, left=False),
             "attention_mask": _pad([[1] * len(r) for r in input_rows], 0, left=False),
             "labels": _pad(label_rows, IGNORE_INDEX, left=False),

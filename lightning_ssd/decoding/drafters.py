@@ -121,22 +121,27 @@ class ShallowDrafter(Drafter):
             state.observe(x_n, D)
         return Draft(
             tokens=torch.stack(tokens, 1) if tokens else last.new_zeros(last.shape[0], 0),
-            lengths=self._lengths(tokens, sure, reach, eos),
+            lengths=draft_lengths(tokens, sure, reach, eos),
             q=torch.stack(qs, 1) if tokens and qs[0] is not None else None,
             states=torch.cat(states, 1),
             layer=n,
         )
 
-    @staticmethod
-    def _lengths(tokens: list[torch.Tensor], sure: list[torch.Tensor], reach: torch.Tensor,
-                 eos: torch.Tensor) -> torch.Tensor:
-        """(B,) drafts each row proposed: within its budget, up to its first EOS, while confident."""
-        if not tokens:
-            return torch.zeros(reach.shape[1], dtype=torch.long, device=reach.device)
-        drafts = torch.stack(tokens, 1)  # (B, D')
-        real = reach[: drafts.shape[1]].T.clone()
-        is_eos = torch.isin(drafts, eos).long()
-        real &= (is_eos.cumsum(-1) - is_eos) == 0  # no EOS before the position
-        if sure:
-            real &= torch.stack(sure, 1).long().cumprod(-1).bool()
-        return real.long().cumprod(-1).sum(-1)
+
+def draft_lengths(tokens: list[torch.Tensor], sure: list[torch.Tensor], reach: torch.Tensor, eos: torch.Tensor,
+                  propose_first_unsure: bool = False) -> torch.Tensor:
+    """(B,) drafts each row proposed: within its budget (`reach`, (D + 1, B)), up to its first EOS, and while
+    confident (`sure`: per step, (B,) bool; empty without a threshold). With `propose_first_unsure` the first
+    unconfident draft is proposed too (Draft & Verify), else it is not (the paper's SSD)."""
+    if not tokens:
+        return torch.zeros(reach.shape[1], dtype=torch.long, device=reach.device)
+    drafts = torch.stack(tokens, 1)  # (B, D')
+    real = reach[: drafts.shape[1]].T.clone()
+    is_eos = torch.isin(drafts, eos).long()
+    real &= (is_eos.cumsum(-1) - is_eos) == 0  # no EOS before the position
+    if sure:
+        confident = torch.stack(sure, 1).long().cumprod(-1)  # every draft up to j was confident
+        if propose_first_unsure:
+            confident = torch.cat([torch.ones_like(confident[:, :1]), confident], 1)[:, : drafts.shape[1]]
+        real &= confident.bool()
+    return real.long().cumprod(-1).sum(-1)

@@ -13,7 +13,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from lightning_ssd.backbones import load_backbone, load_processor
-from lightning_ssd.backbones.vlm import SplitVLM
+from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
 from lightning_ssd.decoding.engine import check_confidence_threshold
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
@@ -46,8 +46,8 @@ class TeacherForced:
     """
 
     def __init__(self, vlm: SplitVLM, batch: dict[str, Any]) -> None:
-        prompt, targets = vlm.teacher_forced(batch["pixel_values"], batch["input_ids"], batch["attention_mask"],
-                                             batch["labels"])
+        prompt, targets = vlm.teacher_forced(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                             labels=batch["labels"], **vision_inputs(batch))
         dec = vlm.decoder
         states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
         mask = targets != -100  # (B, T)
@@ -151,7 +151,7 @@ class SSDModule(LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self.compute_losses(batch)
-        size = batch["pixel_values"].shape[0]
+        size = batch["input_ids"].shape[0]
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=size)
         return losses["loss"]
 
@@ -182,7 +182,7 @@ class SSDModule(LightningModule):
         return [t.strip() for t in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
 
     def _eval_step(self, evaluator: DecodingEvaluator, stage: str, batch: dict[str, Any]) -> None:
-        size = batch["pixel_values"].shape[0]
+        size = batch["input_ids"].shape[0]
         if batch["labels"].ne(-100).any():  # test splits may come without targets
             with torch.no_grad():
                 losses = self.compute_losses(batch)
@@ -215,8 +215,9 @@ class SSDModule(LightningModule):
         """One row per sample: its dataset index, id, image path, prompt, text and tokens, and for SSD tau and the
         drafts accepted per cycle. SSD decodes when a draft layer is set (token-identical to greedy), else plain."""
         mode = "ssd" if "ssd" in self.val_eval.modes else "full"
-        result = generate(self.vlm, self.decoders()[mode], batch["pixel_values"], batch["prompt_input_ids"],
-                          batch["prompt_attention_mask"], self.max_new_tokens)
+        result = generate(self.vlm, self.decoders()[mode], input_ids=batch["prompt_input_ids"],
+                          attention_mask=batch["prompt_attention_mask"], max_new_tokens=self.max_new_tokens,
+                          **vision_inputs(batch))
         size = len(result.sequences)
         rows = []
         for i, (seq, text) in enumerate(zip(result.sequences, self.decode_text(result.tokens), strict=True)):

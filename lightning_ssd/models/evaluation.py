@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric, Metric
 
-from lightning_ssd.backbones.vlm import SplitVLM
+from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
 from lightning_ssd.decoding.factory import MODES
 from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import GenerationResult, SequenceResult
@@ -99,11 +99,12 @@ class DecodingEvaluator(nn.Module):
         max_new_tokens: int,
     ) -> dict[str, GenerationResult]:
         """Decodes `batch` with every mode and updates the metrics; returns the results by mode."""
-        inputs = (batch["pixel_values"], batch["prompt_input_ids"], batch["prompt_attention_mask"])
+        inputs = dict(input_ids=batch["prompt_input_ids"], attention_mask=batch["prompt_attention_mask"],
+                      **vision_inputs(batch))
         references = batch["references"]
         results = {}
         for mode in self.modes:
-            result = generate(vlm, decoders[mode], *inputs, max_new_tokens=max_new_tokens)
+            result = generate(vlm, decoders[mode], **inputs, max_new_tokens=max_new_tokens)
             results[mode] = result
             self.stats[mode].update(result)
             self._quality(mode, batch["task"]).update(decode_text(result.tokens), references)

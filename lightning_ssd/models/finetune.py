@@ -17,9 +17,27 @@ from lightning_ssd.models.base import SSDModule, TeacherForced
 log = logging.getLogger(__name__)
 
 
-def vision_encoder(vlm: SplitVLM) -> nn.Module:
-    """The image encoder that BLIP-2 and LLaVA keep frozen (ViT / CLIP tower), not the Q-Former or projector."""
-    return vlm.model.model.vision_tower if vlm.family == "llava" else vlm.model.vision_model
+def vision_encoder(vlm: SplitVLM) -> tuple[nn.Module, ...]:
+    """The image encoder's modules that BLIP-2 and LLaVA keep frozen (ViT / CLIP tower), not the Q-Former or
+    projector.
+
+    Qwen2.5-VL's vision model holds its projector (the patch merger): the ViT is its patch embedding and blocks,
+    and the merger trains, as Qwen's own fine-tuning recipes do.
+    """
+    if vlm.family in ("llava", "llava-next"):
+        return (vlm.model.model.vision_tower,)
+    if vlm.family == "qwen2.5-vl":
+        visual = vlm.model.model.visual
+        return visual.patch_embed, visual.blocks
+    return (vlm.model.vision_model,)
+
+
+def freeze(modules: tuple[nn.Module, ...], weights: bool = False) -> None:
+    """Puts `modules` in eval mode and, with `weights`, stops their gradients."""
+    for module in modules:
+        module.eval()
+        if weights:
+            module.requires_grad_(False)
 
 
 def export_backbone(module: SSDModule, dirpath: str | None) -> Path:
@@ -54,14 +72,14 @@ class FineTuneModule(SSDModule):
                  **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)
         if freeze_vision:
-            vision_encoder(self.vlm).requires_grad_(False)
+            freeze(vision_encoder(self.vlm), weights=True)
         self.freeze_vision = freeze_vision
         self.train()  # backbones load in eval mode; Lightning keeps a module's mode, so dropout would stay off
 
     def train(self, mode: bool = True) -> FineTuneModule:
         super().train(mode)
         if self.freeze_vision:
-            vision_encoder(self.vlm).eval()
+            freeze(vision_encoder(self.vlm))
         return self
 
     def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

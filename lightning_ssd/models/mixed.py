@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_ssd.models.base import TeacherForced
-from lightning_ssd.models.finetune import export_backbone, vision_encoder
+from lightning_ssd.models.finetune import export_backbone, freeze, vision_encoder
 from lightning_ssd.models.imitation import ImitationModule
 
 
@@ -50,14 +50,14 @@ class MixedModule(ImitationModule):
         if joint_epochs < 0:
             raise ValueError(f"model.init_args.joint_epochs must be >= 0, got {joint_epochs}")
         if freeze_vision:
-            vision_encoder(self.vlm).requires_grad_(False)
+            freeze(vision_encoder(self.vlm), weights=True)
         self.freeze_vision = freeze_vision
         self.train()  # the joint epochs train the backbone with its dropout, as fine-tuning does
 
     def train(self, mode: bool = True) -> MixedModule:
         super().train(mode)
         if self.freeze_vision:
-            vision_encoder(self.vlm).eval()
+            freeze(vision_encoder(self.vlm))
         return self
 
     def on_train_epoch_start(self) -> None:

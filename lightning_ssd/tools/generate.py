@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm.auto import tqdm
 
     from lightning_ssd.backbones import load_backbone, load_processor
+    from lightning_ssd.backbones.vlm import vision_inputs
     from lightning_ssd.data.collate import VLCollator
     from lightning_ssd.data.readers.base import Sample
     from lightning_ssd.data.readers.images import load_image_records, task_of
@@ -115,9 +116,11 @@ def main(argv: list[str] | None = None) -> None:
                 if not kept:
                     continue
                 batch = collate([Sample(image, record) for record, image in kept])
-                out = generate(vlm, decoder, batch["pixel_values"].to(device), batch["prompt_input_ids"].to(device),
-                               batch["prompt_attention_mask"].to(device), args.max_new_tokens,
-                               generation_config=config, generator=generator)
+                images = {key: value.to(device) for key, value in vision_inputs(batch).items()}
+                out = generate(vlm, decoder, input_ids=batch["prompt_input_ids"].to(device),
+                               attention_mask=batch["prompt_attention_mask"].to(device),
+                               max_new_tokens=args.max_new_tokens, generation_config=config, generator=generator,
+                               **images)
                 texts = tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
                 for (record, _), seq, text in zip(kept, out.sequences, texts, strict=True):
                     line = {"id": record.sample_id, "image": str(record.image), "prompt": record.query,

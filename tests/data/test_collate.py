@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from lightning_ssd.backbones import load_processor
+from lightning_ssd.backbones.loading import family_of
 from lightning_ssd.data.collate import IGNORE_INDEX, VLCollator
 from lightning_ssd.data.prompts import build_prompt
 from lightning_ssd.data.readers.base import Record, Sample
@@ -59,6 +60,33 @@ def test_batch_contract(family):
             assert mask.sum() == n + len(kept) and mask[: n + len(kept)].all()
             assert (labels[:n] == IGNORE_INDEX).all()  # prompt and image placeholders masked
             assert (ids[mask == 0] == tok.pad_token_id).all() and (labels[mask == 0] == IGNORE_INDEX).all()
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2.5-vl", "tiny-llava-next"])
+def test_batch_contract_of_the_new_families(name):
+    """Images of two sizes: their own numbers of image tokens, and the grids / sizes the vision encoder needs."""
+    processor = load_processor(name)
+    family, tok = family_of(name), processor.tokenizer
+    samples = _samples()
+    samples[1] = Sample(Image.fromarray(np.full((60, 120, 3), 30, dtype=np.uint8)), samples[1].record)
+    batch = VLCollator(processor, family, "vqa", max_target_length=16)(samples)
+    image_id = tok.convert_tokens_to_ids(processor.image_token)
+    placeholders = (batch["prompt_input_ids"] == image_id).sum(-1).tolist()
+    assert placeholders[0] != placeholders[1]
+    if family == "qwen2.5-vl":
+        grids = batch["image_grid_thw"]
+        assert grids.tolist() == [[1, 4, 4], [1, 4, 8]]  # 40 x 40 -> 56 x 56; 120 x 60 -> 112 x 56 (min 56^2 pixels)
+        assert placeholders == (grids.prod(-1) // 4).tolist()
+        assert batch["pixel_values"].shape == (int(grids.prod(-1).sum()), 3 * 2 * 14 * 14)
+        end, answer = tok.convert_tokens_to_ids("<|im_end|>"), "a very red square"  # answers follow the newline
+    else:
+        assert batch["image_sizes"].tolist() == [[40, 40], [60, 120]]
+        assert batch["pixel_values"].shape[:3] == (2, 5, 3)  # base image + up to 4 tiles (padded), as LLaVA-NeXT
+        end, answer = tok.eos_token_id, " a very red square"
+    kept = batch["labels"][1][batch["labels"][1] != IGNORE_INDEX].tolist()
+    assert kept == tok(answer, add_special_tokens=False).input_ids + [end]
+    text = tok.decode(batch["input_ids"][1][batch["attention_mask"][1] == 1])
+    assert text.endswith("a very red square<|im_end|>" if family == "qwen2.5-vl" else "a very red square</s>")
 
 
 def test_target_is_cut_to_max_length_with_eos():

@@ -77,14 +77,33 @@ def test_plain_greedy_matches_generate(setup):
 
 @pytest.mark.parametrize("draft", [1, 4, "dynamic"])
 @pytest.mark.parametrize("n", [1, 2, 3])
-@pytest.mark.parametrize("attention", [False, True])
-def test_ssd_matches_generate(setup, draft, n, attention):
+@pytest.mark.parametrize("imitation", ["none", "random", "random-attention"])
+def test_ssd_matches_generate(setup, draft, n, imitation):
     vlm, inputs, ref = setup
-    torch.manual_seed(1)
-    net = ImitationNetwork(vlm.decoder.hidden_size, residual=False, attention=attention).eval()
+    net = None
+    if imitation != "none":
+        torch.manual_seed(1)
+        net = ImitationNetwork(vlm.decoder.hidden_size, residual=False, attention=imitation.endswith("attention"))
+        net.eval()
     out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, n, net, draft, vlm.eos_token_id), **inputs,
                    max_new_tokens=MAX_NEW)
     assert torch.equal(out.padded(vlm.pad_token_id), ref)
+    assert out.drafted > 0
+
+
+def test_eos_and_the_length_cap_inside_a_draft(setup):
+    vlm, inputs, ref = setup
+    row = ref[1].tolist()
+    eos = next(t for i, t in enumerate(row) if 3 <= i and t not in row[:i])  # first emitted mid-sequence
+    with torch.no_grad():
+        expected = vlm.model.generate(**inputs, do_sample=False, max_new_tokens=MAX_NEW, eos_token_id=eos)
+    expected = expected[:, inputs["input_ids"].shape[1]:]
+    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2, None, 4, [eos]), **inputs, max_new_tokens=MAX_NEW)
+    assert torch.equal(out.padded(vlm.pad_token_id), expected)
+    for max_new in (1, 2, 6):
+        decoder = SelfSpeculativeDecoder(vlm.decoder, 1, None, 4, vlm.eos_token_id)
+        out = generate(vlm, decoder, **inputs, max_new_tokens=max_new)
+        assert torch.equal(out.padded(vlm.pad_token_id), ref[:, :max_new])
 
 
 def test_missing_image_sizes_is_a_clear_error(setup):

@@ -7,13 +7,14 @@ import torch
 from lightning.pytorch import Callback
 
 from lightning_ssd.backbones import load_backbone
+from lightning_ssd.backbones.vlm import vision_inputs
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.models import FineTuneModule, ImitationModule, MixedModule
 from lightning_ssd.models.base import warmup_cosine
 from lightning_ssd.models.components.fingerprint import BackboneMismatchError
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from lightning_ssd.models.finetune import vision_encoder
-from tests.helpers import TINY
+from tests.helpers import TINY, TINY_NEW
 from tests.models.helpers import tiny_data, tiny_trainer
 
 EVAL_KEYS = ("val/full/accuracy", "val/draft/speedup", "val/ssd/tau", "val/ssd/alpha", "val/ssd_identical")
@@ -27,7 +28,7 @@ def _changed(before, after, prefix):
     return [k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])]
 
 
-@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("name", TINY + TINY_NEW)
 def test_imitation_fast_dev_run(name, tmp_path):
     module = ImitationModule(name, n=2, max_new_tokens=6)
     trainer = tiny_trainer(tmp_path, fast_dev_run=True)
@@ -39,13 +40,14 @@ def test_imitation_fast_dev_run(name, tmp_path):
     assert metrics["val/ssd_identical"].item() == 1.0
     # the logged tau is that of decoding the validation batch again with the trained module's SSD decoder
     batch = next(iter(data.val_dataloader()))
-    again = generate(module.vlm, module.decoders()["ssd"], batch["pixel_values"], batch["prompt_input_ids"],
-                     batch["prompt_attention_mask"], module.max_new_tokens)
+    again = generate(module.vlm, module.decoders()["ssd"], input_ids=batch["prompt_input_ids"],
+                     attention_mask=batch["prompt_attention_mask"], max_new_tokens=module.max_new_tokens,
+                     **vision_inputs(batch))
     assert metrics["val/ssd/tau"].item() == pytest.approx(again.mean_accepted_length, rel=1e-6)
 
 
-def test_finetune_fast_dev_run_on_captions(tmp_path):
-    name = "tiny-blip2-opt"
+@pytest.mark.parametrize("name", ["tiny-blip2-opt", *TINY_NEW])
+def test_finetune_fast_dev_run_on_captions(name, tmp_path):
     module = FineTuneModule(name, n=2, max_new_tokens=6, export_dir=str(tmp_path / "backbone"))
     trainer = tiny_trainer(tmp_path, fast_dev_run=True)
     trainer.fit(module, tiny_data(name, task="caption"))
@@ -74,16 +76,28 @@ def test_imitation_trains_only_its_own_weights(tmp_path):
     assert not module.vlm.training and module.imitation_net.training  # the teacher stays in eval mode
 
 
-def test_finetune_keeps_vision_frozen_and_exports_the_backbone(tmp_path):
-    name = "tiny-blip2-opt"
+# the frozen image encoder, what trains of the vision side (projector / merger), and the LLM, by parameter prefix
+FROZEN_VISION = {
+    "tiny-blip2-opt": ("vlm.model.vision_model.", "vlm.model.qformer.", "vlm.model.language_model."),
+    "tiny-llava-next": ("vlm.model.model.vision_tower.", "vlm.model.model.multi_modal_projector.",
+                        "vlm.model.model.language_model."),
+    "tiny-qwen2.5-vl": ("vlm.model.model.visual.blocks.", "vlm.model.model.visual.merger.",
+                        "vlm.model.model.language_model."),
+}
+
+
+@pytest.mark.parametrize("name", list(FROZEN_VISION))
+def test_finetune_keeps_vision_frozen_and_exports_the_backbone(name, tmp_path):
+    frozen, projector, llm = FROZEN_VISION[name]
     module = FineTuneModule(name, lr=1e-2, warmup_steps=0, export_dir=str(tmp_path / "exported"))
     before = _snapshot(module)
     tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(module, tiny_data(name))
     after = _snapshot(module)
-    assert _changed(before, after, "vlm.model.vision_model.") == []
-    assert _changed(before, after, "vlm.model.language_model.")
-    assert not vision_encoder(module.vlm).training
-    assert module.vlm.model.language_model.training  # dropout of the LLM is on while it trains
+    assert _changed(before, after, frozen) == []
+    assert _changed(before, after, projector)
+    assert _changed(before, after, llm)
+    assert not any(m.training for encoder in vision_encoder(module.vlm) for m in encoder.modules())
+    assert module.vlm.decoder.layers.training  # dropout of the LLM is on while it trains
     reloaded = load_backbone(str(tmp_path / "exported"))
     for key, value in reloaded.state_dict().items():
         torch.testing.assert_close(value, module.vlm.state_dict()[key], rtol=0, atol=0)
