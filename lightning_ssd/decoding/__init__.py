@@ -8,10 +8,12 @@ from lightning_ssd.decoding.factory import MODES, build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import Cycle, GenerationResult, SequenceResult
 from lightning_ssd.decoding.schedule import DraftLength, DynamicDraftLength, FixedDraftLength, draft_length
+from lightning_ssd.decoding.skip_drafter import AdaptiveThreshold, SkipLayerDrafter
 
 __all__ = [
     "MODES",
     "AcceptanceRule",
+    "AdaptiveThreshold",
     "BatchDecoder",
     "CostModel",
     "Cycle",
@@ -27,6 +29,7 @@ __all__ = [
     "SelfSpeculativeDecoder",
     "SequenceResult",
     "ShallowDrafter",
+    "SkipLayerDrafter",
     "SpeculativeDecoder",
     "SpeculativeSampling",
     "acceptance_rule",

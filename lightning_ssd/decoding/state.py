@@ -101,11 +101,11 @@ class BatchState:
         x = self.decoder.embed(self.decoder.embed_tokens(tokens.unsqueeze(1)), pos)
         return self.decoder.run_layers(x, 0, hi, self.cache, pos, self.mask(offset + 1), self.encoder)
 
-    def run(self, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        """Layers [lo, hi) over states x (B, T, D) of the T slots right after the committed ones."""
+    def run(self, x: torch.Tensor, lo: int, hi: int, offset: int = 0) -> torch.Tensor:
+        """Layers [lo, hi) over states x (B, T, D) of the T slots `offset` slots past the committed ones."""
         T = x.shape[1]
-        pos = self.position.unsqueeze(1) + torch.arange(T, device=x.device)
-        return self.decoder.run_layers(x, lo, hi, self.cache, pos, self.mask(T), self.encoder)
+        pos = self.position.unsqueeze(1) + offset + torch.arange(T, device=x.device)
+        return self.decoder.run_layers(x, lo, hi, self.cache, pos, self.mask(offset + T), self.encoder)
 
     def imitate(self, x_n: torch.Tensor, offset: int | None) -> torch.Tensor:
         """x_I of one state x_n (B, 1, D) `offset` slots past the committed ones, or (offset None) of the prompt's
@@ -125,6 +125,14 @@ class BatchState:
         return self.mask(0 if offset is None else offset + 1)
 
     # -- bookkeeping between cycles ----------------------------------------------------------------------------------
+
+    def discard(self, lo: int, hi: int) -> None:
+        """Drops every slot appended past the committed ones from cache layers [lo, hi).
+
+        For a draft model whose states in those layers are not the full model's (skipped layers): its keys/values
+        there are dropped before verification writes the true ones over the same slots.
+        """
+        self.decoder.crop_layers(self.cache, lo, hi, self.slots)
 
     def commit(self, kept: torch.Tensor, hi: int) -> None:
         """Keeps the first kept[b] of the slots appended this cycle in each row, in layers [0, hi)."""
