@@ -31,6 +31,7 @@ from lightning_ssd.decoding.cost import CostModel, measure_cost_model
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import GenerationResult
+from lightning_ssd.decoding.skip_drafter import AdaptiveThreshold
 
 
 @dataclass
@@ -50,6 +51,11 @@ class BenchConfig:
         repeats: timed repeats per method (medians are reported); warmup: untimed runs first.
         task: "caption" (short outputs) or "long" (detailed description prompt).
         do_sample, temperature, top_k, top_p: sampling settings (do_sample=False: greedy); seed: sampling seed.
+        skip_layers: run the Draft & Verify baseline with this skip set (layers its draft skips).
+        skip_search_trials: without skip_layers, find the skip set first by this many TPE trials on
+            `skip_search_samples` validation images (0: no Draft & Verify method).
+        dv_threshold: Draft & Verify's starting draft-exiting threshold, adapted to the acceptance rate as the
+            original does; it drafts up to the largest integer d of `drafts`.
         device, dtype, threads: where and how to run.
     """
 
@@ -70,6 +76,10 @@ class BenchConfig:
     top_k: int = 0
     top_p: float = 1.0
     seed: int = 0
+    skip_layers: list[int] | None = None
+    skip_search_trials: int = 0
+    skip_search_samples: int = 8
+    dv_threshold: float = 0.8
     device: str = "cpu"
     dtype: str = "float32"
     threads: int | None = None
@@ -85,6 +95,7 @@ class MethodRecord:
     d: str | None
     imitation: bool
     confidence_threshold: float | None
+    skip_layers: list[int] | None
     tokens_identical: bool | None  # None under sampling, where outputs are random
     num_tokens: int
     decode_s: float
@@ -112,6 +123,7 @@ class _Method:
     draft: str | None = None
     imitation: bool = False
     confidence_threshold: float | None = None
+    skip_layers: list[int] | None = None
     e2e: list[float] = field(default_factory=list)
     decode: list[float] = field(default_factory=list)
     e2e_one: list[float] = field(default_factory=list)
@@ -164,7 +176,8 @@ def generation_config(cfg: BenchConfig, vlm: SplitVLM) -> GenerationConfig:
     return with_strategy(vlm.model.generation_config, cfg.do_sample, cfg.temperature, cfg.top_k, cfg.top_p)
 
 
-def _methods(cfg: BenchConfig, vlm: SplitVLM, n: int, imitation: nn.Module | None) -> list[_Method]:
+def _methods(cfg: BenchConfig, vlm: SplitVLM, n: int, imitation: nn.Module | None,
+             skip_layers: list[int] | None) -> list[_Method]:
     dec, eos = vlm.decoder, vlm.eos_token_id
     config = generation_config(cfg, vlm)
     device = next(vlm.parameters()).device
@@ -195,7 +208,34 @@ def _methods(cfg: BenchConfig, vlm: SplitVLM, n: int, imitation: nn.Module | Non
     methods.append(_Method("draft_only", engine(make("draft")), n))
     if imitation is not None:
         methods.append(_Method("draft_only_imitation", engine(make("draft_imit")), n, None, True))
+    if skip_layers is not None:
+        d = _dv_draft(cfg)
+        decoder = build_decoder("draft_verify", dec, eos, draft=d, confidence_threshold=cfg.dv_threshold,
+                                skip_layers=skip_layers, adaptive_threshold=AdaptiveThreshold())
+        methods.append(_Method("draft_verify", engine(decoder), None, str(d), False, cfg.dv_threshold, skip_layers))
     return methods
+
+
+def _dv_draft(cfg: BenchConfig) -> int:
+    return max((int(d) for d in cfg.drafts if d != "dynamic"), default=8)
+
+
+def find_skip_layers(cfg: BenchConfig, vlm: SplitVLM, processor: ProcessorMixin, log: Callable[[str], None]
+                     ) -> list[int] | None:
+    """The Draft & Verify skip set: the configured one, or TPE's best on held-out validation images."""
+    if cfg.skip_layers is not None or cfg.skip_search_trials == 0:
+        return cfg.skip_layers
+    from lightning_ssd.nas.skip_set import search_skip_set
+
+    device = next(vlm.parameters()).device
+    batches = benchmark_inputs(processor, vlm.family, cfg.skip_search_samples, cfg.task, split="val")
+    with torch.inference_mode():
+        prompts = [vlm.encode(**{k: v.to(device) for k, v in b.items()}) for b in batches]
+    log(f"bench: Draft & Verify skip set by {cfg.skip_search_trials} TPE trials on {len(prompts)} validation images")
+    found = search_skip_set(vlm, prompts, n_trials=cfg.skip_search_trials, seed=cfg.seed, draft=_dv_draft(cfg),
+                            confidence_threshold=cfg.dv_threshold, max_new_tokens=cfg.max_new_tokens)
+    log(f"bench: skip set {list(found.skip_layers)} (predicted speedup {found.score:.2f}x)")
+    return list(found.skip_layers)
 
 
 def _time_method(m: _Method, vlm: SplitVLM, batches: list[dict], cfg: BenchConfig, device: torch.device) -> None:
@@ -240,6 +280,7 @@ def _record(m: _Method, batch_size: int, reference: list[list[int]] | None, base
         d=m.draft,
         imitation=m.imitation,
         confidence_threshold=m.confidence_threshold,
+        skip_layers=m.skip_layers,
         tokens_identical=None if reference is None else m.tokens == reference,
         num_tokens=num_tokens,
         decode_s=decode,
@@ -269,16 +310,20 @@ def _check(cfg: BenchConfig) -> None:
         raise ValueError("bench needs repeats >= 1, num_samples >= 1 and max_new_tokens >= 2")
     if not cfg.batch_sizes or min(cfg.batch_sizes) < 1:
         raise ValueError(f"bench --batch-size must be >= 1, got {cfg.batch_sizes}")
+    if cfg.skip_search_trials < 0 or cfg.skip_search_samples < 1:
+        raise ValueError("bench --skip-search-trials must be >= 0 and --skip-search-samples >= 1, got "
+                         f"{cfg.skip_search_trials} and {cfg.skip_search_samples}")
 
 
 def _run_batch_size(cfg: BenchConfig, vlm: SplitVLM, processor: ProcessorMixin, n: int, imitation: nn.Module | None,
-                    batch_size: int, cost: CostModel, log: Callable[[str], None]) -> tuple[dict, list[MethodRecord]]:
+                    skip_layers: list[int] | None, batch_size: int, cost: CostModel, log: Callable[[str], None]
+                    ) -> tuple[dict, list[MethodRecord]]:
     device = next(vlm.parameters()).device
     dtype = getattr(torch, cfg.dtype)
     batches = [{k: v.to(device) for k, v in b.items()}
                for b in benchmark_inputs(processor, vlm.family, cfg.num_samples, cfg.task, batch_size=batch_size)]
     batches = [{**b, "pixel_values": b["pixel_values"].to(dtype)} for b in batches]
-    methods = _methods(cfg, vlm, n, imitation)
+    methods = _methods(cfg, vlm, n, imitation, skip_layers)
     for m in methods:
         m.memory = PeakMemory(device)
         for _ in range(cfg.warmup):
@@ -330,9 +375,10 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: print
     strategy = f"sampling (T={cfg.temperature}, top_k={cfg.top_k}, top_p={cfg.top_p})" if cfg.do_sample else "greedy"
     log(f"bench: {cfg.backbone} (L={L}, n={n}) on {device}, {cfg.num_samples} samples x {cfg.max_new_tokens} "
         f"tokens, {strategy}, batch sizes {cfg.batch_sizes}")
+    skip_layers = find_skip_layers(cfg, vlm, processor, log)
     baselines, records = {}, []
     for batch_size in cfg.batch_sizes:
-        baseline, rows = _run_batch_size(cfg, vlm, processor, n, imitation, batch_size, cost, log)
+        baseline, rows = _run_batch_size(cfg, vlm, processor, n, imitation, skip_layers, batch_size, cost, log)
         baselines[str(batch_size)] = baseline
         records += rows
     return {
@@ -341,6 +387,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: print
         "torch_threads": torch.get_num_threads(),
         "L": L,
         "n": n,
+        "skip_layers": skip_layers,
         "baseline": baselines[str(cfg.batch_sizes[0])],
         "baselines": baselines,
         "cost_model": {**asdict(cost), "ceiling_speedup": cost.ceiling, **cost_report},

@@ -30,7 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature (> 0)")
     p.add_argument("--top-k", type=int, default=d.top_k, help="sample among the k most likely tokens (0: off)")
     p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus sampling mass in (0, 1]")
-    p.add_argument("--seed", type=int, default=d.seed, help="sampling seed")
+    p.add_argument("--seed", type=int, default=d.seed, help="sampling seed (and the skip-set search's)")
+    p.add_argument("--skip-layers", type=_layers, default=None,
+                   help="run the Draft & Verify baseline with this skip set, e.g. 3,5,7")
+    p.add_argument("--skip-search-trials", type=int, default=d.skip_search_trials,
+                   help="without --skip-layers: find Draft & Verify's skip set by this many TPE trials (0: no D&V)")
+    p.add_argument("--skip-search-samples", type=int, default=d.skip_search_samples,
+                   help="validation images the skip-set search decodes")
+    p.add_argument("--dv-threshold", type=float, default=d.dv_threshold,
+                   help="Draft & Verify's starting draft-exiting threshold (adapted as the original does)")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
     p.add_argument("--repeats", type=int, default=d.repeats)
     p.add_argument("--warmup", type=int, default=d.warmup)
@@ -48,6 +56,13 @@ def _write_json(path: Path, obj: dict) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2)
     os.replace(tmp, path)
+
+
+def _layers(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated layer indices, got {value!r}") from None
 
 
 def _threshold(value: str) -> float | None:

@@ -68,8 +68,34 @@ def test_command_samples(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [["--draft", "0"], ["--draft", "x"], ["--n", "9"], ["--batch-size", "0"],
-                                 ["--do-sample", "--temperature", "0"], ["--do-sample", "--top-p", "1.5"]])
+                                 ["--do-sample", "--temperature", "0"], ["--do-sample", "--top-p", "1.5"],
+                                 ["--skip-layers", "1,9"], ["--skip-search-trials", "-1"]])
 def test_command_rejects_impossible_settings(bad, tmp_path):
-    with pytest.raises((SystemExit, ValueError), match="d >= 1|n must be in|batch-size|temperature|top_p"):
+    with pytest.raises((SystemExit, ValueError),
+                       match="d >= 1|n must be in|batch-size|temperature|top_p|skip_layers|skip-search"):
         bench_main(["--backbone", "tiny-llava", "--output", str(tmp_path / "r.json"), *bad])
     assert not (tmp_path / "r.json").exists()
+
+
+def test_draft_verify_is_a_method_with_its_searched_skip_set(tmp_path):
+    out = tmp_path / "r.json"
+    bench_main(["--backbone", "tiny-llava", "--num-samples", "2", "--max-new-tokens", "6", "--repeats", "1",
+                "--warmup", "0", "--draft", "3", "--imitation", "none", "--skip-search-trials", "4",
+                "--skip-search-samples", "2", "--output", str(out)])
+    data = json.loads(out.read_text())
+    dv = next(r for r in data["methods"] if r["method"] == "draft_verify")
+    assert dv["skip_layers"] == data["skip_layers"] and 0 < len(dv["skip_layers"]) < data["L"]
+    assert dv["tokens_identical"] is True and dv["d"] == "3" and dv["confidence_threshold"] == 0.8
+    assert dv["mean_accepted_len"] >= 1.0
+
+
+@pytest.mark.parametrize("backbone", ["tiny-qwen2.5-vl", "tiny-llava-next"])
+def test_new_families_are_benchmarked_with_token_identity(backbone, tmp_path):
+    cfg = BenchConfig(backbone=backbone, n=2, drafts=["3"], imitation="none", num_samples=2, batch_sizes=[2],
+                      max_new_tokens=6, repeats=1, warmup=0, skip_layers=[2])
+    report = run_benchmark(cfg, log=lambda s: None)
+    assert [r["method"] for r in report["methods"]] == ["transformers_greedy", "greedy", "ssd_d3", "draft_only",
+                                                        "draft_verify"]
+    identical = {r["method"]: r["tokens_identical"] for r in report["methods"]}
+    assert identical == {"transformers_greedy": True, "greedy": True, "ssd_d3": True, "draft_only": False,
+                         "draft_verify": True}  # the draft alone is not the full model
