@@ -10,7 +10,8 @@ from lightning_ssd.cli import cli_main
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 # Shared parts (_base/) and the data engineer's fragments (_data/) are not whole configs.
 CONFIGS = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if not p.relative_to(EXPERIMENTS).parts[0].startswith("_"))
-SUBCOMMAND = {"ssd_test.yaml": "test", "nocaps.yaml": "test", "choose_n.yaml": "validate", "images.yaml": "predict"}
+SUBCOMMAND = {"ssd_test.yaml": "test", "layerskip_ssd_test.yaml": "test", "nocaps.yaml": "test",
+              "choose_n.yaml": "validate", "images.yaml": "predict"}
 
 
 def _print_config(capsys, subcommand: str, path: Path) -> dict:

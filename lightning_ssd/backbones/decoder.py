@@ -156,9 +156,23 @@ class SplitDecoder(nn.Module, ABC):
         position_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         encoder: EncoderOutput | None = None,
+        keep: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
-        """Teacher-forced residual states [x_0, x_1, ..., x_L] (before the final norm), without a cache."""
+        """Teacher-forced residual states [x_0, x_1, ..., x_L] (before the final norm), without a cache.
+
+        `keep` (L, B) booleans applies layer dropout (LayerSkip, `models/components/layerskip.py`): where keep[l, b]
+        is False, layer l passes sample b's state through unchanged, x_{l+1} = x_l. The layer still runs on the
+        whole batch and the rows are blended: dropping rows from the batch would mean slicing every family's
+        masks, positions and encoder states, for a saving only training would see. None runs every layer.
+        """
+        L = self.num_layers
+        if keep is not None and keep.shape != (L, inputs_embeds.shape[0]):
+            raise ValueError(f"layer keep mask must be (L, B) = {(L, inputs_embeds.shape[0])}, got "
+                             f"{tuple(keep.shape)}")
         states = [self.embed(inputs_embeds, position_ids)]
-        for idx in range(self.num_layers):
-            states.append(self.run_layers(states[-1], idx, idx + 1, None, position_ids, attention_mask, encoder))
+        for idx in range(L):
+            x = self.run_layers(states[-1], idx, idx + 1, None, position_ids, attention_mask, encoder)
+            if keep is not None:
+                x = torch.where(keep[idx].to(x.device)[:, None, None], x, states[-1])
+            states.append(x)
         return states

@@ -43,13 +43,17 @@ class TeacherForced:
         sequences: the same states over all positions, each (B, T, D); `mask` (B, T) selects the target positions.
         targets: (N,) the ground-truth next tokens y*.
         counts: target positions of each sample, in batch order (they sum to N).
+
+    `keep` (L, B), optional, skips layer l for the samples where it is False (layer dropout, see
+    `SplitDecoder.layer_states`).
     """
 
-    def __init__(self, vlm: SplitVLM, batch: dict[str, Any]) -> None:
+    def __init__(self, vlm: SplitVLM, batch: dict[str, Any], keep: torch.Tensor | None = None) -> None:
         prompt, targets = vlm.teacher_forced(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                              labels=batch["labels"], **vision_inputs(batch))
         dec = vlm.decoder
-        states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
+        states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder,
+                                  keep=keep)
         mask = targets != -100  # (B, T)
         self.mask = mask
         self.sequences = states  # (B, T, D) each: what a sequence-level imitation network (attention) reads
