@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -43,6 +43,7 @@ class ImitationModule(SSDModule):
         w_ce: weight of the cross-entropy to the ground truth (eq. 4); 0 turns it off.
         w_anchor: weight of KL(p_L || p_fused), the only signal a concat/attention fusion learns from (see
             `objective.py`); 0 freezes such a fusion at its averaging initialisation.
+        kl_direction: "reverse" (eq. 3, the paper's KL(p_I || p_L)) or "forward" (KL(p_L || p_I), Kangaroo's).
         cache_targets: keep each training sample's frozen-backbone states (x_n and the fused layers' states) in CPU
             memory after its first epoch, so later epochs skip the backbone; needs samples that are the same every
             epoch (no random augmentation) and (1 + fusion_layers) * D floats per target token of memory.
@@ -62,6 +63,7 @@ class ImitationModule(SSDModule):
         w_kl: float = 1.0,
         w_ce: float = 1.0,
         w_anchor: float = 1.0,
+        kl_direction: Literal["reverse", "forward"] = "reverse",
         cache_targets: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -72,7 +74,7 @@ class ImitationModule(SSDModule):
         self.fingerprint = backbone_fingerprint(self.vlm)
         self.backbone_frozen = False
         self.imitation_net = (imitation or ImitationNetwork)(D)
-        self.objective = ImitationObjective(D, fusion, fusion_layers, w_cs, w_kl, w_ce, w_anchor)
+        self.objective = ImitationObjective(D, fusion, fusion_layers, w_cs, w_kl, w_ce, w_anchor, kl_direction)
         self.target_cache = TargetCache() if cache_targets else None
         if self.freezes_backbone:
             self.freeze_backbone()

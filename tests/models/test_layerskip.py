@@ -216,6 +216,6 @@ def test_kangaroo_config_builds_an_attention_adapter_trained_on_kl_alone():
     module = ImitationModule("tiny-llava", imitation=partial(ImitationNetwork, **network), **config)
     adapter = module.imitation_net
     assert adapter.attention is not None and len(adapter.mlp) == 0 and module.objective.fusion is None
-    assert module.confidence_threshold == 0.6
+    assert module.confidence_threshold == 0.6 and module.objective.kl_direction == "forward"
     losses = module.compute_losses(_batch("tiny-llava"))
     assert set(losses) == {"loss", "kl"} and torch.equal(losses["loss"], losses["kl"])

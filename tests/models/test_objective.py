@@ -31,6 +31,22 @@ def test_kl_is_draft_to_full_direction():
     assert abs(got - reverse) > 0.3  # the two directions differ here, so the test pins the direction
 
 
+def test_forward_kl_direction_is_the_full_models_soft_labels():
+    torch.manual_seed(0)
+    logits_i, logits_l = torch.randn(6, V), torch.randn(6, V)
+    head = torch.nn.Identity()
+    targets = torch.zeros(6, dtype=torch.long)
+    losses = {}
+    for direction in ("reverse", "forward"):
+        objective = ImitationObjective(V, w_cs=0.0, w_ce=0.0, w_anchor=0.0, kl_direction=direction)
+        losses[direction] = objective(logits_i, [], logits_l, targets, head).kl
+    p_i, p_l = logits_i.softmax(-1), logits_l.softmax(-1)
+    assert losses["reverse"].item() == pytest.approx((p_i * (p_i / p_l).log()).sum(-1).mean().item(), rel=1e-5)
+    assert losses["forward"].item() == pytest.approx((p_l * (p_l / p_i).log()).sum(-1).mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="kl_direction"):
+        ImitationObjective(V, kl_direction="both")
+
+
 def test_kl_is_zero_for_equal_distributions_and_invariant_to_logit_shift():
     logits = torch.randn(5, V)
     assert draft_kl(logits, logits + 3.0).item() == pytest.approx(0.0, abs=1e-6)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +71,8 @@ class ImitationObjective(nn.Module):
         w_ce: weight of the cross-entropy to the ground truth (eq. 4); 0 turns it off.
         w_anchor: weight of KL(p_L || p_fused), which alone trains a concat/attention fusion; 0 keeps such a
             fusion frozen at its averaging initialisation.
+        kl_direction: "reverse" is eq. 3's KL(p_I || p_L); "forward" is KL(p_L || p_I), the soft-label
+            cross-entropy to the full model (up to its entropy) that Kangaroo and EAGLE-style drafters train on.
     """
 
     def __init__(
@@ -81,8 +84,12 @@ class ImitationObjective(nn.Module):
         w_kl: float = 1.0,
         w_ce: float = 1.0,
         w_anchor: float = 1.0,
+        kl_direction: Literal["reverse", "forward"] = "reverse",
     ) -> None:
         super().__init__()
+        if kl_direction not in ("reverse", "forward"):
+            raise ValueError(f"kl_direction must be 'reverse' (eq. 3) or 'forward', got {kl_direction!r}")
+        self.kl_direction = kl_direction
         if min(w_cs, w_kl, w_ce, w_anchor) < 0 or w_cs + w_kl + w_ce == 0:
             raise ValueError(f"loss weights must be >= 0 with at least one of w_cs, w_kl, w_ce > 0; got "
                              f"w_cs={w_cs}, w_kl={w_kl}, w_ce={w_ce}, w_anchor={w_anchor}")
@@ -127,7 +134,7 @@ class ImitationObjective(nn.Module):
                 anchor = distribution_kl(logits_l, head(x_fused))
                 total = total + self.w_anchor * anchor
         if self.w_kl:
-            kl = draft_kl(logits_i, logits_l)
+            kl = draft_kl(logits_i, logits_l) if self.kl_direction == "reverse" else distribution_kl(logits_l, logits_i)
             total = total + self.w_kl * kl
         if self.w_ce:
             ce = F.cross_entropy(logits_i.float(), targets)
