@@ -110,7 +110,7 @@ class MethodRecord:
     deep_passes: int | None = None
     draft_time_s: float | None = None
     verify_time_s: float | None = None
-    predicted_speedup: float | None = None
+    predicted_speedup: float | None = None  # SSD's cost model (decoding/cost.py); None for Draft & Verify
     ceiling_speedup: float | None = None
     fraction_of_predicted: float | None = None
 
@@ -297,7 +297,7 @@ def _record(m: _Method, batch_size: int, reference: list[list[int]] | None, base
         record.acceptance_by_position = merged.acceptance_by_position
         record.deep_passes = merged.deep_passes
         record.draft_time_s, record.verify_time_s = merged.draft_time_s, merged.verify_time_s
-        if cost is not None:
+        if cost is not None and m.skip_layers is None:  # the cost model is that of the shallow draft at n
             record.predicted_speedup = cost.predicted_speedup(merged.acceptance_rate,
                                                               [c.drafted for c in merged.cycles])
             record.ceiling_speedup = cost.ceiling

@@ -78,6 +78,7 @@ def _optuna():
         import optuna
     except ImportError as err:  # an optional extra: the rest of the package runs without it
         raise ImportError("the skip-set search needs optuna: pip install 'lightning_ssd[baselines]'") from err
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would bury the caller's progress
     return optuna
 
 
