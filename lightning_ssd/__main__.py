@@ -11,6 +11,7 @@ _TOOLS = {
     "demo": ("lightning_ssd.tools.demo", "the embedded default end to end, offline, and its results table"),
     "choose-n": ("lightning_ssd.tools.choose_n", "pick the draft exit layer n on validation data"),
     "export-draft": ("lightning_ssd.tools.export_draft", "write a trained draft as a shareable folder (safetensors)"),
+    "reproduce": ("lightning_ssd.tools.reproduce", "the paper's tables and figures on the embedded benchmark"),
 }
 _STAGES = {
     "fit": "train a stage (fine-tuning, imitation, mixed) from a LightningCLI config",

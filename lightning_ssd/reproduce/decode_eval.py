@@ -1,0 +1,92 @@
+"""Decoding a split in-process with several decoders and scoring it as the test stage does.
+
+For the stages that are no LightningCLI run (Draft & Verify, the sweep over d): every decoder decodes each batch in
+turn, captions are scored with `CaptionScores`, speedup = the full model's seconds per token / the decoder's on the
+same batches (prefill included, as `DecodingEvaluator`), and `identical` is the fraction of sequences equal to the
+full model's greedy output. Scalars use the test stage's names (`test/<mode>/<score>`, `test/<mode>_identical`), so
+one reader serves both kinds of stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
+from lightning_ssd.decoding.generate import BatchDecoder, generate
+from lightning_ssd.metrics.acceptance import AcceptanceStats
+from lightning_ssd.models.evaluation import as_dict, quality_metric
+from lightning_ssd.reproduce.cli_stages import EXPERIMENTS
+from lightning_ssd.reproduce.settings import Settings
+
+REFERENCE = "full"
+
+
+def split_batches(backbone: str | Path, settings: Settings, split: str, images: int | None = None,
+                  batch_size: int | None = None) -> list[dict[str, Any]]:
+    """Batches of the embedded benchmark's `split` ("val" or "test") as the stages see them, first `images` only."""
+    from lightning_ssd.data import SyntheticDataModule
+
+    init = yaml.safe_load((EXPERIMENTS / "_base" / "data" / "synthetic.yaml").read_text())["init_args"]
+    init |= {"num_train": settings.num_train, "num_val": settings.num_val, "num_test": settings.num_test,
+             "eval_batch_size": batch_size or settings.eval_batch_size or init["eval_batch_size"]}
+    data = SyntheticDataModule(backbone=str(backbone), **init)
+    data.setup("validate" if split == "val" else "test")
+    loader = data.val_dataloader() if split == "val" else data.test_dataloader()
+    batches, seen = [], 0
+    for batch in loader:
+        if images is not None and seen >= images:
+            break
+        batches.append(batch)
+        seen += len(batch["references"])
+    return batches
+
+
+def prompt_inputs(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """What `generate` / `SplitVLM.encode` take from a batch: the prompt and the image inputs."""
+    return dict(input_ids=batch["prompt_input_ids"], attention_mask=batch["prompt_attention_mask"],
+                **vision_inputs(batch))
+
+
+@torch.inference_mode()
+def evaluate_decoders(vlm: SplitVLM, decoders: Mapping[str, BatchDecoder], batches: list[dict[str, Any]],
+                      tokenizer, max_new_tokens: int, meteor: bool = False) -> dict[str, Any]:
+    """Decodes `batches` with every decoder (one of them named "full", the reference) and scores them.
+
+    Returns {"metrics": {test/<mode>/<score>, test/<mode>/speedup, /tau, /alpha, test/<mode>_identical, ...},
+    "acceptance_by_step": {mode: [...]}, "judged_by_step": {mode: [...]}}.
+    """
+    if REFERENCE not in decoders:
+        raise ValueError(f"evaluate_decoders needs a decoder named {REFERENCE!r}: the speed and identity reference")
+    stats = {m: AcceptanceStats(sync_on_compute=False) for m in decoders}
+    quality = {m: quality_metric(batches[0]["task"], meteor, sync_on_compute=False) for m in decoders}
+    same: dict[str, list[bool]] = {m: [] for m in decoders if m != REFERENCE}
+    for batch in batches:
+        tokens = {}
+        for mode, decoder in decoders.items():
+            result = generate(vlm, decoder, **prompt_inputs(batch), max_new_tokens=max_new_tokens)
+            stats[mode].update(result)
+            texts = [t.strip() for t in tokenizer.batch_decode(result.tokens, skip_special_tokens=True)]
+            quality[mode].update(texts, batch["references"])
+            tokens[mode] = result.tokens
+        for mode in same:
+            same[mode] += [a == b for a, b in zip(tokens[REFERENCE], tokens[mode], strict=True)]
+    computed = {m: stats[m].compute() for m in decoders}
+    base = float(computed[REFERENCE]["seconds_per_token"])
+    metrics: dict[str, float] = {}
+    for mode, values in computed.items():
+        metrics[f"test/{mode}/ms_per_token"] = 1000.0 * float(values["seconds_per_token"])
+        metrics |= {f"test/{mode}/{k}": float(v) for k, v in as_dict(quality[mode].compute()).items()}
+        if mode != REFERENCE:
+            metrics[f"test/{mode}/speedup"] = base / float(values["seconds_per_token"])
+            metrics[f"test/{mode}/tau"] = float(values["tau"])
+            metrics[f"test/{mode}/alpha"] = float(values["alpha"])
+            metrics[f"test/{mode}_identical"] = sum(same[mode]) / max(len(same[mode]), 1)
+    metrics["test/num_sequences"] = float(computed[REFERENCE]["sequences"])
+    return {"metrics": metrics,
+            "acceptance_by_step": {m: v["acceptance_by_step"].tolist() for m, v in computed.items()},
+            "judged_by_step": {m: v["judged_by_step"].tolist() for m, v in computed.items()}}

@@ -1,0 +1,49 @@
+"""Table 6: the draft exit layer n chosen for each lambda, over every layer 1..L-1 (the n <= L/2 limit lifted).
+
+The fine-tuning stage's ChooseLayerCallback keeps only the mean confidences of layers 1..L/2, as comments in
+chosen_n.yaml, so this stage measures C_l = max softmax(g(x_l)) again, teacher-forced on the whole validation
+split exactly as the callback does (`models/components/exit_layer.py`), for every l in 1..L-1. n(lambda) is the
+paper's argmax of mean C_l - lambda * l (ties to the shallower layer); the one-standard-error rule of the
+fine-tuning config is not applied here, since Table 6 is about the paper's reward.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lightning_ssd.backbones import load_backbone
+from lightning_ssd.backbones.vlm import vision_inputs
+from lightning_ssd.models.components.exit_layer import ConfidenceStats, mean_confidence
+from lightning_ssd.reproduce.decode_eval import split_batches
+from lightning_ssd.reproduce.plan import atomic_write_json
+from lightning_ssd.reproduce.settings import Settings, lambda_value
+
+
+@torch.inference_mode()
+def measure_confidences(backbone: Path, settings: Settings, out: Path) -> None:
+    """Mean C_l over the validation split's samples for l = 1..L-1, written to out (JSON)."""
+    vlm = load_backbone(str(backbone)).eval()
+    dec = vlm.decoder
+    layers = range(1, dec.num_layers)
+    stats: ConfidenceStats | None = None
+    for batch in split_batches(backbone, settings, "val"):
+        prompt, targets = vlm.teacher_forced(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                             labels=batch["labels"], **vision_inputs(batch))
+        states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
+        mask = targets != -100  # (B, T)
+        confidences = torch.stack([mean_confidence(dec.head(states[k]), mask) for k in layers], dim=-1)  # (B, L-1)
+        batch_stats = ConfidenceStats.of(confidences[mask.any(-1)])
+        stats = batch_stats if stats is None else stats + batch_stats
+    if stats is None or stats.count == 0:
+        raise ValueError("the validation split has no sample with a target: --num-val must be at least 1")
+    atomic_write_json(out, {"L": dec.num_layers, "layers": list(layers), "mean_confidence": stats.mean.tolist(),
+                            "count": stats.count})
+
+
+def choose_n(mean_confidence: list[float], num_layers: int, lam: str) -> int:
+    """argmax over l = 1..L-1 of mean C_l - lambda * l, the shallower layer on a tie."""
+    value = lambda_value(lam, num_layers)
+    rewards = [c - value * layer for layer, c in enumerate(mean_confidence, 1)]
+    return rewards.index(max(rewards)) + 1

@@ -1,0 +1,128 @@
+"""The report folder: table1.md, table5.md, table6.md, the figures' PNGs, and a README.md that indexes them.
+
+The README's figure sentences, like the tables' notes, are written from the records: what the paper says about a
+figure (quoted from `paper.PAPER_CLAIMS`) and what our curve does, compared in words chosen by the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from lightning_ssd.reproduce import figures
+from lightning_ssd.reproduce.context import ReportContext
+from lightning_ssd.reproduce.layout import MAIN_ROW
+from lightning_ssd.reproduce.paper import claims
+from lightning_ssd.reproduce.plan import atomic_write_text, duration
+from lightning_ssd.reproduce.report_tables import table1, table5, table6
+from lightning_ssd.reproduce.results import read_record
+from lightning_ssd.reproduce.sweep import sweep_mode
+
+TABLES = ("table1.md", "table5.md", "table6.md")
+FIGURES = ("fig9_d.png", "fig6_acceptance.png", "fig1_joint_frozen.png", "fig8_mixed.png")
+REPORT_FILES = (*TABLES, *FIGURES, "README.md")
+INDEX = (
+    ("table1.md", "Table 1: full model, drafts, Draft & Verify, LayerSkip, Kangaroo, the loss ablation"),
+    ("table5.md", "Table 5: fusion strategies"),
+    ("table6.md", "Table 6: lambda -> n -> quality and speedup"),
+    ("fig9_d.png", "Figure 9: speedup and BLEU-4 against d"),
+    ("fig6_acceptance.png", "Figure 6: acceptance rate against output position t"),
+    ("fig1_joint_frozen.png", "Figures 1 and 7: joint training against a frozen backbone"),
+    ("fig8_mixed.png", "Figure 8: mixed training (joint, then frozen)"),
+)
+
+
+def _need(path: Path) -> dict[str, Any]:
+    record = read_record(path)
+    if record is None:
+        raise FileNotFoundError(f"{path} is missing: the stage that writes it has not run")
+    return record
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def fig6_sentence(test: dict[str, Any]) -> str:
+    ts, rate = figures.acceptance_curve(test["acceptance_by_step"], test["judged_by_step"])
+    if len(rate) < 3:
+        return "Too few output positions had enough judged drafts to describe the curve."
+    third = max(1, len(rate) // 3)
+    parts = [(ts[:third], rate[:third]), (ts[third:-third], rate[third:-third]), (ts[-third:], rate[-third:])]
+    early, middle, late = (_mean(r) for _, r in parts)
+    shape = ("falls, then rises" if middle < early - 0.01 and late > middle + 0.01 else "rises" if late > early + 0.01
+             else "falls" if late < early - 0.01 else "stays flat")
+    spans = ", ".join(f"{m:.2f} at t = {t[0]}-{t[-1]}" for (t, _), m in zip(parts, (early, middle, late), strict=True)
+                      if t)
+    return f"Ours (SSD with imitation, the test stage): mean acceptance {spans}: it {shape}."
+
+
+def fig9_sentence(sweep: dict[str, Any]) -> str:
+    m, ds = sweep["metrics"], sweep["drafts"]
+    speeds = {d: m[f"test/{sweep_mode(d)}/speedup"] for d in ds}
+    bleu = [m[f"test/{sweep_mode(d)}/BLEU-4"] for d in ds]
+    best = max(speeds, key=speeds.get)
+    flat = max(bleu) - min(bleu) < 1e-6
+    return (f"Ours: the fastest d is {best} ({speeds[best]:.2f}x; d = {ds[0]}: {speeds[ds[0]]:.2f}x, d = {ds[-1]}: "
+            f"{speeds[ds[-1]]:.2f}x); BLEU-4 " + ("is the same for every d (SSD is lossless)." if flat else
+                                                  f"ranges {min(bleu):.2f}-{max(bleu):.2f} over d."))
+
+
+def training_sentence(histories: dict[str, dict[str, Any]]) -> str:
+    parts = []
+    for run, history in histories.items():
+        full, draft = history["val"].get(figures.FULL, []), history["val"].get(figures.DRAFT, [])
+        if full and draft:
+            parts.append(f"{run}: full model BLEU-4 {full[0]:.1f} -> {full[-1]:.1f}, draft {draft[0]:.1f} -> "
+                         f"{draft[-1]:.1f}")
+    return "Ours, first to last epoch: " + "; ".join(parts) + "." if parts else "No per-epoch metrics were logged."
+
+
+def _timings(ctx: ReportContext) -> tuple[float, list[str]]:
+    try:
+        timings = json.loads(ctx.timings.read_text())
+    except FileNotFoundError:
+        timings = {}
+    rows = [f"| {name} | {duration(t['seconds'])} | {t.get('estimate_min', 0):.1f} min |"
+            for name, t in timings.items() if t.get("status") == "done"]
+    return sum(t["seconds"] for t in timings.values() if t.get("status") == "done"), rows
+
+
+def readme(ctx: ReportContext, sentences: dict[str, str]) -> str:
+    total, rows = _timings(ctx)
+    lines = [
+        "# FastVLM's comparisons on the embedded synthetic benchmark", "",
+        f"Written by `{ctx.command}` ({ctx.settings.preset} preset, seeds {list(ctx.settings.seeds)}); the stages' "
+        f"wall time adds up to {total / 60:.1f} min (stages run in earlier invocations included). Every number of "
+        "ours comes from this run's records; the paper's are transcribed in lightning_ssd/reproduce/paper.py.", "",
+        "| file | what |", "|---|---|", *(f"| [{name}]({name}) | {what} |" for name, what in INDEX), "",
+        "## Figures: the paper's statements and ours", "",
+    ]
+    for source, key in (("Figure 9", "fig9"), ("Figure 6", "fig6"), ("Figure 1", "training"),
+                        ("Figure 7", "training"), ("Figure 8", "training")):
+        quoted = " ".join(f"\"{c.text}\"" for c in claims(source))
+        lines += [f"- {source}. Paper: {quoted}", f"  {sentences[key]}"]
+    lines += ["", f"Figures show seed {ctx.settings.seeds[0]}.", "", "## Stage wall times", "",
+              "| stage | wall time | estimated |", "|---|---|---|", *rows, ""]
+    return "\n".join(lines)
+
+
+def write_report(ctx: ReportContext) -> None:
+    """Writes every file of REPORT_FILES into ctx.out (README.md last)."""
+    out, first = ctx.out, ctx.first
+    for name, build in zip(TABLES, (table1, table5, table6), strict=True):
+        atomic_write_text(out / name, build(ctx))
+    sweep, test = _need(first.sweep), _need(first.test_metrics("table1", MAIN_ROW))
+    histories = {run: _need(first.history(run)) for run in ("frozen", "joint", "mixed")}
+    figures.fig9(sweep, out / "fig9_d.png")
+    figures.fig6(test, sweep, out / "fig6_acceptance.png")
+    figures.training_figure({k: histories[k] for k in ("frozen", "joint")},
+                            "Figs. 1 and 7: joint training of backbone and draft against a frozen backbone",
+                            out / "fig1_joint_frozen.png")
+    figures.training_figure(histories, "Fig. 8: mixed training (joint epochs, then the backbone frozen)",
+                            out / "fig8_mixed.png")
+    sentences = {"fig9": fig9_sentence(sweep), "fig6": fig6_sentence(test), "training": training_sentence(histories)}
+    atomic_write_text(out / "README.md", readme(ctx, sentences))

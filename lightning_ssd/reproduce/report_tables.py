@@ -1,0 +1,126 @@
+"""The rows of Tables 1, 5 and 6 (which records, which mode) and their Markdown with notes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from lightning_ssd.reproduce import notes
+from lightning_ssd.reproduce.context import ReportContext
+from lightning_ssd.reproduce.layout import LOSS_ROWS, MAIN_FUSION, MAIN_ROW, Layout
+from lightning_ssd.reproduce.results import RowSource, read_record
+from lightning_ssd.reproduce.tables import TABLE1_COLUMNS, TABLE5_COLUMNS, TABLE6_COLUMNS, collected, render
+
+LOSS_LABELS = {"ours_ce": "ours: SSD, imitation by CE", "ours_cs": "ours: SSD, CE+CS",
+               "ours_cs_kd": "ours: SSD, CE+CS+KD (default)"}
+FUSIONS: tuple[str, ...] = ("average", "concat", "attention")
+SPICE_NOTE = ("SPICE is not measured: pycocoevalcap downloads Stanford CoreNLP for it, which fails offline; the "
+              "paper's values are shown.")
+
+
+def _files(ctx: ReportContext, path_of: Callable[[Layout], Path]) -> tuple[Path, ...]:
+    return tuple(path_of(layout) for layout in ctx.layouts)
+
+
+def _row(ctx: ReportContext, table: str, name: str) -> tuple[Path, ...]:
+    """Every seed's test record of one row."""
+    return _files(ctx, lambda layout: layout.test_metrics(table, name))
+
+
+def _setting(ctx: ReportContext) -> str:
+    s = ctx.settings
+    seeds = ", ".join(map(str, s.seeds))
+    spread = "; cells of ours: median [min–max] over seeds" if len(s.seeds) > 1 else ""
+    return (f"Ours: {s.backbone} (L = {ctx.num_layers}) fine-tuned from random initialisation on the embedded "
+            f"synthetic captions ({s.num_train} training, {s.num_test} test images; seed {seeds}{spread}), "
+            f"d = {s.draft}, greedy decoding, at most {s.max_new_tokens} new tokens. Spd. is seconds per token of "
+            "plain greedy decoding over the method's, measured on the same test batches (batched, prefill "
+            "included); the paper reports average per-token inference time on GPUs.")
+
+
+def _meteor_note(ctx: ReportContext) -> list[str]:
+    return [] if ctx.settings.meteor else ["METEOR was not scored in this run (--quick or --no-meteor)."]
+
+
+def table1(ctx: ReportContext) -> str:
+    """Table 1 (the paper's BLIP2-FlanT5 block beside ours)."""
+    main = _row(ctx, "table1", MAIN_ROW)
+    rows = [
+        RowSource("full", "full model", main, "full"),
+        RowSource("draft", "draft w/o imitation", main, "draft"),
+        RowSource("draft_imit", "draft w/ imitation (CE+CS+KD)", main, "draft_imit"),
+        RowSource("draft_verify", "Draft & Verify", _files(ctx, lambda lay: lay.draft_verify), "draft_verify"),
+        RowSource("layerskip", "LayerSkip: SSD with its early exit", _row(ctx, "table1", "layerskip"), "ssd", "draft",
+                  ctx.missing.get("layerskip", "")),
+        RowSource("kangaroo", "Kangaroo: SSD with its adapter", _row(ctx, "table1", "kangaroo"), "ssd", "draft_imit",
+                  ctx.missing.get("kangaroo", "")),
+        *(RowSource(key, LOSS_LABELS[key], _row(ctx, "table1", folder), "ssd", "draft_imit")
+          for key, folder, _ in LOSS_ROWS),
+    ]
+    got = collected(rows)
+    by_key = dict((r.key, c) for r, c in got)
+    dv = read_record(ctx.first.draft_verify)
+    s = ctx.settings
+    text = [
+        _setting(ctx) + f" Draft exit n = {ctx.n} (experiments/synthetic/finetune.yaml's rule on the validation "
+        f"split); every imitation row trained {s.imitation_epochs} epochs. Paper: BLIP2-FlanT5-xl (n = 12 of L = 24) "
+        "on the COCO Karpathy test split; the table's BLIP2-OPT block is transcribed in "
+        "lightning_ssd/reproduce/paper.py.",
+        notes.draft_without_imitation(by_key), notes.imitation_effect(by_key),
+        notes.identity(by_key, ("ours_ce", "ours_cs", "ours_cs_kd", "layerskip", "kangaroo")),
+        notes.loss_order(by_key),
+        notes.draft_verify(by_key, ctx.num_layers, len(dv["skip_layers"]) if dv else None),
+        "The n of the Draft & Verify row is its first skipped layer m (verification runs layers m..L).",
+        "Draft-only rows are not verified: their quality is the shallow model's own and their Spd. its speed.",
+        "Kangaroo is not in the paper's Table 1 (its paper columns are empty); LayerSkip here is fine-tuned with its "
+        "own recipe, so its full model, and hence its SSD output, is its own backbone's.",
+        SPICE_NOTE, *_meteor_note(ctx),
+        *(f"{name}: not run ({why})." for name, why in ctx.missing.items()),
+    ]
+    return render("Table 1: COCO-style captioning, our embedded benchmark beside the paper's BLIP2-FlanT5 block",
+                  got, TABLE1_COLUMNS, "Table 1", "BLIP2-FlanT5", [t for t in text if t])
+
+
+def table5(ctx: ReportContext) -> str:
+    """Table 5: fusion strategies of the imitation target."""
+    def source(fusion: str) -> tuple:
+        return _row(ctx, "table1", MAIN_ROW) if fusion == MAIN_FUSION else _row(ctx, "table5", fusion)
+
+    rows = [RowSource(f, f"ours: fusion {f}", source(f), "ssd", "draft_imit") for f in FUSIONS]
+    got = collected(rows)
+    by_key = dict((r.key, c) for r, c in got)
+    text = [
+        _setting(ctx) + f" n = {ctx.n}; imitation {ctx.settings.imitation_epochs} epochs with CE+CS+KD. The "
+        "concatenation row is Table 1's main run. Paper: COCO, n = 15.",
+        notes.identity(by_key, FUSIONS, "fusions"),
+        *notes.fusion_notes(by_key), *_meteor_note(ctx),
+    ]
+    return render("Table 5: fusion strategies of the imitation target", got, TABLE5_COLUMNS, "Table 5", "COCO",
+                  [t for t in text if t])
+
+
+def table6(ctx: ReportContext) -> str:
+    """Table 6: lambda -> n -> quality and speed, n over every layer."""
+    s = ctx.settings
+    rows = []
+    for lam in s.lambdas:
+        files = []
+        for layout in ctx.layouts:
+            record = read_record(layout.lambda_record(lam))
+            files.append(layout.lambda_record(lam) if record is None else Path(record["metrics"]))
+        rows.append(RowSource(lam, f"ours: lambda = {lam}", tuple(files), "ssd", "draft_imit"))
+    got = collected(rows)
+    by_key = dict((r.key, c) for r, c in got)
+    confidences = read_record(ctx.first.confidences) or {}
+    epochs = s.ablation_epochs
+    text = [
+        _setting(ctx) + f" n maximises mean C_l - lambda * l over l = 1..{ctx.num_layers - 1} (the n <= L/2 limit "
+        f"lifted, as the paper does for this table) on {confidences.get('count', '?')} validation samples, by the "
+        f"paper's argmax; Table 1's n = {ctx.n} came from finetune.yaml's rule over 1..L/2. Imitation {epochs} epochs "
+        + ("(as Table 1)" if epochs == s.imitation_epochs else f"(Table 1: {s.imitation_epochs})")
+        + "; lambdas that choose the same n share one run. Paper: COCO, L = 24.",
+        *notes.lambda_notes(by_key, s.lambdas, ctx.num_layers), SPICE_NOTE, *_meteor_note(ctx),
+    ]
+    return render("Table 6: cost per layer lambda, the chosen n, quality and speed", got, TABLE6_COLUMNS, "Table 6",
+                  "COCO", [t for t in text if t])
+

@@ -1,0 +1,137 @@
+"""What the reproduction runs: backbone, sizes, epochs, the values swept, and the time each stage is expected to take.
+
+The defaults are the embedded default's (`python -m lightning_ssd demo`): base-llava fine-tuned from random
+initialisation for 2 epochs on 2000 synthetic images, imitation for 12 epochs, 200 test images, d = 6. `QUICK` is a
+smoke-test preset on a tiny backbone (a test runs the whole plan with it in about a minute).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+# Wall times of the embedded default's stages measured on a 2-core CPU (FACTS.md, results/demo_results.md), at
+# 2000 training / 200 test images: the basis of every estimate below.
+DEMO_FINETUNE_MIN = 5.5  # 2 epochs
+DEMO_IMITATION_MIN = 3.1  # 12 epochs, validated once
+DEMO_TEST_MIN = 0.5  # 4 decoding modes with METEOR
+DEMO_NUM_TRAIN, DEMO_NUM_TEST, DEMO_IMITATION_EPOCHS = 2000, 200, 12
+
+
+def lambda_value(label: str, num_layers: int) -> float:
+    """The cost per layer of a Table 6 label: "1/L" -> 1/L, "1/10" -> 0.1, "0.05" -> 0.05."""
+    text = label.strip()
+    try:
+        if text.upper() == "1/L":
+            return 1.0 / num_layers
+        if "/" in text:
+            num, den = text.split("/")
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError) as err:
+        raise ValueError(f"--lambdas: {label!r} is not a cost per layer; write 1/L, a fraction such as 1/10, or a "
+                         "number") from err
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes and values of one reproduction.
+
+    Attributes:
+        backbone: the preset fine-tuned from random initialisation (shared by every row, as in the paper).
+        finetune_epochs: epochs of stage 1 (also of the LayerSkip fine-tune).
+        imitation_epochs: imitation epochs of Table 1's rows and Table 5's.
+        ablation_epochs: imitation epochs of Table 6's rows (one run per distinct n).
+        figure_epochs: epochs of the joint / frozen / mixed runs of figures 1, 7 and 8.
+        mixed_joint_epochs: joint epochs of the mixed run (figure 8) before its backbone is frozen.
+        num_train, num_val, num_test: images of the embedded synthetic benchmark's splits.
+        batch_size, eval_batch_size: None keeps the configs' own.
+        max_new_tokens: generation length cap at validation and test.
+        draft: d of every SSD test (Tables 1, 5, 6) and of Draft & Verify's drafting budget.
+        sweep_drafts: the values of d of figure 9.
+        lambdas: the cost-per-layer values of Table 6 ("1/L" or a fraction "1/10").
+        dv_trials: TPE trials of the Draft & Verify skip-set search; dv_search_images: validation images it uses.
+        dv_threshold: Draft & Verify's starting draft-exiting threshold (adapted as the original does).
+        meteor: score METEOR (a JVM start per decoding mode and test).
+        seeds: training seeds; each seed's stages go to a folder of their own.
+        progress_bar: Lightning's progress bars in the training stages.
+        preset: "default" or "quick", for the report.
+    """
+
+    backbone: str = "base-llava"
+    finetune_epochs: int = 2
+    imitation_epochs: int = 12
+    ablation_epochs: int = 6
+    figure_epochs: int = 3
+    mixed_joint_epochs: int = 1
+    num_train: int = 2000
+    num_val: int = 200
+    num_test: int = 200
+    batch_size: int | None = None
+    eval_batch_size: int | None = None
+    max_new_tokens: int = 32
+    draft: int = 6
+    sweep_drafts: tuple[int, ...] = (1, 2, 4, 6, 8, 10, 12)
+    lambdas: tuple[str, ...] = ("1/10", "1/15", "1/L", "1/30", "1/50")
+    dv_trials: int = 30
+    dv_search_images: int = 16
+    dv_threshold: float = 0.8
+    meteor: bool = True
+    seeds: tuple[int, ...] = (0,)
+    progress_bar: bool = True
+    preset: str = "default"
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("--seeds needs at least one seed")
+        if not 0 <= self.mixed_joint_epochs < self.figure_epochs:
+            raise ValueError(f"--mixed-joint-epochs must be in [0, --figure-epochs) = [0, {self.figure_epochs}), got "
+                             f"{self.mixed_joint_epochs}")
+        for lam in self.lambdas:
+            lambda_value(lam, 2)  # refuses a malformed value before anything runs
+
+
+QUICK = Settings(
+    backbone="tiny-blip2-opt", finetune_epochs=1, imitation_epochs=1, ablation_epochs=1, figure_epochs=2,
+    num_train=24, num_val=8, num_test=8, batch_size=8, eval_batch_size=8, max_new_tokens=8, sweep_drafts=(1, 2, 4),
+    dv_trials=3, dv_search_images=4, meteor=False, progress_bar=False, preset="quick",
+)
+
+
+def with_overrides(base: Settings, **overrides: object) -> Settings:
+    """`base` with the given fields replaced (None values are ignored)."""
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """Expected minutes per kind of stage, scaled from the demo's measured stage times by size and epochs."""
+
+    s: Settings
+
+    @property
+    def _train(self) -> float:
+        return self.s.num_train / DEMO_NUM_TRAIN
+
+    @property
+    def _test(self) -> float:
+        return self.s.num_test / DEMO_NUM_TEST
+
+    def finetune(self, epochs: int | None = None) -> float:
+        return DEMO_FINETUNE_MIN * self._train * (self.s.finetune_epochs if epochs is None else epochs) / 2
+
+    def imitation(self, epochs: int) -> float:
+        # the first epoch runs the frozen backbone and caches its states; later ones train the small network only
+        return DEMO_IMITATION_MIN * self._train * (1 + epochs) / (1 + DEMO_IMITATION_EPOCHS)
+
+    def test(self, modes: int = 4) -> float:
+        return DEMO_TEST_MIN * self._test * modes / 4
+
+    def decode(self, decoders: int) -> float:
+        return DEMO_TEST_MIN / 4 * self._test * decoders
+
+    def draft_verify(self) -> float:
+        return 0.05 * self.s.dv_trials * self.s.dv_search_images / 16 + self.decode(2)
+
+    def joint(self, epochs: int) -> float:
+        """Epochs that train the backbone too: as fine-tuning's."""
+        return self.finetune(epochs)

@@ -1,0 +1,95 @@
+"""`python -m lightning_ssd reproduce`: the paper's comparisons by one command, on the embedded synthetic benchmark.
+
+One backbone is fine-tuned (stage 1, shared by every row, as in the paper); then Table 1 (full model, drafts without
+and with imitation, Draft & Verify, the LayerSkip and Kangaroo hooks, and imitation trained with CE, +CS, +CS+KD),
+Table 5 (fusion strategies), Table 6 (lambda -> n, the n <= L/2 limit lifted), figure 9 (speedup and BLEU-4 against
+d), figure 6 (acceptance against output position t) and figures 1, 7, 8 (joint, frozen and mixed training) are
+measured, and written next to the paper's numbers under --out: table1.md, table5.md, table6.md, PNGs and a README.
+
+Stages whose outputs exist are skipped, so an interrupted run resumes where it stopped (rerun the same command);
+every stage's wall time goes to <root>/timings.json. --quick runs the whole plan on a tiny backbone in about a
+minute (a smoke test: its numbers mean nothing); --seeds 0 1 2 repeats the training stages per seed and the tables
+give the median and range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from lightning_ssd.reproduce.settings import QUICK, Settings, with_overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lightning_ssd reproduce", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", default="runs/reproduce", help="stage outputs: checkpoints, logs, records")
+    p.add_argument("--out", default="results/paper", help="the report: tables, figures, README.md")
+    p.add_argument("--quick", action="store_true", help="the whole plan on a tiny preset, in about a minute")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: 0)")
+    p.add_argument("--backbone", default=None, help="preset fine-tuned from random initialisation")
+    p.add_argument("--finetune-epochs", type=int, default=None)
+    p.add_argument("--imitation-epochs", type=int, default=None, help="Tables 1 and 5")
+    p.add_argument("--ablation-epochs", type=int, default=None, help="imitation epochs of Table 6's rows")
+    p.add_argument("--figure-epochs", type=int, default=None, help="epochs of the joint / frozen / mixed runs")
+    p.add_argument("--mixed-joint-epochs", type=int, default=None, help="joint epochs of the mixed run (fig. 8)")
+    p.add_argument("--num-train", type=int, default=None)
+    p.add_argument("--num-val", type=int, default=None, help="validation images (choice of n, D&V search, figures)")
+    p.add_argument("--num-test", type=int, default=None)
+    p.add_argument("--draft", type=int, default=None, help="d of the SSD tests")
+    p.add_argument("--sweep-drafts", type=int, nargs="+", default=None, help="the values of d of figure 9")
+    p.add_argument("--lambdas", nargs="+", default=None, help="Table 6's costs per layer: 1/L, 1/10, 0.05, ...")
+    p.add_argument("--dv-trials", type=int, default=None, help="TPE trials of Draft & Verify's skip-set search")
+    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (a JVM start per decoding mode)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (--quick: 1)")
+    p.add_argument("--dry-run", action="store_true", help="print the stages and the estimate, run nothing")
+    return p
+
+
+def settings_from(a: argparse.Namespace) -> Settings:
+    """The preset (default or --quick) with the flags given on the command line."""
+    tuples = {k: tuple(v) if v is not None else None for k, v in
+              (("seeds", a.seeds), ("sweep_drafts", a.sweep_drafts), ("lambdas", a.lambdas))}
+    return with_overrides(
+        QUICK if a.quick else Settings(), backbone=a.backbone, finetune_epochs=a.finetune_epochs,
+        imitation_epochs=a.imitation_epochs, ablation_epochs=a.ablation_epochs, figure_epochs=a.figure_epochs,
+        mixed_joint_epochs=a.mixed_joint_epochs, num_train=a.num_train, num_val=a.num_val, num_test=a.num_test,
+        draft=a.draft, dv_trials=a.dv_trials, meteor=False if a.no_meteor else None, **tuples)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs (or resumes) the reproduction; exits with status 1 when a stage failed (rerun to retry it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    a = _parser().parse_args(args)
+    settings = settings_from(a)
+    import torch
+
+    from lightning_ssd.reproduce.cli_stages import write_fragments
+    from lightning_ssd.reproduce.plan import PlanFailed, pending_minutes, run_plan
+    from lightning_ssd.reproduce.stages import build_plan
+
+    threads = a.threads or (1 if a.quick else None)
+    if threads:
+        torch.set_num_threads(threads)  # tiny models: a second thread only adds contention
+    root, out = Path(a.root), Path(a.out)
+    command = "python -m lightning_ssd reproduce " + shlex.join(args)
+    stages = build_plan(settings, root, out, command)
+    total = sum(s.estimate_min for s in stages)
+    print(f"reproduce: {len(stages)} stages, estimated {total:.0f} min in all, {pending_minutes(stages):.0f} min "
+          f"still to run (scaled from the embedded default's measured stage times on a 2-core CPU: fine-tune "
+          f"5.5 min, imitation 12 epochs 3.1 min, test 0.5 min; Table 6 counts one run per lambda)", flush=True)
+    if a.dry_run:
+        for i, s in enumerate(stages, 1):
+            print(f"[{i}/{len(stages)}] {s.name}: ~{s.estimate_min:.1f} min -> {', '.join(map(str, s.outputs))}")
+        return
+    write_fragments(root / "fragments")
+    started = time.perf_counter()
+    try:
+        run_plan(stages, root / "timings.json", log=lambda line: print(line, flush=True))
+    except PlanFailed as err:
+        print(f"reproduce: {err}", file=sys.stderr)
+        raise SystemExit(1) from err
+    print(f"reproduce: done in {(time.perf_counter() - started) / 60:.1f} min; report in {out}/README.md")

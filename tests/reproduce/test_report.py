@@ -1,0 +1,96 @@
+"""Pieces of the report and the plan that need no training: cells over seeds, notes from values, hooks, lambda."""
+
+from pathlib import Path
+
+import pytest
+
+from lightning_ssd.reproduce import stages
+from lightning_ssd.reproduce.cli_stages import RunContext
+from lightning_ssd.reproduce.exit_layers import choose_n
+from lightning_ssd.reproduce.layout import Layout
+from lightning_ssd.reproduce.notes import draft_without_imitation, loss_order
+from lightning_ssd.reproduce.results import Aggregate, measure
+from lightning_ssd.reproduce.settings import QUICK, Settings, lambda_value
+
+
+def _cells(**values):
+    return {k: Aggregate((v,)) for k, v in values.items()}
+
+
+def test_cells_give_median_and_range_over_seeds():
+    assert Aggregate((41.0,)).fmt() == "41.0"
+    assert Aggregate((2.0, 1.0, 4.0)).fmt(2, "x") == "2.00x [1.00–4.00]"
+    assert Aggregate((float("nan"),)).fmt() == "—"
+
+
+def test_measure_reads_one_mode_and_its_draft():
+    record = {"n": 4, "L": 24, "metrics": {"test/ssd/CIDEr": 200.0, "test/ssd/speedup": 1.9, "test/ssd/tau": 4.1,
+                                           "test/ssd_identical": 1.0, "test/draft_imit/CIDEr": 190.0}}
+    row = measure(record, "ssd", "draft_imit")
+    assert (row["CIDEr"], row["Spd."], row["identical"], row["draft CIDEr"], row["n"]) == (200.0, 1.9, 100.0, 190.0, 4)
+    assert measure(record, "full")["n"] == 24 and measure(record, "full")["Spd."] == 1.0
+
+
+def test_the_draft_note_follows_the_measured_value():
+    far = draft_without_imitation({"draft": _cells(CIDEr=64.4)})
+    assert "far above the paper's near-zero 1.7" in far and "64.4" in far
+    assert "near-zero as in the paper" in draft_without_imitation({"draft": _cells(CIDEr=0.8)})
+    assert draft_without_imitation({"draft": None}) is None
+
+
+def test_the_loss_note_says_whether_the_order_is_the_papers():
+    rows = {k: _cells(**{"Spd.": s, "tau": 4.0}) for k, s in (("ours_ce", 1.2), ("ours_cs", 1.3), ("ours_cs_kd", 1.4))}
+    assert "the paper's order" in loss_order(rows) and "not the paper's" not in loss_order(rows)
+    rows["ours_ce"] = _cells(**{"Spd.": 1.5, "tau": 4.05})
+    assert "not the paper's order" in loss_order(rows) and "timing variation" in loss_order(rows)
+
+
+def test_a_missing_hook_config_makes_its_stages_say_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(stages.HOOK_CONFIGS, "layerskip", stages.SYNTHETIC / "no_such_layerskip.yaml")
+    layout = Layout(tmp_path, 0)
+    plan = stages.SeedPlan(RunContext(QUICK, 0, layout.folder, tmp_path), layout, "").build()
+    hooks = [s for s in plan if s.name.startswith("layerskip")]
+    assert len(hooks) == 2
+    assert all(s.unavailable() == "needs experiments/synthetic/no_such_layerskip.yaml" for s in hooks)
+    report = stages.build_plan(QUICK, tmp_path, tmp_path / "out", "cmd")[-1]
+    assert report.name == "report" and "layerskip finetune" in report.optional_deps
+    assert "layerskip finetune" not in report.deps
+
+
+def test_one_stage_per_seed_in_seed_folders(tmp_path):
+    plan = stages.build_plan(Settings(seeds=(0, 1)), tmp_path, tmp_path / "out", "cmd")
+    names = [s.name for s in plan]
+    assert "seed0 finetune" in names and "seed1 test cs_kd" in names
+    assert next(s for s in plan if s.name == "seed1 finetune").outputs == (tmp_path / "seed1" / "finetune" /
+                                                                           "stage.json",)
+    assert next(s for s in plan if s.name == "seed1 imitation ce_only").deps == ("seed1 finetune",)
+
+
+def test_lambda_values_and_the_chosen_layer():
+    assert lambda_value("1/L", 24) == pytest.approx(1 / 24) and lambda_value("1/10", 24) == 0.1
+    with pytest.raises(ValueError, match="--lambdas: 'a lot'"):
+        lambda_value("a lot", 24)
+    confidence = [0.50, 0.70, 0.78, 0.80, 0.81]  # layers 1..5
+    assert choose_n(confidence, 6, "1/10") == 2  # 0.6, 0.5, 0.48, ...
+    assert choose_n(confidence, 6, "0") == 5  # no cost: the most confident layer, above L/2 = 3
+    assert choose_n([0.5, 0.6], 3, "0.1") == 1  # a tie goes to the shallower layer
+
+
+def test_settings_refuse_what_cannot_run():
+    with pytest.raises(ValueError, match="--mixed-joint-epochs"):
+        Settings(figure_epochs=2, mixed_joint_epochs=2)
+    with pytest.raises(ValueError, match="--seeds"):
+        Settings(seeds=())
+    assert Path(stages.LAYERSKIP_TEST).parent == stages.SYNTHETIC
+
+
+def test_help_and_dry_run(tmp_path, capsys):
+    from lightning_ssd.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reproduce", "--help"])
+    assert exit_info.value.code == 0 and "--quick" in capsys.readouterr().out
+    main(["reproduce", "--dry-run", "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "estimated" in out and "[1/27] finetune: ~5.5 min" in out and "report" in out
+    assert not (tmp_path / "runs").exists()
