@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="runs/demo", help="output folder (checkpoints, logs, results)")
     p.add_argument("--backbone", default="base-llava", help="preset to fine-tune from random init")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the backbone's random init and of every stage (the benchmark's images stay the same)")
     p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--imitation-epochs", type=int, default=12)
     p.add_argument("--num-train", type=int, default=2000, help="training images (5 captions each)")
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     ft = _stage(["fit", "--config", str(EXPERIMENTS / "synthetic" / "finetune.yaml"),
                  "--trainer.default_root_dir", str(ft_dir), "--trainer.max_epochs", str(a.finetune_epochs),
                  "--model.init_args.backbone", a.backbone, "--model.init_args.export_dir", str(backbone),
+                 "--seed_everything", str(a.seed), "--model.init_args.backbone_seed", str(a.seed),
                  *_val_overrides(a, a.finetune_epochs, "full"), *_data_overrides(a)])
     ft_metrics = _metrics(ft, "train/") | _metrics(ft, "val/")
     chosen = ft_dir / "chosen_n.yaml"
@@ -137,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     trimmed = [] if a.full_validation else _callbacks_without_fit_sweep(root)
     im = _stage(["fit", "--config", str(EXPERIMENTS / "synthetic.yaml"), "--config", str(chosen), *trimmed,
                  "--trainer.default_root_dir", str(im_dir), "--trainer.max_epochs", str(a.imitation_epochs),
-                 "--model.init_args.backbone", str(backbone), *_val_overrides(a, a.imitation_epochs, "draft_imit"),
+                 "--model.init_args.backbone", str(backbone), "--seed_everything", str(a.seed),
+                 *_val_overrides(a, a.imitation_epochs, "draft_imit"),
                  *_data_overrides(a)])
     im_metrics = _metrics(im, "train/")
     ckpt = im_dir / "checkpoints" / "last.ckpt"
@@ -147,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     test = _stage(["test", "--config", str(EXPERIMENTS / "synthetic" / "ssd_test.yaml"), "--ckpt_path", str(ckpt),
                    "--trainer.default_root_dir", str(root / "ssd_test"), "--model.init_args.backbone", str(backbone),
+                   "--seed_everything", str(a.seed),
                    "--model.init_args.n", str(n), "--model.init_args.draft", a.draft, *_data_overrides(a)])
     tm = _metrics(test, "test/")
     timings["test_s"] = time.perf_counter() - t0
@@ -173,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         ("image-blind baseline", _fmt(trivial["BLEU-4"]), _fmt(trivial["CIDEr"]), "—", "—"),
     ]
     summary = {
-        "backbone": a.backbone, "n": n, "draft": a.draft, "test_metrics": tm, "trivial_baseline": trivial,
+        "backbone": a.backbone, "seed": a.seed, "n": n, "draft": a.draft, "test_metrics": tm,
+        "trivial_baseline": trivial,
         "ssd_identical_test": tm.get("test/ssd_identical"),
         "bench": {"baseline": bench["baseline"], "ssd": ssd},
         "finetune_samples_per_s": ft_sps, "imitation_samples_per_s": im_sps,
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         "timings": timings | {"total_s": time.perf_counter() - started},
     }
     text = "\n".join([
-        f"# Embedded default: {a.backbone}, n={n}, d={a.draft}, {a.num_test} test images\n",
+        f"# Embedded default: {a.backbone}, seed {a.seed}, n={n}, d={a.draft}, {a.num_test} test images\n",
         _table(rows),
         f"\nSpeedups in the table: seconds per token of the plain greedy loop / the method's, measured on the same "
         f"test batches of {test.datamodule.eval_batch_size} (each decoded as one batch: throughput, which a larger "

@@ -15,8 +15,10 @@ def test_choose_n_writes_a_fragment_the_imitation_stage_accepts(tmp_path):
 
 @pytest.mark.slow
 def test_demo_quick_runs_end_to_end(tmp_path):
-    main(["demo", "--quick", "--root", str(tmp_path)])
+    main(["demo", "--quick", "--root", str(tmp_path), "--seed", "3"])
     summary = json.loads((tmp_path / "results.json").read_text())
-    assert summary["ssd_identical_test"] == 1.0
+    assert summary["seed"] == 3 and summary["ssd_identical_test"] == 1.0
     assert summary["bench"]["ssd"]["tokens_identical"]
-    assert (tmp_path / "results.md").read_text().startswith("# Embedded default")
+    assert (tmp_path / "results.md").read_text().startswith("# Embedded default: tiny-blip2-opt, seed 3")
+    config = yaml.safe_load((tmp_path / "finetune" / "lightning_logs" / "version_0" / "config.yaml").read_text())
+    assert config["seed_everything"] == 3 and config["model"]["init_args"]["backbone_seed"] == 3
