@@ -33,6 +33,7 @@ from lightning_ssd.backbones.presets import PRESETS, SpecialTokens, build_preset
 from lightning_ssd.backbones.qwen_processing import IMAGE_PAD, Qwen2VLImageTextProcessor
 from lightning_ssd.backbones.tokenizer import preset_tokenizer, qwen_preset_tokenizer
 from lightning_ssd.backbones.vlm import Family, SplitVLM
+from lightning_ssd.files import umask_mode
 
 IMAGE_TOKEN = "<image>"
 _MODEL_CLASSES = {
@@ -217,11 +218,9 @@ def staged_folder(path: str | os.PathLike) -> Iterator[Path]:
 
 def _readable_by_all(folder: Path) -> None:
     """mkdtemp makes a private folder: give it (and what was written in it) the usual permissions of the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
+    folder.chmod(umask_mode(directory=True))
     for path in folder.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+        path.chmod(umask_mode(directory=path.is_dir()))
 
 
 def save_backbone(vlm: SplitVLM, processor: ProcessorMixin, path: str | os.PathLike) -> Path:

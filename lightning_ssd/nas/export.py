@@ -10,13 +10,13 @@ a LightningCLI config that pins the architecture on top of an imitation-stage co
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lightning_ssd.files import atomic_write_text
 
 RECORD_FILE = "imitation_trial.json"
 MODULE_CLASS = "lightning_ssd.models.ImitationModule"
@@ -60,15 +60,7 @@ class TrialRecord:
 
 def atomic_write(path: Path, text: str) -> None:
     """Writes `text` to `path` through a temporary file in the same folder, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def save_record(record: TrialRecord, folder: str | Path) -> Path:

@@ -10,15 +10,15 @@ times go to `timings.json` after every stage.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lightning_ssd.files import atomic_open
 
 Log = Callable[[str], None]
 
@@ -72,16 +72,8 @@ def atomic_write_bytes_with(path: Path, write: Callable[[Any], Any]) -> None:
 
 
 def _atomic(path: Path, write: Callable[[Any], Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        write(f)
 
 
 def duration(seconds: float) -> str:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from lightning_ssd.bench.runner import BenchConfig, format_table, run_benchmark
 from lightning_ssd.decoding.engine import check_confidence_threshold
+from lightning_ssd.files import atomic_write_text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,11 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def _layers(value: str) -> list[int]:

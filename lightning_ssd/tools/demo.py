@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import yaml
+
+from lightning_ssd.files import atomic_write_text
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
@@ -75,7 +75,7 @@ def _callbacks_without_fit_sweep(root: Path) -> list[str]:
     callbacks = yaml.safe_load((EXPERIMENTS / "_base" / "callbacks" / "imitation.yaml").read_text())
     kept = [c for c in callbacks if not c["class_path"].endswith(".DraftLengthSweep")]
     path = root / "imitation_callbacks.yaml"
-    _write(path, yaml.safe_dump({"trainer": {"callbacks": kept}}, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump({"trainer": {"callbacks": kept}}, sort_keys=False))
     return ["--config", str(path)]
 
 
@@ -91,13 +91,6 @@ def _trivial_baseline(num_train: int, num_test: int) -> dict[str, float]:
     metric = CaptionScores(meteor=False, spice=False)
     metric.update([caption] * num_test, refs)
     return {"caption": caption, **{k: float(v) for k, v in metric.compute().items()}}
-
-
-def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -203,6 +196,6 @@ def main(argv: list[str] | None = None) -> None:
         f"Wall time: {summary['timings']['total_s'] / 60:.1f} min "
         + ", ".join(f"{k[:-2]} {v / 60:.1f}" for k, v in timings.items()) + ".",
     ])
-    _write(root / "results.json", json.dumps(summary, indent=2))
-    _write(root / "results.md", text + "\n")
+    atomic_write_text(root / "results.json", json.dumps(summary, indent=2))
+    atomic_write_text(root / "results.md", text + "\n")
     print(text)

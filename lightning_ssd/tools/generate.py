@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -85,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     from lightning_ssd.decoding.factory import build_decoder
     from lightning_ssd.decoding.generate import generate
     from lightning_ssd.decoding.result import GenerationResult
+    from lightning_ssd.files import atomic_open
     from lightning_ssd.models.checkpoint import load_imitation_network
 
     device = torch.device(args.device)
@@ -102,42 +101,35 @@ def main(argv: list[str] | None = None) -> None:
     collate = VLCollator(processor, vlm.family, task_of(records))
     tokenizer = processor.tokenizer
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
     written = skipped = num_tokens = 0
     decode_s, results = 0.0, []
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f, tqdm(total=len(records), desc="generate", unit="img") as bar:
-            for start in range(0, len(records), args.batch_size):
-                chunk = records[start : start + args.batch_size]
-                kept, bad = _read_images(chunk, log)
-                skipped += bad
-                bar.update(len(chunk))
-                if not kept:
-                    continue
-                batch = collate([Sample(image, record) for record, image in kept])
-                images = {key: value.to(device) for key, value in vision_inputs(batch).items()}
-                out = generate(vlm, decoder, input_ids=batch["prompt_input_ids"].to(device),
-                               attention_mask=batch["prompt_attention_mask"].to(device),
-                               max_new_tokens=args.max_new_tokens, generation_config=config, generator=generator,
-                               **images)
-                texts = tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
-                for (record, _), seq, text in zip(kept, out.sequences, texts, strict=True):
-                    line = {"id": record.sample_id, "image": str(record.image), "prompt": record.query,
-                            "text": text.strip(), "tokens": list(seq.tokens)}
-                    if args.mode == "ssd":
-                        line.update(seq.acceptance_record())
-                    f.write(json.dumps(line) + "\n")
-                written += len(kept)
-                num_tokens += out.num_tokens
-                decode_s += out.prefill_time_s + out.decode_time_s
-                results.append(out)
-        if written == 0:
+    with atomic_open(output) as f, tqdm(total=len(records), desc="generate", unit="img") as bar:
+        for start in range(0, len(records), args.batch_size):
+            chunk = records[start : start + args.batch_size]
+            kept, bad = _read_images(chunk, log)
+            skipped += bad
+            bar.update(len(chunk))
+            if not kept:
+                continue
+            batch = collate([Sample(image, record) for record, image in kept])
+            images = {key: value.to(device) for key, value in vision_inputs(batch).items()}
+            out = generate(vlm, decoder, input_ids=batch["prompt_input_ids"].to(device),
+                           attention_mask=batch["prompt_attention_mask"].to(device),
+                           max_new_tokens=args.max_new_tokens, generation_config=config, generator=generator,
+                           **images)
+            texts = tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
+            for (record, _), seq, text in zip(kept, out.sequences, texts, strict=True):
+                line = {"id": record.sample_id, "image": str(record.image), "prompt": record.query,
+                        "text": text.strip(), "tokens": list(seq.tokens)}
+                if args.mode == "ssd":
+                    line.update(seq.acceptance_record())
+                f.write(json.dumps(line) + "\n")
+            written += len(kept)
+            num_tokens += out.num_tokens
+            decode_s += out.prefill_time_s + out.decode_time_s
+            results.append(out)
+        if written == 0:  # raised inside the block: the temporary file goes, an earlier output stays
             raise SystemExit(f"no image of {args.images} could be read; {output} was not written")
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     summary = f"{written} images, {skipped} skipped, {num_tokens} tokens at {num_tokens / max(decode_s, 1e-9):.1f}/s"
     if args.mode == "ssd" and results:
         merged = GenerationResult(tuple(s for r in results for s in r.sequences))
