@@ -10,6 +10,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_ssd.backbones.vlm import vision_inputs
+from lightning_ssd.decoding.cost import measure_cost_model
+from lightning_ssd.files import atomic_write_text
 from lightning_ssd.models.components.exit_layer import (
     ConfidenceStats,
     LayerChoice,
@@ -19,6 +21,8 @@ from lightning_ssd.models.components.exit_layer import (
     layer_confidences,
     select_exit_layer,
 )
+from lightning_ssd.models.components.imitation import ImitationNetwork
+from lightning_ssd.models.components.speedup_rule import SpeedupChoice, choose_by_speedup, layer_agreements
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +40,26 @@ class ChooseLayerCallback(Callback):
             None means `<trainer.default_root_dir>/chosen_n.yaml`.
         lam: cost per layer lambda; None means 1/L.
         rule: "argmax" takes the layer of the highest mean reward (the paper); "one_se" the shallowest layer whose
-            mean reward is within one standard error of the highest (see `lightning_ssd.models.components.exit_layer`).
+            mean reward is within one standard error of the highest (see `lightning_ssd.models.components.exit_layer`);
+            "speedup" the layer of the highest decode speedup that the cost model predicts from the layer's measured
+            agreement with the full model (`lightning_ssd.models.components.speedup_rule`), at `draft` drafts.
+        draft: d per cycle of the "speedup" rule's prediction.
     """
 
-    def __init__(self, output: str | None = None, lam: float | None = None, rule: Rule = "argmax") -> None:
+    def __init__(self, output: str | None = None, lam: float | None = None, rule: Rule = "argmax",
+                 draft: int = 6) -> None:
         check_rule(rule, "ChooseLayerCallback: rule")
+        if draft < 1:
+            raise ValueError(f"ChooseLayerCallback: draft must be >= 1, got {draft}")
         self.output = output
         self.lam = lam
         self.rule = rule
+        self.draft = draft
         self._stats: ConfidenceStats | None = None
+        self._agreement: ConfidenceStats | None = None
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._stats = None
+        self._stats = self._agreement = None
 
     def on_validation_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int,
@@ -61,43 +73,59 @@ class ChooseLayerCallback(Callback):
                                                  labels=batch["labels"], **vision_inputs(batch))
             keep = (targets != -100).any(-1)
             stats = ConfidenceStats.of(layer_confidences(vlm, prompt, targets)[keep])  # over [L/2]
+            layers = candidate_layers(vlm.decoder.num_layers)
+            agreement = ConfidenceStats.of(layer_agreements(vlm, prompt, targets, layers)[keep])
         self._stats = stats if self._stats is None else self._stats + stats
+        self._agreement = agreement if self._agreement is None else self._agreement + agreement
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        stats = self._reduced(trainer, pl_module)
+        stats = self._reduced(trainer, pl_module, self._stats)
+        agreement = self._reduced(trainer, pl_module, self._agreement)
         if stats.count == 0:
             raise ValueError("ChooseLayerCallback: no validation sample has a target; choosing n needs the "
                              "validation split with its references (teacher forcing)")
         L = pl_module.vlm.decoder.num_layers
-        choice = select_exit_layer(stats, L, self.lam, self.rule)
-        pl_module.log("val/chosen_n", float(choice.n), sync_dist=True)
+        choice = select_exit_layer(stats, L, self.lam, "argmax" if self.rule == "speedup" else self.rule)
+        speed = self._speedup_choice(pl_module, agreement)
+        n = speed.n if self.rule == "speedup" else choice.n
+        pl_module.log("val/chosen_n", float(n), sync_dist=True)
         if trainer.is_global_zero:
-            self._write(trainer, choice, L, stats)
+            self._write(trainer, choice, speed, n, L, stats)
 
-    def _reduced(self, trainer: Trainer, pl_module: LightningModule) -> ConfidenceStats:
+    def _speedup_choice(self, pl_module: LightningModule, agreement: ConfidenceStats) -> SpeedupChoice:
+        decoder = pl_module.vlm.decoder
+        # the imitation network is trained after this stage: its cost is that of the default architecture
+        imitation = ImitationNetwork(decoder.hidden_size).to(pl_module.device)
+        cost, _ = measure_cost_model(decoder, 1, imitation)
+        layers = candidate_layers(decoder.num_layers)
+        return choose_by_speedup(agreement.mean.float(), layers, decoder.num_layers, cost.H, cost.A, self.draft)
+
+    def _reduced(self, trainer: Trainer, pl_module: LightningModule, stats: ConfidenceStats | None
+                 ) -> ConfidenceStats:
         """This epoch's statistics summed over processes."""
         K = len(candidate_layers(pl_module.vlm.decoder.num_layers))
-        stats = self._stats or ConfidenceStats(0, torch.zeros(K, dtype=torch.float64),
-                                               torch.zeros(K, K, dtype=torch.float64))
+        stats = stats or ConfidenceStats(0, torch.zeros(K, dtype=torch.float64),
+                                         torch.zeros(K, K, dtype=torch.float64))
         device = pl_module.device
         count = trainer.strategy.reduce(torch.tensor(float(stats.count), device=device), reduce_op="sum")
         total = trainer.strategy.reduce(stats.total.to(device), reduce_op="sum")
         outer = trainer.strategy.reduce(stats.outer.to(device), reduce_op="sum")
         return ConfidenceStats(int(count), total.cpu(), outer.cpu())
 
-    def _write(self, trainer: Trainer, choice: LayerChoice, L: int, stats: ConfidenceStats) -> None:
+    def _write(self, trainer: Trainer, choice: LayerChoice, speed: SpeedupChoice, n: int, L: int,
+               stats: ConfidenceStats) -> None:
         path = Path(self.output) if self.output else Path(trainer.default_root_dir) / "chosen_n.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
         lam = f"{self.lam}" if self.lam is not None else "1/L"
-        rows = [f"#   l={layer}: C_l={c:.4f} reward={r:.4f} (best - reward = {g:.4f}, standard error {se:.4f})"
-                for layer, c, r, g, se in zip(candidate_layers(L), stats.mean.tolist(), choice.rewards.tolist(),
-                                              choice.gap.tolist(), choice.stderr.tolist(), strict=True)]
+        rows = [f"#   l={layer}: C_l={c:.4f} reward={r:.4f} (best - reward = {g:.4f}, standard error {se:.4f}); "
+                f"agreement {a:.4f}, predicted speedup at d={self.draft} {s:.2f}x"
+                for layer, c, r, g, se, a, s in zip(candidate_layers(L), stats.mean.tolist(), choice.rewards.tolist(),
+                                                    choice.gap.tolist(), choice.stderr.tolist(),
+                                                    speed.agreement.tolist(), speed.predicted.tolist(), strict=True)]
         text = "\n".join([f"# draft exit layer chosen on {stats.count} validation samples (appendix A.4, "
-                          f"lambda={lam}, rule={self.rule}); the highest mean reward is at l={choice.best}",
-                          *rows, "model:", "  init_args:", f"    n: {choice.n}", ""])
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+                          f"lambda={lam}, rule={self.rule}); the highest mean reward is at l={choice.best}, the "
+                          f"highest predicted speedup at l={speed.n}",
+                          *rows, "model:", "  init_args:", f"    n: {n}", ""])
+        atomic_write_text(path, text)
         log.info("chosen draft exit layer n=%d written to %s", choice.n, path)

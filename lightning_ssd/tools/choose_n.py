@@ -1,7 +1,9 @@
 """`python -m lightning_ssd choose-n`: the draft exit layer n of a fine-tuned backbone (paper appendix A.4).
 
 n maximises (mean max-softmax confidence of g(x_l) on the validation split) - lambda * l over l in 1..L/2,
-lambda = 1/L unless given; --rule one_se takes the shallowest layer within one standard error of that maximum.
+lambda = 1/L unless given; --rule one_se takes the shallowest layer within one standard error of that maximum;
+--rule speedup the layer whose measured agreement with the full model predicts the highest decode speedup at
+--draft d (the FLOP cost model).
 Runs `validate` with experiments/synthetic/choose_n.yaml and writes a YAML fragment (`model.init_args.n`) to add
 after an imitation config with a second --config.
 """
@@ -23,9 +25,11 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", required=True, help="fine-tuned backbone folder (or a preset)")
     p.add_argument("--lam", type=float, default=None, help="cost per layer lambda (default 1/L)")
-    p.add_argument("--rule", choices=["argmax", "one_se"], default="argmax",
+    p.add_argument("--rule", choices=["argmax", "one_se", "speedup"], default="argmax",
                    help="argmax: the paper's rule; one_se: the shallowest layer whose mean reward is within one "
-                        "standard error of the best")
+                        "standard error of the best; speedup: the highest speedup predicted from each layer's "
+                        "agreement with the full model")
+    p.add_argument("--draft", type=int, default=6, help="d of the speedup rule's prediction")
     p.add_argument("--output", default="chosen_n.yaml", help="where to write the YAML fragment")
     p.add_argument("--batches", type=int, default=4, help="validation batches to average over")
     p.add_argument("--config", default=str(EXPERIMENTS / "synthetic" / "choose_n.yaml"),
@@ -36,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     output = Path(a.output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     callback = {"class_path": "lightning_ssd.callbacks.ChooseLayerCallback",
-                "init_args": {"output": str(output), "lam": a.lam, "rule": a.rule}}
+                "init_args": {"output": str(output), "lam": a.lam, "rule": a.rule, "draft": a.draft}}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump({"trainer": {"callbacks": [callback], "limit_val_batches": a.batches,
                                     "default_root_dir": str(output.parent / "choose_n")}}, f)

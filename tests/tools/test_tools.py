@@ -13,6 +13,15 @@ def test_choose_n_writes_a_fragment_the_imitation_stage_accepts(tmp_path):
     assert 1 <= n <= 2  # candidates are l <= L/2 for the 4-layer tiny preset
 
 
+def test_choose_n_speedup_rule(tmp_path):
+    out = tmp_path / "chosen_n.yaml"
+    main(["choose-n", "--backbone", "tiny-llava", "--batches", "1", "--rule", "speedup", "--draft", "3",
+          "--output", str(out)])
+    text = out.read_text()
+    assert "rule=speedup" in text and "predicted speedup at d=3" in text
+    assert 1 <= yaml.safe_load(text)["model"]["init_args"]["n"] <= 2
+
+
 @pytest.mark.slow
 def test_demo_quick_runs_end_to_end(tmp_path):
     main(["demo", "--quick", "--root", str(tmp_path), "--seed", "3"])

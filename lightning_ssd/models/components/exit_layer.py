@@ -19,8 +19,9 @@ import torch
 
 from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM
 
-Rule = Literal["argmax", "one_se"]
-RULES: tuple[str, ...] = ("argmax", "one_se")
+Rule = Literal["argmax", "one_se", "speedup"]
+# "speedup" predicts each layer's decode speedup from its measured agreement with the full model (speedup_rule.py)
+RULES: tuple[str, ...] = ("argmax", "one_se", "speedup")
 
 
 def candidate_layers(num_layers: int) -> range:
@@ -131,8 +132,11 @@ class LayerChoice:
 
 def select_exit_layer(stats: ConfidenceStats, num_layers: int, lam: float | None = None,
                       rule: Rule = "argmax") -> LayerChoice:
-    """The draft exit layer under `rule`: "argmax" (the paper's) or "one_se" (see the module docstring)."""
+    """The draft exit layer under `rule`: "argmax" (the paper's) or "one_se" (see the module docstring); the
+    "speedup" rule needs agreements, not rewards (`speedup_rule.choose_by_speedup`)."""
     check_rule(rule)
+    if rule == "speedup":
+        raise ValueError("the speedup rule chooses from layer agreements: use speedup_rule.choose_by_speedup")
     best = choose_exit_layer(stats.mean.float(), num_layers, lam)
     rewards = layer_rewards(stats.mean, num_layers, lam)
     gap = rewards[best - 1] - rewards

@@ -1,0 +1,61 @@
+"""Choosing the draft exit layer n for the decode speedup it is expected to give, beside the paper's reward rule.
+
+The paper's reward C_l - lambda * l (exit_layer.py) trades confidence against depth with a hand-set lambda. This rule
+predicts the speedup itself: a_l is the measured agreement of layer l's early exit with the full model (the share of
+teacher-forced target positions where argmax g(x_l) = argmax g(x_L)), taken as the per-draft acceptance rate, and
+the FLOP cost model (decoding/cost.py) turns (a_l, n = l, d) into the expected speedup; n is its argmax.
+
+a_l is the plain early exit's agreement: the imitation network trained afterwards raises it, most at shallow layers,
+so the prediction is a lower bound there and the rule leans deeper than the trained draft would need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM
+from lightning_ssd.decoding.cost import CostModel
+
+
+@torch.no_grad()
+def layer_agreements(vlm: SplitVLM, prompt: DecoderPrompt, targets: torch.Tensor, layers: range) -> torch.Tensor:
+    """(B, |layers|) share of each sample's target positions where layer l's exit picks the full model's token."""
+    dec = vlm.decoder
+    states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
+    mask = (targets != -100).float()  # (B, T)
+    full = dec.head(states[-1]).argmax(-1)  # (B, T)
+    agree = [(dec.head(states[layer]).argmax(-1) == full).float() for layer in layers]
+    return torch.stack([(a * mask).sum(-1) / mask.sum(-1).clamp(min=1) for a in agree], dim=-1)
+
+
+@dataclass(frozen=True)
+class SpeedupChoice:
+    """The layer of the highest predicted speedup, and every candidate's agreement and prediction."""
+
+    n: int
+    layers: tuple[int, ...]
+    agreement: torch.Tensor
+    predicted: torch.Tensor
+
+
+def choose_by_speedup(agreement: torch.Tensor, layers: range, num_layers: int, head_cost: float,
+                      imitation_cost: float, d: int) -> SpeedupChoice:
+    """n = argmax_l of the cost model's speedup at acceptance a_l, exit l, d drafts per cycle (ties: shallower).
+
+    Args:
+        agreement: (|layers|,) mean agreement a_l over the validation samples.
+        layers: the candidate layers, 1-based.
+        num_layers: L.
+        head_cost: H, the LM head's cost in layer-equivalents; imitation_cost: A, the imitation network's.
+        d: drafts per cycle.
+    """
+    if d < 1:
+        raise ValueError(f"the speedup rule needs d >= 1 drafts per cycle, got {d}")
+    if agreement.shape != (len(layers),):
+        raise ValueError(f"expected {len(layers)} agreements, got shape {tuple(agreement.shape)}")
+    predicted = torch.tensor([CostModel(num_layers, layer, imitation_cost, head_cost).predicted_speedup(float(a), [d])
+                              for layer, a in zip(layers, agreement.tolist(), strict=True)])
+    n = layers[int(torch.argmax(predicted))]
+    return SpeedupChoice(n, tuple(layers), agreement, predicted)
