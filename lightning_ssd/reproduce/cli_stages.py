@@ -15,12 +15,10 @@ from typing import Any
 
 import yaml
 
+from lightning_ssd.configs import EXPERIMENTS, callbacks_without_sweep
 from lightning_ssd.reproduce.history import logged_scalars
-from lightning_ssd.reproduce.plan import atomic_write_json, atomic_write_text
+from lightning_ssd.reproduce.plan import atomic_write_json
 from lightning_ssd.reproduce.settings import Settings
-
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-SWEEP_CALLBACK = ".DraftLengthSweep"  # figure 9 has a stage of its own: the stage configs' sweeps are dropped
 
 
 @dataclass(frozen=True)
@@ -49,11 +47,10 @@ class RunContext:
 
 
 def write_fragments(fragments: Path) -> None:
-    """The imitation and test stages' callbacks without their sweep over d, as config fragments."""
+    """The imitation and test stages' callbacks without their sweep over d (figure 9 has a stage of its own), as
+    config fragments."""
     for name, source in (("fit_callbacks.yaml", "imitation.yaml"), ("test_callbacks.yaml", "test.yaml")):
-        callbacks = yaml.safe_load((EXPERIMENTS / "_base" / "callbacks" / source).read_text())
-        kept = [c for c in callbacks if not c["class_path"].endswith(SWEEP_CALLBACK)]
-        atomic_write_text(fragments / name, yaml.safe_dump({"trainer": {"callbacks": kept}}, sort_keys=False))
+        callbacks_without_sweep(source, fragments / name)
 
 
 def _cli(args: list[str]):

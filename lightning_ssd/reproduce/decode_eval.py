@@ -17,10 +17,10 @@ import torch
 import yaml
 
 from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
+from lightning_ssd.configs import EXPERIMENTS
 from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.metrics.acceptance import AcceptanceStats
 from lightning_ssd.models.evaluation import as_dict, quality_metric
-from lightning_ssd.reproduce.cli_stages import EXPERIMENTS
 from lightning_ssd.reproduce.settings import Settings
 
 REFERENCE = "full"

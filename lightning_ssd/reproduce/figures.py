@@ -12,7 +12,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from lightning_ssd.reproduce.plan import atomic_write_bytes_with
+from lightning_ssd.files import atomic_open
 from lightning_ssd.reproduce.sweep import NO_IMITATION, sweep_mode
 
 MIN_JUDGED = 5  # output positions with fewer judged drafts are left out of figure 6: a ratio of 1 or 2 is noise
@@ -20,7 +20,8 @@ FULL, DRAFT = "val/full/BLEU-4", "val/draft_imit/BLEU-4"
 
 
 def save(fig: Figure, path: Path) -> None:
-    atomic_write_bytes_with(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    with atomic_open(path, "wb") as f:  # an interrupted savefig leaves no half PNG
+        fig.savefig(f, format="png", dpi=110)
 
 
 def fig9(sweep: dict[str, Any], path: Path) -> None:

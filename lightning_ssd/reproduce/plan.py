@@ -1,7 +1,7 @@
 """A plan of stages that resumes: a stage whose outputs exist (and are newer than its inputs') is skipped.
 
 Each stage declares the files that prove it finished. Stages write those files last, each through a temporary
-file renamed into place (`atomic_write_text` and friends), so an interrupted stage leaves no output that reads as
+file renamed into place (`lightning_ssd.files`), so an interrupted stage leaves no output that reads as
 done, and the next run starts it again. A stage that raises is reported and the run goes on with every stage that
 does not depend on it; `run_plan` raises `PlanFailed` at the end, and a rerun retries the failed stages only. Wall
 times go to `timings.json` after every stage.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightning_ssd.files import atomic_open
+from lightning_ssd.files import atomic_write_text
 
 Log = Callable[[str], None]
 
@@ -57,23 +57,8 @@ class PlanFailed(RuntimeError):
         super().__init__(f"{len(failed)} stage(s) failed; rerun the same command to retry them:\n{lines}")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes `text` to `path` through a temporary file in the same folder, renamed into place."""
-    _atomic(path, lambda f: f.write(text.encode("utf-8")))
-
-
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=float) + "\n")
-
-
-def atomic_write_bytes_with(path: Path, write: Callable[[Any], Any]) -> None:
-    """Lets `write(binary file)` fill a temporary file, then renames it to `path` (for figures: savefig)."""
-    _atomic(path, write)
-
-
-def _atomic(path: Path, write: Callable[[Any], Any]) -> None:
-    with atomic_open(path, "wb") as f:
-        write(f)
 
 
 def duration(seconds: float) -> str:

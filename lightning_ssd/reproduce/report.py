@@ -11,11 +11,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from lightning_ssd.files import atomic_write_text
 from lightning_ssd.reproduce import figures
 from lightning_ssd.reproduce.context import ReportContext
 from lightning_ssd.reproduce.layout import MAIN_ROW
 from lightning_ssd.reproduce.paper import claims
-from lightning_ssd.reproduce.plan import atomic_write_text, duration
+from lightning_ssd.reproduce.plan import duration
 from lightning_ssd.reproduce.report_tables import table1, table5, table6
 from lightning_ssd.reproduce.results import read_record
 from lightning_ssd.reproduce.sweep import sweep_mode

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from lightning_ssd.configs import EXPERIMENTS
 from lightning_ssd.reproduce import cli_stages
-from lightning_ssd.reproduce.cli_stages import EXPERIMENTS, RunContext
+from lightning_ssd.reproduce.cli_stages import RunContext
 from lightning_ssd.reproduce.draft_verify import run_draft_verify
 from lightning_ssd.reproduce.exit_layers import choose_n, measure_confidences
 from lightning_ssd.reproduce.layout import FIGURE_RUNS, LOSS_ROWS, MAIN_ROW, Layout

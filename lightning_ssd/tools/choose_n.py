@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+from lightning_ssd.configs import EXPERIMENTS
 
 
 def main(argv: list[str] | None = None) -> None:

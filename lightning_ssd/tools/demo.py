@@ -23,9 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from lightning_ssd.configs import EXPERIMENTS, callbacks_without_sweep
 from lightning_ssd.files import atomic_write_text
-
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,11 +71,7 @@ def _val_overrides(a: argparse.Namespace, epochs: int, mode: str) -> list[str]:
 
 def _callbacks_without_fit_sweep(root: Path) -> list[str]:
     """A config fragment with the imitation stage's callbacks less the sweep over d (the test stage sweeps)."""
-    callbacks = yaml.safe_load((EXPERIMENTS / "_base" / "callbacks" / "imitation.yaml").read_text())
-    kept = [c for c in callbacks if not c["class_path"].endswith(".DraftLengthSweep")]
-    path = root / "imitation_callbacks.yaml"
-    atomic_write_text(path, yaml.safe_dump({"trainer": {"callbacks": kept}}, sort_keys=False))
-    return ["--config", str(path)]
+    return ["--config", str(callbacks_without_sweep("imitation.yaml", root / "imitation_callbacks.yaml"))]
 
 
 def _trivial_baseline(num_train: int, num_test: int) -> dict[str, float]:

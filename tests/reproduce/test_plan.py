@@ -6,11 +6,10 @@ import re
 
 import pytest
 
+from lightning_ssd.files import atomic_open, atomic_write_text
 from lightning_ssd.reproduce.plan import (
     PlanFailed,
     Stage,
-    atomic_write_bytes_with,
-    atomic_write_text,
     check_plan,
     pending_minutes,
     run_plan,
@@ -103,12 +102,9 @@ def test_a_stage_that_returns_without_its_outputs_fails(tmp_path):
 def test_an_interrupted_write_leaves_no_file(tmp_path):
     path = tmp_path / "figure.png"
 
-    def write(f):
+    with pytest.raises(KeyboardInterrupt), atomic_open(path, "wb") as f:
         f.write(b"half a png")
         raise KeyboardInterrupt  # as Ctrl-C inside savefig
-
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write_bytes_with(path, write)
     assert not path.exists() and os.listdir(tmp_path) == []
 
 
