@@ -18,11 +18,11 @@ from lightning_ssd.models.components.exit_layer import (
     Rule,
     candidate_layers,
     check_rule,
-    layer_confidences,
+    exit_confidences,
     select_exit_layer,
 )
 from lightning_ssd.models.components.imitation import ImitationNetwork
-from lightning_ssd.models.components.speedup_rule import SpeedupChoice, choose_by_speedup, layer_agreements
+from lightning_ssd.models.components.speedup_rule import SpeedupChoice, choose_by_speedup, exit_agreements
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,14 @@ class ChooseLayerCallback(Callback):
         with torch.no_grad():
             prompt, targets = vlm.teacher_forced(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                                  labels=batch["labels"], **vision_inputs(batch))
-            keep = (targets != -100).any(-1)
-            stats = ConfidenceStats.of(layer_confidences(vlm, prompt, targets)[keep])  # over [L/2]
-            layers = candidate_layers(vlm.decoder.num_layers)
-            agreement = ConfidenceStats.of(layer_agreements(vlm, prompt, targets, layers)[keep])
+            dec = vlm.decoder
+            # one teacher-forced pass serves both the confidences and the agreements
+            states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask,
+                                      prompt.encoder)
+            mask = targets != -100
+            keep, layers = mask.any(-1), candidate_layers(dec.num_layers)
+            stats = ConfidenceStats.of(exit_confidences(dec.head, states, mask, layers)[keep])
+            agreement = ConfidenceStats.of(exit_agreements(dec.head, states, mask, layers)[keep])
         self._stats = stats if self._stats is None else self._stats + stats
         self._agreement = agreement if self._agreement is None else self._agreement + agreement
 

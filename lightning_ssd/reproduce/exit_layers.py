@@ -15,7 +15,7 @@ import torch
 
 from lightning_ssd.backbones import load_backbone
 from lightning_ssd.backbones.vlm import vision_inputs
-from lightning_ssd.models.components.exit_layer import ConfidenceStats, mean_confidence
+from lightning_ssd.models.components.exit_layer import ConfidenceStats, choose_exit_layer, layer_confidences
 from lightning_ssd.reproduce.decode_eval import split_batches
 from lightning_ssd.reproduce.plan import atomic_write_json
 from lightning_ssd.reproduce.settings import Settings, lambda_value
@@ -31,10 +31,8 @@ def measure_confidences(backbone: Path, settings: Settings, out: Path) -> None:
     for batch in split_batches(backbone, settings, "val"):
         prompt, targets = vlm.teacher_forced(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                              labels=batch["labels"], **vision_inputs(batch))
-        states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
-        mask = targets != -100  # (B, T)
-        confidences = torch.stack([mean_confidence(dec.head(states[k]), mask) for k in layers], dim=-1)  # (B, L-1)
-        batch_stats = ConfidenceStats.of(confidences[mask.any(-1)])
+        confidences = layer_confidences(vlm, prompt, targets, layers)  # (B, L-1)
+        batch_stats = ConfidenceStats.of(confidences[(targets != -100).any(-1)])
         stats = batch_stats if stats is None else stats + batch_stats
     if stats is None or stats.count == 0:
         raise ValueError("the validation split has no sample with a target: --num-val must be at least 1")
@@ -44,6 +42,5 @@ def measure_confidences(backbone: Path, settings: Settings, out: Path) -> None:
 
 def choose_n(mean_confidence: list[float], num_layers: int, lam: str) -> int:
     """argmax over l = 1..L-1 of mean C_l - lambda * l, the shallower layer on a tie."""
-    value = lambda_value(lam, num_layers)
-    rewards = [c - value * layer for layer, c in enumerate(mean_confidence, 1)]
-    return rewards.index(max(rewards)) + 1
+    confidence = torch.tensor(mean_confidence, dtype=torch.float64)
+    return choose_exit_layer(confidence, num_layers, lambda_value(lam, num_layers), range(1, len(mean_confidence) + 1))

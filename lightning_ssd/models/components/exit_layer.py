@@ -12,6 +12,7 @@ the paired per-sample difference), so it only goes deeper for a gain the validat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,25 +37,33 @@ def mean_confidence(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (confidence * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
+def exit_confidences(head: Callable[[torch.Tensor], torch.Tensor], states: list[torch.Tensor], mask: torch.Tensor,
+                     layers: range) -> torch.Tensor:
+    """(B, |layers|) mean C_l over each sample's masked positions, from teacher-forced states [x_0, ..., x_L]."""
+    return torch.stack([mean_confidence(head(states[layer]), mask) for layer in layers], dim=-1)
+
+
 @torch.no_grad()
-def layer_confidences(vlm: SplitVLM, prompt: DecoderPrompt, targets: torch.Tensor) -> torch.Tensor:
-    """(B, |[L/2]|) mean over each sample's target positions of C_l, l in [L/2].
+def layer_confidences(vlm: SplitVLM, prompt: DecoderPrompt, targets: torch.Tensor,
+                      layers: range | None = None) -> torch.Tensor:
+    """(B, |layers|) mean over each sample's target positions of C_l, for l in `layers` (default [L/2]).
 
     Args:
         vlm: the backbone.
         prompt: teacher-forced decoder inputs (`SplitVLM.teacher_forced`).
         targets: (B, T) next-token targets, -100 where no token is predicted.
+        layers: the layers to measure (1-based exits); None: [L/2].
     """
     dec = vlm.decoder
-    layers = candidate_layers(dec.num_layers)
     states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
-    mask = targets != -100  # (B, T)
-    return torch.stack([mean_confidence(dec.head(states[layer]), mask) for layer in layers], dim=-1)
+    return exit_confidences(dec.head, states, targets != -100, layers or candidate_layers(dec.num_layers))
 
 
-def layer_rewards(mean_confidence: torch.Tensor, num_layers: int, lam: float | None = None) -> torch.Tensor:
-    """R(l) = mean C_l - lambda * l for l in [L/2]; `mean_confidence` (|[L/2]|,) is C_l averaged over samples."""
-    layers = candidate_layers(num_layers)
+def layer_rewards(mean_confidence: torch.Tensor, num_layers: int, lam: float | None = None,
+                  layers: range | None = None) -> torch.Tensor:
+    """R(l) = mean C_l - lambda * l for l in `layers` (default [L/2]); `mean_confidence` (|layers|,) is C_l
+    averaged over samples."""
+    layers = layers or candidate_layers(num_layers)
     if mean_confidence.shape != (len(layers),):
         raise ValueError(f"expected {len(layers)} confidences (layers {layers.start}..{layers.stop - 1}) for L="
                          f"{num_layers}, got shape {tuple(mean_confidence.shape)}")
@@ -62,10 +71,11 @@ def layer_rewards(mean_confidence: torch.Tensor, num_layers: int, lam: float | N
     return mean_confidence - lam * torch.tensor(list(layers), dtype=mean_confidence.dtype)
 
 
-def choose_exit_layer(mean_confidence: torch.Tensor, num_layers: int, lam: float | None = None) -> int:
-    """n = argmax_{l in [L/2]} (mean C_l - lambda * l); ties go to the shallower layer."""
-    rewards = layer_rewards(mean_confidence, num_layers, lam)
-    return int(torch.argmax(rewards)) + 1
+def choose_exit_layer(mean_confidence: torch.Tensor, num_layers: int, lam: float | None = None,
+                      layers: range | None = None) -> int:
+    """n = argmax_{l in layers} (mean C_l - lambda * l), layers [L/2] by default; ties go to the shallower layer."""
+    layers = layers or candidate_layers(num_layers)
+    return layers[int(torch.argmax(layer_rewards(mean_confidence, num_layers, lam, layers)))]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ so the prediction is a lower bound there and the rule leans deeper than the trai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,15 +20,22 @@ from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM
 from lightning_ssd.decoding.cost import CostModel
 
 
+def exit_agreements(head: Callable[[torch.Tensor], torch.Tensor], states: list[torch.Tensor], mask: torch.Tensor,
+                    layers: range) -> torch.Tensor:
+    """(B, |layers|) share of each sample's masked positions where layer l's exit picks the full model's token,
+    from teacher-forced states [x_0, ..., x_L]."""
+    mask = mask.float()  # (B, T)
+    full = head(states[-1]).argmax(-1)  # (B, T)
+    agree = [(head(states[layer]).argmax(-1) == full).float() for layer in layers]
+    return torch.stack([(a * mask).sum(-1) / mask.sum(-1).clamp(min=1) for a in agree], dim=-1)
+
+
 @torch.no_grad()
 def layer_agreements(vlm: SplitVLM, prompt: DecoderPrompt, targets: torch.Tensor, layers: range) -> torch.Tensor:
-    """(B, |layers|) share of each sample's target positions where layer l's exit picks the full model's token."""
+    """`exit_agreements` of a teacher-forced prompt and its targets (-100 where no token is predicted)."""
     dec = vlm.decoder
     states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
-    mask = (targets != -100).float()  # (B, T)
-    full = dec.head(states[-1]).argmax(-1)  # (B, T)
-    agree = [(dec.head(states[layer]).argmax(-1) == full).float() for layer in layers]
-    return torch.stack([(a * mask).sum(-1) / mask.sum(-1).clamp(min=1) for a in agree], dim=-1)
+    return exit_agreements(dec.head, states, targets != -100, layers)
 
 
 @dataclass(frozen=True)
