@@ -19,3 +19,18 @@ def callbacks_without_sweep(source: str, path: Path) -> Path:
     kept = [c for c in callbacks if not c["class_path"].endswith(SWEEP_CALLBACK)]
     atomic_write_text(path, yaml.safe_dump({"trainer": {"callbacks": kept}}, sort_keys=False))
     return path
+
+
+def callbacks_with_exit_rule(config: Path, rule: str, path: Path) -> Path:
+    """Writes to `path` a config fragment with the callbacks of the stage config `config`, its ChooseLayerCallback
+    choosing n by `rule` (runs that keep a rule of their own whatever the config's default); returns `path`."""
+    callbacks = yaml.safe_load(config.read_text())["trainer"]["callbacks"]
+    if isinstance(callbacks, str):  # a file of their own, relative to the config
+        callbacks = yaml.safe_load((config.parent / callbacks).read_text())
+    chooser = [c for c in callbacks if c["class_path"].endswith(".ChooseLayerCallback")]
+    if not chooser:
+        raise ValueError(f"{config}: no ChooseLayerCallback among trainer.callbacks; there is no n rule to set")
+    for c in chooser:
+        c.setdefault("init_args", {})["rule"] = rule
+    atomic_write_text(path, yaml.safe_dump({"trainer": {"callbacks": callbacks}}, sort_keys=False))
+    return path

@@ -41,3 +41,24 @@ def test_config_parses_and_round_trips(path, tmp_path, capsys):
     again = tmp_path / "printed.yaml"
     again.write_text(yaml.safe_dump(printed))
     assert _print_config(capsys, subcommand, again) == printed
+
+
+def test_callbacks_with_exit_rule_sets_only_the_chooser_rule(tmp_path):
+    from lightning_ssd.configs import EXPERIMENTS, callbacks_with_exit_rule
+
+    source = EXPERIMENTS / "synthetic" / "finetune.yaml"
+    original = yaml.safe_load(source.read_text())["trainer"]["callbacks"]
+    path = callbacks_with_exit_rule(source, "argmax", tmp_path / "fragment.yaml")
+    callbacks = yaml.safe_load(path.read_text())["trainer"]["callbacks"]
+    assert [c["class_path"] for c in callbacks] == [c["class_path"] for c in original]
+    chooser = next(c for c in callbacks if c["class_path"].endswith("ChooseLayerCallback"))
+    assert chooser["init_args"]["rule"] == "argmax"
+    assert chooser["init_args"]["draft"] == 6  # the config's other arguments are kept
+
+
+def test_callbacks_with_exit_rule_refuses_a_config_without_a_chooser(tmp_path):
+    from lightning_ssd.configs import EXPERIMENTS, callbacks_with_exit_rule
+
+    with pytest.raises(ValueError, match="no ChooseLayerCallback"):
+        callbacks_with_exit_rule(EXPERIMENTS / "synthetic.yaml", "argmax", tmp_path / "fragment.yaml")
+    assert not (tmp_path / "fragment.yaml").exists()

@@ -10,7 +10,6 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_ssd.backbones.vlm import vision_inputs
-from lightning_ssd.decoding.cost import measure_cost_model
 from lightning_ssd.files import atomic_write_text
 from lightning_ssd.models.components.exit_layer import (
     ConfidenceStats,
@@ -21,8 +20,7 @@ from lightning_ssd.models.components.exit_layer import (
     exit_confidences,
     select_exit_layer,
 )
-from lightning_ssd.models.components.imitation import ImitationNetwork
-from lightning_ssd.models.components.speedup_rule import SpeedupChoice, choose_by_speedup, exit_agreements
+from lightning_ssd.models.components.speedup_rule import SpeedupChoice, choose_by_speedup_for, exit_agreements
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +90,11 @@ class ChooseLayerCallback(Callback):
                              "validation split with its references (teacher forcing)")
         L = pl_module.vlm.decoder.num_layers
         choice = select_exit_layer(stats, L, self.lam, "argmax" if self.rule == "speedup" else self.rule)
-        speed = self._speedup_choice(pl_module, agreement)
+        speed = choose_by_speedup_for(pl_module.vlm, agreement.mean, candidate_layers(L), self.draft)
         n = speed.n if self.rule == "speedup" else choice.n
         pl_module.log("val/chosen_n", float(n), sync_dist=True)
         if trainer.is_global_zero:
             self._write(trainer, choice, speed, n, L, stats)
-
-    def _speedup_choice(self, pl_module: LightningModule, agreement: ConfidenceStats) -> SpeedupChoice:
-        decoder = pl_module.vlm.decoder
-        # the imitation network is trained after this stage: its cost is that of the default architecture
-        imitation = ImitationNetwork(decoder.hidden_size).to(pl_module.device)
-        cost, _ = measure_cost_model(decoder, 1, imitation)
-        layers = candidate_layers(decoder.num_layers)
-        return choose_by_speedup(agreement.mean.float(), layers, decoder.num_layers, cost.H, cost.A, self.draft)
 
     def _reduced(self, trainer: Trainer, pl_module: LightningModule, stats: ConfidenceStats | None
                  ) -> ConfidenceStats:
@@ -132,4 +122,4 @@ class ChooseLayerCallback(Callback):
                           f"highest predicted speedup at l={speed.n}",
                           *rows, "model:", "  init_args:", f"    n: {n}", ""])
         atomic_write_text(path, text)
-        log.info("chosen draft exit layer n=%d written to %s", choice.n, path)
+        log.info("chosen draft exit layer n=%d written to %s", n, path)

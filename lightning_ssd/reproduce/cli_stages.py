@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from lightning_ssd.configs import EXPERIMENTS, callbacks_without_sweep
+from lightning_ssd.configs import EXPERIMENTS, callbacks_with_exit_rule, callbacks_without_sweep
 from lightning_ssd.reproduce.history import logged_scalars
 from lightning_ssd.reproduce.plan import atomic_write_json
 from lightning_ssd.reproduce.settings import Settings
@@ -96,9 +96,11 @@ def chosen_n(path: Path) -> int:
 
 
 def finetune(ctx: RunContext, config: Path, out: Path) -> None:
-    """Stage 1 from the preset: fine-tune, export the backbone to out/backbone, choose n (out/chosen_n.yaml)."""
+    """Stage 1 from the preset: fine-tune, export the backbone to out/backbone, choose n (out/chosen_n.yaml) by the
+    settings' `exit_rule`, whatever rule `config` itself names."""
     s = ctx.settings
-    cli = _cli(["fit", "--config", str(config), "--trainer.default_root_dir", str(out),
+    rule = callbacks_with_exit_rule(config, s.exit_rule, ctx.fragments / f"{config.stem}_{s.exit_rule}_callbacks.yaml")
+    cli = _cli(["fit", "--config", str(config), "--config", str(rule), "--trainer.default_root_dir", str(out),
                 "--trainer.max_epochs", str(s.finetune_epochs), "--model.init_args.backbone", s.backbone,
                 "--model.init_args.backbone_seed", str(ctx.seed), "--model.init_args.export_dir", str(out / "backbone"),
                 *_validate_last(s.finetune_epochs, "full"), *_common(ctx)])

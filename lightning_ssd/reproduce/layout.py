@@ -68,6 +68,10 @@ class Layout:
         return self.folder / "table6" / f"lambda_{lam.replace('/', '_over_')}.json"
 
     @property
+    def speedup_rule_record(self) -> Path:
+        return self.folder / "table6" / "speedup_rule.json"
+
+    @property
     def sweep(self) -> Path:
         return self.folder / "figures" / "sweep.json"
 

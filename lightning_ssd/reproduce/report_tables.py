@@ -62,10 +62,10 @@ def table1(ctx: ReportContext) -> str:
     dv = read_record(ctx.first.draft_verify)
     s = ctx.settings
     text = [
-        _setting(ctx) + f" Draft exit n = {ctx.n} (experiments/synthetic/finetune.yaml's rule on the validation "
-        f"split); every imitation row trained {s.imitation_epochs} epochs. Paper: BLIP2-FlanT5-xl (n = 12 of L = 24) "
-        "on the COCO Karpathy test split; the table's BLIP2-OPT block is transcribed in "
-        "lightning_ssd/reproduce/paper.py.",
+        _setting(ctx) + f" Draft exit n = {ctx.n}, chosen on the validation split by the {_rule_name(s.exit_rule)} "
+        f"(Table 6 shows where the speedup rule puts it); every imitation row trained {s.imitation_epochs} epochs. "
+        "Paper: BLIP2-FlanT5-xl (n = 12 of L = 24) on the COCO Karpathy test split; the table's BLIP2-OPT block is "
+        "transcribed in lightning_ssd/reproduce/paper.py.",
         notes.draft_without_imitation(by_key), notes.imitation_effect(by_key),
         notes.identity(by_key, ("ours_ce", "ours_cs", "ours_cs_kd", "layerskip", "kangaroo")),
         notes.loss_order(by_key),
@@ -99,6 +99,11 @@ def table5(ctx: ReportContext) -> str:
                   [t for t in text if t])
 
 
+def _rule_name(rule: str) -> str:
+    return {"one_se": "paper's reward with a one-standard-error tie-break (the shallowest layer within one standard "
+                      "error of the best)", "argmax": "paper's reward (argmax)", "speedup": "speedup rule"}[rule]
+
+
 def table6(ctx: ReportContext) -> str:
     """Table 6: lambda -> n -> quality and speed, n over every layer."""
     s = ctx.settings
@@ -109,6 +114,11 @@ def table6(ctx: ReportContext) -> str:
             record = read_record(layout.lambda_record(lam))
             files.append(layout.lambda_record(lam) if record is None else Path(record["metrics"]))
         rows.append(RowSource(lam, f"ours: lambda = {lam}", tuple(files), "ssd", "draft_imit"))
+    files = []
+    for layout in ctx.layouts:
+        record = read_record(layout.speedup_rule_record)
+        files.append(layout.speedup_rule_record if record is None else Path(record["metrics"]))
+    rows.append(RowSource("speedup", f"ours: speedup rule, d = {s.draft}", tuple(files), "ssd", "draft_imit"))
     got = collected(rows)
     by_key = dict((r.key, c) for r, c in got)
     confidences = read_record(ctx.first.confidences) or {}
@@ -116,9 +126,12 @@ def table6(ctx: ReportContext) -> str:
     text = [
         _setting(ctx) + f" n maximises mean C_l - lambda * l over l = 1..{ctx.num_layers - 1} (the n <= L/2 limit "
         f"lifted, as the paper does for this table) on {confidences.get('count', '?')} validation samples, by the "
-        f"paper's argmax; Table 1's n = {ctx.n} came from finetune.yaml's rule over 1..L/2. Imitation {epochs} epochs "
+        f"paper's argmax; Table 1's n = {ctx.n} came from the {_rule_name(s.exit_rule)} over 1..L/2. Imitation "
+        f"{epochs} epochs "
         + ("(as Table 1)" if epochs == s.imitation_epochs else f"(Table 1: {s.imitation_epochs})")
-        + "; lambdas that choose the same n share one run. Paper: COCO, L = 24.",
+        + "; rows that choose the same n share one run. The speedup rule (not in the paper) takes the n of the "
+        "highest decode speedup that the cost model predicts from each exit's measured agreement with the full "
+        "model. Paper: COCO, L = 24.",
         *notes.lambda_notes(by_key, s.lambdas, ctx.num_layers), SPICE_NOTE, *_meteor_note(ctx),
     ]
     return render("Table 6: cost per layer lambda, the chosen n, quality and speed", got, TABLE6_COLUMNS, "Table 6",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from lightning_ssd.models.components.exit_layer import check_rule
+
 # Wall times of the embedded default's stages measured on a 2-core CPU (FACTS.md, results/demo_results.md), at
 # 2000 training / 200 test images: the basis of every estimate below.
 DEMO_FINETUNE_MIN = 5.5  # 2 epochs
@@ -49,6 +51,10 @@ class Settings:
         draft: d of every SSD test (Tables 1, 5, 6) and of Draft & Verify's drafting budget.
         sweep_drafts: the values of d of figure 9.
         lambdas: the cost-per-layer values of Table 6 ("1/L" or a fraction "1/10").
+        exit_rule: how the fine-tuning stages choose Table 1's n: the paper's reward C_l - lambda * l with the
+            one-standard-error tie-break ("one_se"), its plain argmax ("argmax"), or the cost model's predicted
+            speedup ("speedup", the embedded default's rule since it drafts fastest there). The paper's tables are
+            reproduced with the paper's reward; Table 6 shows where each rule puts n.
         dv_trials: TPE trials of the Draft & Verify skip-set search; dv_search_images: validation images it uses.
         dv_threshold: Draft & Verify's starting draft-exiting threshold (adapted as the original does).
         meteor: score METEOR (a JVM start per decoding mode and test).
@@ -72,6 +78,7 @@ class Settings:
     draft: int = 6
     sweep_drafts: tuple[int, ...] = (1, 2, 4, 6, 8, 10, 12)
     lambdas: tuple[str, ...] = ("1/10", "1/15", "1/L", "1/30", "1/50")
+    exit_rule: str = "one_se"
     dv_trials: int = 30
     dv_search_images: int = 16
     dv_threshold: float = 0.8
@@ -88,6 +95,7 @@ class Settings:
                              f"{self.mixed_joint_epochs}")
         for lam in self.lambdas:
             lambda_value(lam, 2)  # refuses a malformed value before anything runs
+        check_rule(self.exit_rule, "exit_rule")
 
 
 QUICK = Settings(

@@ -90,6 +90,8 @@ class SeedPlan:
         for lam in s.lambdas:
             self.add(f"table6 lambda={lam}", (lay.lambda_record(lam),), lambda lam=lam: self._lambda_row(lam),
                      self.est.imitation(s.ablation_epochs) + self.est.test(3), deps=("exit-layer confidences",))
+        self.add("table6 speedup rule", (lay.speedup_rule_record,), self._speedup_row,
+                 self.est.imitation(s.ablation_epochs) + self.est.test(3), deps=("exit-layer confidences",))
         self.add("sweep d", (lay.sweep,),
                  lambda: run_sweep(lay.backbone, lay.checkpoint("table1", MAIN_ROW), s, lay.sweep),
                  self.est.decode(len(s.sweep_drafts) + 2), deps=(f"imitation {MAIN_ROW}",))
@@ -116,17 +118,27 @@ class SeedPlan:
                  unavailable=lambda: missing_hook("layerskip"))
 
     def _lambda_row(self, lam: str) -> None:
-        """n for `lam`; the imitation run at that n and its test, unless another lambda's stage made them."""
-        lay, ctx, s = self.layout, self.ctx, self.ctx.settings
-        conf = cli_stages.read_json(lay.confidences)
+        """n for `lam` by the paper's reward; its Table 6 run."""
+        conf = cli_stages.read_json(self.layout.confidences)
         n = choose_n(conf["mean_confidence"], conf["L"], lam)
+        self._table6_run(n, self.layout.lambda_record(lam), {"lambda": lam})
+
+    def _speedup_row(self) -> None:
+        """n by the speedup rule (the cost model at the measured exit agreements); its Table 6 run."""
+        conf = cli_stages.read_json(self.layout.confidences)
+        rule = conf["speedup_rule"]
+        self._table6_run(rule["n"], self.layout.speedup_rule_record, {"rule": "speedup", "d": rule["d"]})
+
+    def _table6_run(self, n: int, record: Path, about: dict) -> None:
+        """The imitation run at n and its test, unless another Table 6 row's stage made them; then `record`."""
+        lay, ctx, s = self.layout, self.ctx, self.ctx.settings
         name = f"n{n}"
         metrics = lay.test_metrics("table6", name)
         if read_record(metrics) is None:
             folder = lay.row("table6", name)
             cli_stages.imitation(ctx, folder / "imitation", lay.backbone, n, s.ablation_epochs)
             cli_stages.test(ctx, folder / "test", lay.backbone, n, ROW_MODES, lay.checkpoint("table6", name))
-        atomic_write_json(lay.lambda_record(lam), {"lambda": lam, "n": n, "metrics": str(metrics)})
+        atomic_write_json(record, {**about, "n": n, "metrics": str(metrics)})
 
 
 def build_plan(settings, root: Path, out: Path, command: str) -> list[Stage]:

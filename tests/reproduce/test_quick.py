@@ -1,9 +1,11 @@
 """`python -m lightning_ssd reproduce --quick` end to end into tmp_path, then again (every stage skipped)."""
 
+import json
 import math
 import re
 
 import pytest
+import yaml
 from PIL import Image, ImageStat
 
 from lightning_ssd.__main__ import main
@@ -64,6 +66,29 @@ def test_quick_run_writes_every_table_and_figure(quick, capsys):
             assert max(ImageStat.Stat(image.convert("L")).stddev) > 5, f"{name} looks blank"
     readme = (out / "README.md").read_text()
     assert "python -m lightning_ssd reproduce --quick" in readme and "fig9_d.png" in readme
+
+
+def test_table6_has_the_speedup_rule_row_at_its_recorded_n(quick):
+    root, _ = quick
+    conf = json.loads((root / "runs" / "seed0" / "table6" / "confidences.json").read_text())
+    L = conf["L"]
+    assert conf["layers"] == list(range(1, L)) and len(conf["mean_agreement"]) == L - 1
+    predicted = conf["speedup_rule"]["predicted_speedup"]
+    assert conf["speedup_rule"]["n"] == conf["layers"][predicted.index(max(predicted))]
+    head, rows = _table((root / "out" / "table6.md").read_text())
+    row = next(r for r in rows if r[0].startswith("ours: speedup rule"))
+    assert _number(row[head.index("n")]) == conf["speedup_rule"]["n"]
+    assert math.isfinite(_number(row[head.index("Spd.")]))
+
+
+def test_table1_n_comes_from_the_reward_rule_whatever_finetune_yaml_names(quick):
+    root, _ = quick
+    fragment = yaml.safe_load((root / "runs" / "fragments" / "finetune_one_se_callbacks.yaml").read_text())
+    rules = [c["init_args"]["rule"] for c in fragment["trainer"]["callbacks"]
+             if c["class_path"].endswith("ChooseLayerCallback")]
+    assert rules == ["one_se"]
+    chosen = (root / "runs" / "seed0" / "finetune" / "chosen_n.yaml").read_text()
+    assert "rule=one_se" in chosen.splitlines()[0]
 
 
 def test_second_quick_run_skips_every_stage(quick, capsys):

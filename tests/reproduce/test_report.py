@@ -92,5 +92,5 @@ def test_help_and_dry_run(tmp_path, capsys):
     assert exit_info.value.code == 0 and "--quick" in capsys.readouterr().out
     main(["reproduce", "--dry-run", "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
-    assert "estimated" in out and "[1/27] finetune: ~5.5 min" in out and "report" in out
+    assert "estimated" in out and "[1/28] finetune: ~5.5 min" in out and "report" in out
     assert not (tmp_path / "runs").exists()

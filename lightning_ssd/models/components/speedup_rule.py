@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM
-from lightning_ssd.decoding.cost import CostModel
+from lightning_ssd.decoding.cost import CostModel, measure_cost_model
+from lightning_ssd.models.components.imitation import ImitationNetwork
 
 
 def exit_agreements(head: Callable[[torch.Tensor], torch.Tensor], states: list[torch.Tensor], mask: torch.Tensor,
@@ -67,3 +68,15 @@ def choose_by_speedup(agreement: torch.Tensor, layers: range, num_layers: int, h
                               for layer, a in zip(layers, agreement.tolist(), strict=True)])
     n = layers[int(torch.argmax(predicted))]
     return SpeedupChoice(n, tuple(layers), agreement, predicted)
+
+
+def choose_by_speedup_for(vlm: SplitVLM, agreement: torch.Tensor, layers: range, d: int) -> SpeedupChoice:
+    """`choose_by_speedup` with the head's and the imitation network's costs measured on `vlm`'s decoder.
+
+    The imitation network is trained after n is chosen, so its cost is that of the default architecture.
+    """
+    decoder = vlm.decoder
+    param = next(decoder.parameters())
+    imitation = ImitationNetwork(decoder.hidden_size).to(device=param.device, dtype=param.dtype)
+    cost, _ = measure_cost_model(decoder, 1, imitation)
+    return choose_by_speedup(agreement.float(), layers, decoder.num_layers, cost.H, cost.A, d)
