@@ -129,7 +129,8 @@ def test(ctx: RunContext, out: Path, backbone: Path, n: int, modes: tuple[str, .
     cli = _cli(["test", "--config", str(config), "--config", str(ctx.test_callbacks), *ckpt,
                 "--trainer.default_root_dir", str(out), "--model.init_args.backbone", str(backbone),
                 "--model.init_args.n", str(n), "--model.init_args.draft", str(s.draft),
-                "--model.init_args.meteor", str(s.meteor).lower(), *_modes(modes), *overrides, *_common(ctx)])
+                "--model.init_args.meteor", str(s.meteor).lower(), *_modes(modes), *overrides, *_common(ctx),
+                "--data.init_args.eval_batch_size", str(s.test_batch_size)])
     summary = cli.model.last_eval
     atomic_write_json(out / "metrics.json", {
         "n": n, "L": cli.model.vlm.decoder.num_layers, "modes": list(modes), "backbone": str(backbone),

@@ -28,12 +28,14 @@ REFERENCE = "full"
 
 def split_batches(backbone: str | Path, settings: Settings, split: str, images: int | None = None,
                   batch_size: int | None = None) -> list[dict[str, Any]]:
-    """Batches of the embedded benchmark's `split` ("val" or "test") as the stages see them, first `images` only."""
+    """Batches of the embedded benchmark's `split` ("val" or "test") as the stages see them, first `images` only:
+    `batch_size` images each, by default the settings' test batch for "test" and the configs' eval batch for "val"."""
     from lightning_ssd.data import SyntheticDataModule
 
     init = yaml.safe_load((EXPERIMENTS / "_base" / "data" / "synthetic.yaml").read_text())["init_args"]
     init |= {"num_train": settings.num_train, "num_val": settings.num_val, "num_test": settings.num_test,
-             "eval_batch_size": batch_size or settings.eval_batch_size or init["eval_batch_size"]}
+             "eval_batch_size": batch_size or (settings.test_batch_size if split == "test" else None)
+             or settings.eval_batch_size or init["eval_batch_size"]}
     data = SyntheticDataModule(backbone=str(backbone), **init)
     data.setup("validate" if split == "val" else "test")
     loader = data.val_dataloader() if split == "val" else data.test_dataloader()

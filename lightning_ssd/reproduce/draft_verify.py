@@ -4,7 +4,7 @@ The baseline drafts with the fine-tuned backbone itself, some layers skipped (`d
 set is the best of `dv_trials` TPE trials (`nas/skip_set.py`, the deterministic "cost" objective) on the first
 `dv_search_images` validation images. Drafting stops at the first draft below Draft & Verify's adaptive confidence
 threshold, after at most d drafts. The test split is then decoded with it and with plain greedy decoding, on the
-same batches as the test stage (its `eval_batch_size`).
+same batches as the test stage (`test_batch_size`).
 """
 
 from __future__ import annotations

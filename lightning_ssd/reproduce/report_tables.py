@@ -34,8 +34,10 @@ def _setting(ctx: ReportContext) -> str:
     return (f"Ours: {s.backbone} (L = {ctx.num_layers}) fine-tuned from random initialisation on the embedded "
             f"synthetic captions ({s.num_train} training, {s.num_test} test images; seed {seeds}{spread}), "
             f"d = {s.draft}, greedy decoding, at most {s.max_new_tokens} new tokens. Spd. is seconds per token of "
-            "plain greedy decoding over the method's, measured on the same test batches (batched, prefill "
-            "included); the paper reports average per-token inference time on GPUs.")
+            "plain greedy decoding over the method's, measured on the same test images, prefill included, "
+            + ("each image decoded alone (latency)" if s.test_batch_size == 1 else
+               f"in batches of {s.test_batch_size} (throughput)")
+            + "; the paper reports average per-token inference time on GPUs.")
 
 
 def _meteor_note(ctx: ReportContext) -> list[str]:
@@ -104,21 +106,22 @@ def _rule_name(rule: str) -> str:
                       "error of the best)", "argmax": "paper's reward (argmax)", "speedup": "speedup rule"}[rule]
 
 
+def _chosen_runs(ctx: ReportContext, record_of: Callable[[Layout], Path]) -> tuple[Path, ...]:
+    """Per seed, the metrics of the run a Table 6 row's record points to (the record itself while it is missing)."""
+    files = []
+    for layout in ctx.layouts:
+        record = read_record(record_of(layout))
+        files.append(record_of(layout) if record is None else Path(record["metrics"]))
+    return tuple(files)
+
+
 def table6(ctx: ReportContext) -> str:
     """Table 6: lambda -> n -> quality and speed, n over every layer."""
     s = ctx.settings
-    rows = []
-    for lam in s.lambdas:
-        files = []
-        for layout in ctx.layouts:
-            record = read_record(layout.lambda_record(lam))
-            files.append(layout.lambda_record(lam) if record is None else Path(record["metrics"]))
-        rows.append(RowSource(lam, f"ours: lambda = {lam}", tuple(files), "ssd", "draft_imit"))
-    files = []
-    for layout in ctx.layouts:
-        record = read_record(layout.speedup_rule_record)
-        files.append(layout.speedup_rule_record if record is None else Path(record["metrics"]))
-    rows.append(RowSource("speedup", f"ours: speedup rule, d = {s.draft}", tuple(files), "ssd", "draft_imit"))
+    rows = [RowSource(lam, f"ours: lambda = {lam}", _chosen_runs(ctx, lambda lay, lam=lam: lay.lambda_record(lam)),
+                      "ssd", "draft_imit") for lam in s.lambdas]
+    rows.append(RowSource("speedup", f"ours: speedup rule, d = {s.draft}",
+                          _chosen_runs(ctx, lambda lay: lay.speedup_rule_record), "ssd", "draft_imit"))
     got = collected(rows)
     by_key = dict((r.key, c) for r, c in got)
     confidences = read_record(ctx.first.confidences) or {}

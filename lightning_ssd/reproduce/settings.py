@@ -46,7 +46,10 @@ class Settings:
         figure_epochs: epochs of the joint / frozen / mixed runs of figures 1, 7 and 8.
         mixed_joint_epochs: joint epochs of the mixed run (figure 8) before its backbone is frozen.
         num_train, num_val, num_test: images of the embedded synthetic benchmark's splits.
-        batch_size, eval_batch_size: None keeps the configs' own.
+        batch_size, eval_batch_size: None keeps the configs' own (training and validation batches).
+        test_batch_size: the test split's decoding batch (Tables 1, 5 and 6, figures 6 and 9). 1 decodes each image
+            alone, so Spd. is the per-image latency ratio the paper's per-token times are; a larger batch measures
+            batched throughput, which verification over B x (d + 1) tokens erodes on a CPU.
         max_new_tokens: generation length cap at validation and test.
         draft: d of every SSD test (Tables 1, 5, 6) and of Draft & Verify's drafting budget.
         sweep_drafts: the values of d of figure 9.
@@ -74,6 +77,7 @@ class Settings:
     num_test: int = 200
     batch_size: int | None = None
     eval_batch_size: int | None = None
+    test_batch_size: int = 1
     max_new_tokens: int = 32
     draft: int = 6
     sweep_drafts: tuple[int, ...] = (1, 2, 4, 6, 8, 10, 12)
@@ -96,12 +100,14 @@ class Settings:
         for lam in self.lambdas:
             lambda_value(lam, 2)  # refuses a malformed value before anything runs
         check_rule(self.exit_rule, "exit_rule")
+        if self.test_batch_size < 1:
+            raise ValueError(f"--test-batch-size must be >= 1, got {self.test_batch_size}")
 
 
 QUICK = Settings(
     backbone="tiny-blip2-opt", finetune_epochs=1, imitation_epochs=1, ablation_epochs=1, figure_epochs=2,
-    num_train=24, num_val=8, num_test=8, batch_size=8, eval_batch_size=8, max_new_tokens=8, sweep_drafts=(1, 2, 4),
-    dv_trials=3, dv_search_images=4, meteor=False, progress_bar=False, preset="quick",
+    num_train=24, num_val=8, num_test=8, batch_size=8, eval_batch_size=8, test_batch_size=4, max_new_tokens=8,
+    sweep_drafts=(1, 2, 4), dv_trials=3, dv_search_images=4, meteor=False, progress_bar=False, preset="quick",
 )
 
 

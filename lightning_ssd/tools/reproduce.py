@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-val", type=int, default=None, help="validation images (choice of n, D&V search, figures)")
     p.add_argument("--num-test", type=int, default=None)
     p.add_argument("--draft", type=int, default=None, help="d of the SSD tests")
+    p.add_argument("--test-batch-size", type=int, default=None,
+                   help="test images decoded per batch (default 1: per-image latency, as the paper's speedups)")
     p.add_argument("--sweep-drafts", type=int, nargs="+", default=None, help="the values of d of figure 9")
     p.add_argument("--lambdas", nargs="+", default=None, help="Table 6's costs per layer: 1/L, 1/10, 0.05, ...")
     p.add_argument("--dv-trials", type=int, default=None, help="TPE trials of Draft & Verify's skip-set search")
@@ -57,7 +59,8 @@ def settings_from(a: argparse.Namespace) -> Settings:
         QUICK if a.quick else Settings(), backbone=a.backbone, finetune_epochs=a.finetune_epochs,
         imitation_epochs=a.imitation_epochs, ablation_epochs=a.ablation_epochs, figure_epochs=a.figure_epochs,
         mixed_joint_epochs=a.mixed_joint_epochs, num_train=a.num_train, num_val=a.num_val, num_test=a.num_test,
-        draft=a.draft, dv_trials=a.dv_trials, meteor=False if a.no_meteor else None, **tuples)
+        draft=a.draft, test_batch_size=a.test_batch_size, dv_trials=a.dv_trials,
+        meteor=False if a.no_meteor else None, **tuples)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,6 +68,16 @@ def test_quick_run_writes_every_table_and_figure(quick, capsys):
     assert "python -m lightning_ssd reproduce --quick" in readme and "fig9_d.png" in readme
 
 
+def test_test_stages_decode_in_the_settings_test_batches(quick):
+    from lightning_ssd.reproduce.settings import QUICK
+
+    root, _ = quick
+    records = sorted((root / "runs" / "seed0").glob("table*/*/test/metrics.json"))
+    assert records
+    for path in records:
+        assert json.loads(path.read_text())["eval_batch_size"] == QUICK.test_batch_size, path
+
+
 def test_table6_has_the_speedup_rule_row_at_its_recorded_n(quick):
     root, _ = quick
     conf = json.loads((root / "runs" / "seed0" / "table6" / "confidences.json").read_text())

@@ -81,6 +81,10 @@ def test_settings_refuse_what_cannot_run():
         Settings(figure_epochs=2, mixed_joint_epochs=2)
     with pytest.raises(ValueError, match="--seeds"):
         Settings(seeds=())
+    with pytest.raises(ValueError, match="--test-batch-size"):
+        Settings(test_batch_size=0)
+    with pytest.raises(ValueError, match="exit_rule"):
+        Settings(exit_rule="deepest")
     assert Path(stages.LAYERSKIP_TEST).parent == stages.SYNTHETIC
 
 
