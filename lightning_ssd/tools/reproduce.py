@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from lightning_ssd.reproduce.settings import QUICK, Settings, with_overrides
+from lightning_ssd.reproduce.settings import QUICK, Estimates, Settings, with_overrides
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,9 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m lightning_ssd reproduce " + shlex.join(args)
     stages = build_plan(settings, root, out, command)
     total = sum(s.estimate_min for s in stages)
+    est = Estimates(with_overrides(Settings(), test_batch_size=settings.test_batch_size))  # the default sizes
     print(f"reproduce: {len(stages)} stages, estimated {total:.0f} min in all, {pending_minutes(stages):.0f} min "
-          f"still to run (scaled from the embedded default's measured stage times on a 2-core CPU: fine-tune "
-          f"5.5 min, imitation 12 epochs 3.1 min, test 0.5 min; Table 6 counts one run per lambda)", flush=True)
+          f"still to run (scaled from the measured stage times of the default sizes on a 2-core CPU: fine-tune "
+          f"{est.finetune():.1f} min, imitation 12 epochs {est.imitation(12):.1f} min, test {est.test():.1f} min "
+          f"in test batches of {settings.test_batch_size}; Table 6 counts one run per lambda)", flush=True)
     if a.dry_run:
         for i, s in enumerate(stages, 1):
             print(f"[{i}/{len(stages)}] {s.name}: ~{s.estimate_min:.1f} min -> {', '.join(map(str, s.outputs))}")
