@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from lightning_ssd.files import atomic_open
 from lightning_ssd.reproduce.sweep import NO_IMITATION, sweep_mode
@@ -81,6 +82,7 @@ def training_figure(histories: dict[str, dict[str, Any]], title: str, path: Path
             if 0 < joint < history["epochs"]:
                 ax.axvline(joint + 0.5, color="grey", lw=0.8, ls=":")
         ax.set(xlabel="epoch", ylabel="validation BLEU-4", title=what)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     save(fig, path)
