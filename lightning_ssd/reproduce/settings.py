@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from lightning_ssd.models.components.exit_layer import check_rule
 
-# Wall times of the embedded default's stages measured on a 2-core CPU (FACTS.md, results/demo_results.md), at
+# Wall times of the embedded default's stages measured on a 2-core CPU (FACTS.md, results/demo_seed0_results.md), at
 # 2000 training / 200 test images: the basis of every estimate below.
 DEMO_FINETUNE_MIN = 5.5  # 2 epochs
 DEMO_IMITATION_MIN = 3.1  # 12 epochs, validated once
