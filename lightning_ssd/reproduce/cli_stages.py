@@ -8,7 +8,6 @@ TensorBoard logs, the backbone folder) are written before the record, so a recor
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,12 +152,3 @@ def mixed(ctx: RunContext, out: Path, backbone: Path, n: int, joint_epochs: int)
     history: dict[str, Any] = {"joint_epochs": joint_epochs, "epochs": s.figure_epochs, "n": n,
                                "val": logged_scalars(Path(cli.trainer.logger.log_dir), "val/")}
     atomic_write_json(out / "history.json", history)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A stage record; the error names the stage output that is missing."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{path} is missing: the stage that writes it has not run (rerun the reproduce "
-                                "command; it resumes where it stopped)") from err

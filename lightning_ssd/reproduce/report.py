@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 from lightning_ssd.files import atomic_write_text
@@ -18,7 +17,7 @@ from lightning_ssd.reproduce.layout import MAIN_ROW
 from lightning_ssd.reproduce.paper import claims
 from lightning_ssd.reproduce.plan import duration
 from lightning_ssd.reproduce.report_tables import table1, table5, table6
-from lightning_ssd.reproduce.results import read_record
+from lightning_ssd.reproduce.results import need_record
 from lightning_ssd.reproduce.sweep import sweep_mode
 
 TABLES = ("table1.md", "table5.md", "table6.md")
@@ -33,13 +32,6 @@ INDEX = (
     ("fig1_joint_frozen.png", "Figures 1 and 7: joint training against a frozen backbone"),
     ("fig8_mixed.png", "Figure 8: mixed training (joint, then frozen)"),
 )
-
-
-def _need(path: Path) -> dict[str, Any]:
-    record = read_record(path)
-    if record is None:
-        raise FileNotFoundError(f"{path} is missing: the stage that writes it has not run")
-    return record
 
 
 def _mean(values: list[float]) -> float:
@@ -157,8 +149,8 @@ def write_report(ctx: ReportContext) -> None:
     out, first = ctx.out, ctx.first
     for name, build in zip(TABLES, (table1, table5, table6), strict=True):
         atomic_write_text(out / name, build(ctx))
-    sweep, test = _need(first.sweep), _need(first.test_metrics("table1", MAIN_ROW))
-    histories = {run: _need(first.history(run)) for run in ("frozen", "joint", "mixed")}
+    sweep, test = need_record(first.sweep), need_record(first.test_metrics("table1", MAIN_ROW))
+    histories = {run: need_record(first.history(run)) for run in ("frozen", "joint", "mixed")}
     figures.fig9(sweep, out / "fig9_d.png")
     figures.fig6(test, sweep, out / "fig6_acceptance.png")
     figures.training_figure({k: histories[k] for k in ("frozen", "joint")},

@@ -71,6 +71,15 @@ def read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def need_record(path: Path) -> dict[str, Any]:
+    """A stage record that must exist; the error names the missing output and how to make it."""
+    record = read_record(path)
+    if record is None:
+        raise FileNotFoundError(f"{path} is missing: the stage that writes it has not run (rerun the reproduce "
+                                "command; it resumes where it stopped)")
+    return record
+
+
 def measure(record: dict[str, Any], mode: str, draft_mode: str | None = None) -> dict[str, float]:
     """The numbers of one row in one seed: scores, speedup, draft scores, tau, identity (%) and n."""
     m = record["metrics"]

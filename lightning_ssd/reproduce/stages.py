@@ -17,7 +17,7 @@ from lightning_ssd.reproduce.draft_verify import run_draft_verify
 from lightning_ssd.reproduce.exit_layers import choose_n, measure_confidences
 from lightning_ssd.reproduce.layout import FIGURE_RUNS, LOSS_ROWS, MAIN_ROW, Layout
 from lightning_ssd.reproduce.plan import Stage, atomic_write_json
-from lightning_ssd.reproduce.results import read_record
+from lightning_ssd.reproduce.results import need_record, read_record
 from lightning_ssd.reproduce.settings import Estimates
 from lightning_ssd.reproduce.sweep import run_sweep
 
@@ -35,7 +35,7 @@ def missing_hook(name: str) -> str | None:
 
 
 def _n(layout: Layout) -> int:
-    return int(cli_stages.read_json(layout.finetune_record)["n"])
+    return int(need_record(layout.finetune_record)["n"])
 
 
 class SeedPlan:
@@ -119,13 +119,13 @@ class SeedPlan:
 
     def _lambda_row(self, lam: str) -> None:
         """n for `lam` by the paper's reward; its Table 6 run."""
-        conf = cli_stages.read_json(self.layout.confidences)
+        conf = need_record(self.layout.confidences)
         n = choose_n(conf["mean_confidence"], conf["L"], lam)
         self._table6_run(n, self.layout.lambda_record(lam), {"lambda": lam})
 
     def _speedup_row(self) -> None:
         """n by the speedup rule (the cost model at the measured exit agreements); its Table 6 run."""
-        conf = cli_stages.read_json(self.layout.confidences)
+        conf = need_record(self.layout.confidences)
         rule = conf["speedup_rule"]
         self._table6_run(rule["n"], self.layout.speedup_rule_record, {"rule": "speedup", "d": rule["d"]})
 
