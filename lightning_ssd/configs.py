@@ -16,9 +16,7 @@ def callbacks_without_sweep(source: str, path: Path) -> Path:
     """Writes to `path` a config fragment with the callbacks of `experiments/_base/callbacks/<source>` less the
     sweep over d (for runs whose sweep happens in a stage of its own); returns `path`."""
     callbacks = yaml.safe_load((EXPERIMENTS / "_base" / "callbacks" / source).read_text())
-    kept = [c for c in callbacks if not c["class_path"].endswith(SWEEP_CALLBACK)]
-    atomic_write_text(path, yaml.safe_dump({"trainer": {"callbacks": kept}}, sort_keys=False))
-    return path
+    return _write_callbacks(path, [c for c in callbacks if not c["class_path"].endswith(SWEEP_CALLBACK)])
 
 
 def callbacks_with_exit_rule(config: Path, rule: str, path: Path) -> Path:
@@ -32,5 +30,10 @@ def callbacks_with_exit_rule(config: Path, rule: str, path: Path) -> Path:
         raise ValueError(f"{config}: no ChooseLayerCallback among trainer.callbacks; there is no n rule to set")
     for c in chooser:
         c.setdefault("init_args", {})["rule"] = rule
+    return _write_callbacks(path, callbacks)
+
+
+def _write_callbacks(path: Path, callbacks: list[dict]) -> Path:
+    """Writes a config fragment that sets `trainer.callbacks` to `callbacks`; returns `path`."""
     atomic_write_text(path, yaml.safe_dump({"trainer": {"callbacks": callbacks}}, sort_keys=False))
     return path

@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lightning_ssd.backbones.vlm import vision_inputs
 from lightning_ssd.files import atomic_write_text
 from lightning_ssd.models.components.exit_layer import (
     ConfidenceStats,
@@ -17,10 +16,9 @@ from lightning_ssd.models.components.exit_layer import (
     Rule,
     candidate_layers,
     check_rule,
-    exit_confidences,
     select_exit_layer,
 )
-from lightning_ssd.models.components.speedup_rule import SpeedupChoice, choose_by_speedup_for, exit_agreements
+from lightning_ssd.models.components.speedup_rule import SpeedupChoice, choose_by_speedup_for, exit_statistics
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +64,7 @@ class ChooseLayerCallback(Callback):
         if trainer.sanity_checking:
             return
         vlm = pl_module.vlm
-        with torch.no_grad():
-            prompt, targets = vlm.teacher_forced(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                                 labels=batch["labels"], **vision_inputs(batch))
-            dec = vlm.decoder
-            # one teacher-forced pass serves both the confidences and the agreements
-            states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask,
-                                      prompt.encoder)
-            mask = targets != -100
-            keep, layers = mask.any(-1), candidate_layers(dec.num_layers)
-            stats = ConfidenceStats.of(exit_confidences(dec.head, states, mask, layers)[keep])
-            agreement = ConfidenceStats.of(exit_agreements(dec.head, states, mask, layers)[keep])
+        stats, agreement = exit_statistics(vlm, batch, candidate_layers(vlm.decoder.num_layers))
         self._stats = stats if self._stats is None else self._stats + stats
         self._agreement = agreement if self._agreement is None else self._agreement + agreement
 

@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 
 from lightning_ssd.backbones import load_backbone
-from lightning_ssd.backbones.vlm import vision_inputs
-from lightning_ssd.models.components.exit_layer import ConfidenceStats, choose_exit_layer, exit_confidences
-from lightning_ssd.models.components.speedup_rule import choose_by_speedup_for, exit_agreements
+from lightning_ssd.models.components.exit_layer import ConfidenceStats, choose_exit_layer
+from lightning_ssd.models.components.speedup_rule import choose_by_speedup_for, exit_statistics
 from lightning_ssd.reproduce.decode_eval import split_batches
 from lightning_ssd.reproduce.plan import atomic_write_json
 from lightning_ssd.reproduce.settings import Settings, lambda_value
@@ -34,13 +33,7 @@ def measure_confidences(backbone: Path, settings: Settings, out: Path) -> None:
     stats: ConfidenceStats | None = None
     agreement: ConfidenceStats | None = None
     for batch in split_batches(backbone, settings, "val"):
-        prompt, targets = vlm.teacher_forced(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                             labels=batch["labels"], **vision_inputs(batch))
-        states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
-        mask = targets != -100
-        keep = mask.any(-1)
-        batch_stats = ConfidenceStats.of(exit_confidences(dec.head, states, mask, layers)[keep])  # (B', L-1)
-        batch_agree = ConfidenceStats.of(exit_agreements(dec.head, states, mask, layers)[keep])
+        batch_stats, batch_agree = exit_statistics(vlm, batch, layers)
         stats = batch_stats if stats is None else stats + batch_stats
         agreement = batch_agree if agreement is None else agreement + batch_agree
     if stats is None or stats.count == 0:

@@ -106,22 +106,20 @@ def _rule_name(rule: str) -> str:
                       "error of the best)", "argmax": "paper's reward (argmax)", "speedup": "speedup rule"}[rule]
 
 
-def _chosen_runs(ctx: ReportContext, record_of: Callable[[Layout], Path]) -> tuple[Path, ...]:
-    """Per seed, the metrics of the run a Table 6 row's record points to (the record itself while it is missing)."""
-    files = []
-    for layout in ctx.layouts:
-        record = read_record(record_of(layout))
-        files.append(record_of(layout) if record is None else Path(record["metrics"]))
-    return tuple(files)
+def _chosen_run(record: Path) -> Path:
+    """The metrics of the run a Table 6 row's record points to (the record itself while it is missing)."""
+    chosen = read_record(record)
+    return record if chosen is None else Path(chosen["metrics"])
 
 
 def table6(ctx: ReportContext) -> str:
     """Table 6: lambda -> n -> quality and speed, n over every layer."""
     s = ctx.settings
-    rows = [RowSource(lam, f"ours: lambda = {lam}", _chosen_runs(ctx, lambda lay, lam=lam: lay.lambda_record(lam)),
-                      "ssd", "draft_imit") for lam in s.lambdas]
+    rows = [RowSource(lam, f"ours: lambda = {lam}",
+                      _files(ctx, lambda lay, lam=lam: _chosen_run(lay.lambda_record(lam))), "ssd", "draft_imit")
+            for lam in s.lambdas]
     rows.append(RowSource("speedup", f"ours: speedup rule, d = {s.draft}",
-                          _chosen_runs(ctx, lambda lay: lay.speedup_rule_record), "ssd", "draft_imit"))
+                          _files(ctx, lambda lay: _chosen_run(lay.speedup_rule_record)), "ssd", "draft_imit"))
     got = collected(rows)
     by_key = dict((r.key, c) for r, c in got)
     confidences = read_record(ctx.first.confidences) or {}

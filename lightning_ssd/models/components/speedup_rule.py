@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM
+from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM, vision_inputs
 from lightning_ssd.decoding.cost import CostModel, measure_cost_model
+from lightning_ssd.models.components.exit_layer import ConfidenceStats, exit_confidences
 from lightning_ssd.models.components.imitation import ImitationNetwork
 
 
@@ -37,6 +38,20 @@ def layer_agreements(vlm: SplitVLM, prompt: DecoderPrompt, targets: torch.Tensor
     dec = vlm.decoder
     states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
     return exit_agreements(dec.head, states, targets != -100, layers)
+
+
+@torch.no_grad()
+def exit_statistics(vlm: SplitVLM, batch: dict, layers: range) -> tuple[ConfidenceStats, ConfidenceStats]:
+    """Each exit's mean confidence C_l and agreement with the full model over a collated batch's samples, for l in
+    `layers`, from one teacher-forced pass (samples without a target are left out)."""
+    prompt, targets = vlm.teacher_forced(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                         labels=batch["labels"], **vision_inputs(batch))
+    dec = vlm.decoder
+    states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
+    mask = targets != -100
+    keep = mask.any(-1)
+    return (ConfidenceStats.of(exit_confidences(dec.head, states, mask, layers)[keep]),
+            ConfidenceStats.of(exit_agreements(dec.head, states, mask, layers)[keep]))
 
 
 @dataclass(frozen=True)
