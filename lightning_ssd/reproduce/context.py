@@ -42,8 +42,12 @@ class ReportContext:
         return record
 
     @property
-    def n(self) -> int:
-        return int(self.finetune()["n"])
+    def n(self) -> str:
+        """Table 1's n: one number when every seed chose it, else each seed's ("4, 2, 3 for seeds 0, 1, 2")."""
+        ns = [int(self.finetune(layout)["n"]) for layout in self.layouts]
+        if len(set(ns)) == 1:
+            return str(ns[0])
+        return f"{', '.join(map(str, ns))} for seeds {', '.join(str(layout.seed) for layout in self.layouts)}"
 
     @property
     def num_layers(self) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 from lightning_ssd.files import atomic_write_text
 from lightning_ssd.reproduce import figures
 from lightning_ssd.reproduce.context import ReportContext
-from lightning_ssd.reproduce.layout import MAIN_ROW
+from lightning_ssd.reproduce.layout import FIGURE_RUNS, MAIN_ROW
 from lightning_ssd.reproduce.paper import claims
 from lightning_ssd.reproduce.plan import duration
 from lightning_ssd.reproduce.report_tables import table1, table5, table6
@@ -53,9 +53,13 @@ def fig6_sentence(test: dict[str, Any]) -> str:
     return f"Ours (SSD with imitation, the test stage): mean acceptance {spans}: it {shape}."
 
 
+def _speeds(sweep: dict[str, Any]) -> dict[int, float]:
+    return {d: sweep["metrics"][f"test/{sweep_mode(d)}/speedup"] for d in sweep["drafts"]}
+
+
 def fig9_sentence(sweep: dict[str, Any]) -> str:
     m, ds = sweep["metrics"], sweep["drafts"]
-    speeds = {d: m[f"test/{sweep_mode(d)}/speedup"] for d in ds}
+    speeds = _speeds(sweep)
     bleu = [m[f"test/{sweep_mode(d)}/BLEU-4"] for d in ds]
     best = max(speeds, key=speeds.get)
     flat = max(bleu) - min(bleu) < 1e-6
@@ -87,9 +91,9 @@ CLEAR = 0.5  # BLEU-4 points: smaller differences between two runs' last epochs 
 def training_sentences(histories: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Figures 1, 7 and 8 against their paper statements: the frozen, joint and mixed runs' last epochs compared."""
     curves = _curves(histories)
-    if not {"frozen", "joint", "mixed"} <= curves.keys():
+    if not set(FIGURE_RUNS) <= curves.keys():
         return dict.fromkeys(("fig1", "fig7", "fig8"), "No per-epoch metrics were logged.")
-    (f_full, f_draft), (j_full, j_draft), (m_full, m_draft) = (curves[r] for r in ("frozen", "joint", "mixed"))
+    (f_full, f_draft), (j_full, j_draft), (m_full, m_draft) = (curves[r] for r in FIGURE_RUNS)
     both = (f"Ours, first to last epoch: {_trajectory('frozen', f_full, f_draft)}; "
             f"{_trajectory('joint', j_full, j_draft)}.")
     gap = j_full[-1] - f_full[-1]
@@ -113,6 +117,27 @@ def training_sentences(histories: dict[str, dict[str, Any]]) -> dict[str, str]:
             +
             " Speed is not compared: these runs validate the full model and the draft alone, not SSD.")
     return {"fig1": both, "fig7": fig7, "fig8": fig8}
+
+
+def _last_epoch_gap(curves: dict[str, tuple[list[float], list[float]]], run: str) -> str:
+    return f"{curves[run][0][-1] - curves['frozen'][0][-1]:+.1f}" if {run, "frozen"} <= curves.keys() else "—"
+
+
+def seeds_sentence(ctx: ReportContext) -> str | None:
+    """Whether the figures' readings hold in every seed: the training gaps and the fastest d, seed by seed."""
+    if len(ctx.layouts) == 1:
+        return None
+    joint, mixed, fastest = [], [], []
+    for layout in ctx.layouts:
+        curves = _curves({run: need_record(layout.history(run)) for run in FIGURE_RUNS})
+        joint.append(_last_epoch_gap(curves, "joint"))
+        mixed.append(_last_epoch_gap(curves, "mixed"))
+        speeds = _speeds(need_record(layout.sweep))
+        fastest.append(str(max(speeds, key=speeds.get)))
+    seeds = ", ".join(str(layout.seed) for layout in ctx.layouts)
+    return (f"Seed by seed ({seeds}): the full model's last-epoch validation BLEU-4, joint run minus frozen run: "
+            f"{', '.join(joint)}; mixed run minus frozen run: {', '.join(mixed)}; the fastest d of Figure 9: "
+            f"{', '.join(fastest)}.")
 
 
 def _timings(ctx: ReportContext) -> tuple[float, list[str]]:
@@ -139,7 +164,9 @@ def readme(ctx: ReportContext, sentences: dict[str, str]) -> str:
                         ("Figure 8", "fig8")):
         quoted = " ".join(f"\"{c.text}\"" for c in claims(source))
         lines += [f"- {source}. Paper: {quoted}", f"  {sentences[key]}"]
-    lines += ["", f"Figures show seed {ctx.settings.seeds[0]}.", "", "## Stage wall times", "",
+    across = seeds_sentence(ctx)
+    lines += ["", f"Figures and their sentences show seed {ctx.settings.seeds[0]}."
+              + (f" {across}" if across else ""), "", "## Stage wall times", "",
               "| stage | wall time | estimated |", "|---|---|---|", *rows, ""]
     return "\n".join(lines)
 
@@ -150,7 +177,7 @@ def write_report(ctx: ReportContext) -> None:
     for name, build in zip(TABLES, (table1, table5, table6), strict=True):
         atomic_write_text(out / name, build(ctx))
     sweep, test = need_record(first.sweep), need_record(first.test_metrics("table1", MAIN_ROW))
-    histories = {run: need_record(first.history(run)) for run in ("frozen", "joint", "mixed")}
+    histories = {run: need_record(first.history(run)) for run in FIGURE_RUNS}
     figures.fig9(sweep, out / "fig9_d.png")
     figures.fig6(test, sweep, out / "fig6_acceptance.png")
     figures.training_figure({k: histories[k] for k in ("frozen", "joint")},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from lightning_ssd.reproduce import notes
 from lightning_ssd.reproduce.context import ReportContext
 from lightning_ssd.reproduce.layout import LOSS_ROWS, MAIN_FUSION, MAIN_ROW, Layout
 from lightning_ssd.reproduce.results import RowSource, read_record
-from lightning_ssd.reproduce.tables import TABLE1_COLUMNS, TABLE5_COLUMNS, TABLE6_COLUMNS, collected, render
+from lightning_ssd.reproduce.tables import TABLE1_COLUMNS, TABLE5_COLUMNS, TABLE6_COLUMNS, collected, render, seed_table
 
 LOSS_LABELS = {"ours_ce": "ours: SSD, imitation by CE", "ours_cs": "ours: SSD, CE+CS",
                "ours_cs_kd": "ours: SSD, CE+CS+KD (default)"}
@@ -135,6 +136,23 @@ def table6(ctx: ReportContext) -> str:
         "model. Paper: COCO, L = 24.",
         *notes.lambda_notes(by_key, s.lambdas, ctx.num_layers), SPICE_NOTE, *_meteor_note(ctx),
     ]
-    return render("Table 6: cost per layer lambda, the chosen n, quality and speed", got, TABLE6_COLUMNS, "Table 6",
-                  "COCO", [t for t in text if t])
+    table = render("Table 6: cost per layer lambda, the chosen n, quality and speed", got, TABLE6_COLUMNS, "Table 6",
+                   "COCO", [t for t in text if t])
+    return table if len(s.seeds) == 1 else table + "\n" + _rules_per_seed(ctx, [r for r, _ in got])
+
+
+def _n_and_speedup(cells: dict[str, float]) -> str:
+    n, speedup = cells["n"], cells["Spd."]
+    return f"n = {n:.0f}: {speedup:.2f}x" if math.isfinite(n) and math.isfinite(speedup) else "—"
+
+
+def _rules_per_seed(ctx: ReportContext, rows: list[RowSource]) -> str:
+    """Each rule's n and SSD speedup in each seed: how the rules fare on one backbone, and across backbones."""
+    table1_rule = RowSource("table1", f"Table 1: {_rule_name(ctx.settings.exit_rule)}, n <= L/2",
+                            _row(ctx, "table1", MAIN_ROW), "ssd", "draft_imit")
+    lines = seed_table([table1_rule, *rows], ctx.settings.seeds, _n_and_speedup)
+    return "\n".join(["## Each rule's n and speedup per seed", "",
+                      "Each seed fine-tunes its own backbone, so a rule may choose another n in another seed; "
+                      "rows that choose the same n in one seed share that seed's run (Table 1's row is its own run, "
+                      f"with {ctx.settings.imitation_epochs} imitation epochs).", "", *lines, ""])
 

@@ -107,6 +107,11 @@ def collect(source: RowSource) -> dict[str, Aggregate] | None:
     return {k: Aggregate(tuple(s.get(k, NAN) for s in seeds)) for k in seeds[0]}
 
 
+def per_seed(source: RowSource) -> list[dict[str, float] | None]:
+    """The row's numbers in each seed, in the order of its files (None: that seed's record does not exist)."""
+    return [None if r is None else measure(r, source.mode, source.draft_mode) for r in map(read_record, source.files)]
+
+
 def median_of(cells: dict[str, Aggregate] | None, key: str) -> float:
     """The median of one cell, NaN for a row that was not run or a value not measured."""
     return cells[key].median if cells is not None and key in cells else NAN

@@ -6,10 +6,11 @@ quality and the identity to the full model's greedy output are separate columns,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lightning_ssd.reproduce.paper import paper_label, paper_value
-from lightning_ssd.reproduce.results import Aggregate, RowSource, collect
+from lightning_ssd.reproduce.results import Aggregate, RowSource, collect, per_seed
 
 Cells = dict[str, Aggregate] | None
 
@@ -67,3 +68,13 @@ def render(title: str, rows: list[tuple[RowSource, Cells]], columns: tuple[Colum
 def collected(rows: list[RowSource]) -> list[tuple[RowSource, Cells]]:
     """Each row with its cells (None: not run)."""
     return [(row, collect(row)) for row in rows]
+
+
+def seed_table(rows: list[RowSource], seeds: Sequence[int], cell: Callable[[dict[str, float]], str]) -> list[str]:
+    """A Markdown table of each row's `cell` in each seed, so a median's spread can be traced to its seeds."""
+    head = ["method", *(f"seed {s}" for s in seeds)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        values = per_seed(row)
+        lines.append("| " + " | ".join([row.label, *("—" if v is None else cell(v) for v in values)]) + " |")
+    return lines

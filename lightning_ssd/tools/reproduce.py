@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     if threads:
         torch.set_num_threads(threads)  # tiny models: a second thread only adds contention
     root, out = Path(a.root), Path(a.out)
-    command = "python -m lightning_ssd reproduce " + shlex.join(args)
+    command = " ".join(["python -m lightning_ssd reproduce", *map(shlex.quote, args)])
     stages = build_plan(settings, root, out, command)
     total = sum(s.estimate_min for s in stages)
     est = Estimates(with_overrides(Settings(), test_batch_size=settings.test_batch_size))  # the default sizes

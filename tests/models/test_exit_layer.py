@@ -9,11 +9,11 @@ from lightning_ssd.models.components.exit_layer import (
     ConfidenceStats,
     candidate_layers,
     choose_exit_layer,
-    layer_confidences,
     layer_rewards,
     mean_confidence,
     select_exit_layer,
 )
+from lightning_ssd.models.components.speedup_rule import exit_statistics
 from tests.helpers import TOKENS, image_prefix_length, make_inputs, tiny_vlm
 
 
@@ -81,18 +81,20 @@ def test_mean_confidence_on_hand_made_logits():
     torch.testing.assert_close(mean_confidence(logits, mask), torch.tensor([(1.0 + 1 / V) / 2, 1 / V]))
 
 
-def test_layer_confidences_match_the_early_exit_softmax():
+def test_exit_statistics_match_the_early_exit_softmax():
     name = "tiny-blip2-opt"
     vlm = tiny_vlm(name)
-    batch = make_inputs(name, [5, 5])
+    batch = make_inputs(name, [5, 3])
     labels = batch["input_ids"].clone()
     labels[:, : image_prefix_length(name) + 2] = -100
+    labels[batch["attention_mask"] == 0] = -100
+    layers = candidate_layers(vlm.decoder.num_layers)
+    confidence, _ = exit_statistics(vlm, {**batch, "labels": labels}, layers)
+    assert confidence.count == 2 and confidence.mean.shape == (len(layers),)
     prompt, targets = vlm.teacher_forced(**batch, labels=labels)
-    got = layer_confidences(vlm, prompt, targets)  # (B, L/2)
-    assert got.shape == (2, vlm.decoder.num_layers // 2)
     with torch.no_grad():
         states = vlm.decoder.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask)
-        probs = torch.softmax(vlm.decoder.head(states[1]), -1).amax(-1)[0]
-    expected = probs[targets[0] != -100].mean().item()
-    assert got[0, 0].item() == pytest.approx(expected, rel=1e-5)
-    assert all(1.0 / TOKENS.vocab_size <= v <= 1.0 and math.isfinite(v) for v in got.flatten().tolist())
+        probs = torch.softmax(vlm.decoder.head(states[1]), -1).amax(-1)  # (B, T)
+    per_sample = [probs[b][targets[b] != -100].mean().item() for b in range(2)]
+    assert confidence.mean[0].item() == pytest.approx(sum(per_sample) / 2, rel=1e-5)
+    assert all(1.0 / TOKENS.vocab_size <= v <= 1.0 and math.isfinite(v) for v in confidence.mean.tolist())

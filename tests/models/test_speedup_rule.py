@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lightning_ssd.decoding.cost import CostModel
-from lightning_ssd.models.components.speedup_rule import choose_by_speedup, layer_agreements
+from lightning_ssd.models.components.speedup_rule import choose_by_speedup, exit_statistics
 from tests.helpers import image_prefix_length, make_inputs, make_redundant_, tiny_vlm
 
 
@@ -26,11 +26,10 @@ def test_agreement_is_one_where_the_deep_layers_write_nothing():
     batch = make_inputs("tiny-llava", [5, 5])
     labels = batch["input_ids"].clone()
     labels[:, : image_prefix_length("tiny-llava") + 2] = -100
-    prompt, targets = vlm.teacher_forced(**batch, labels=labels)
-    a = layer_agreements(vlm, prompt, targets, range(1, 4))
-    assert a.shape == (2, 3)
-    assert torch.equal(a[:, 1:], torch.ones(2, 2))  # x_2 = x_3 = x_L: layers 2 and 3 are the full model's exit
-    assert (a[:, 0] < 1).all()  # layer 1 is not (a random tiny model)
+    _, agreement = exit_statistics(vlm, {**batch, "labels": labels}, range(1, 4))
+    assert agreement.count == 2
+    assert agreement.mean[1:].tolist() == [1.0, 1.0]  # x_2 = x_3 = x_L: layers 2 and 3 are the full model's exit
+    assert agreement.mean[0] < 1  # layer 1 is not (a random tiny model)
 
 
 def test_bad_settings_are_refused():

@@ -1,16 +1,22 @@
 """Pieces of the report and the plan that need no training: cells over seeds, notes from values, hooks, lambda."""
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from lightning_ssd.reproduce import stages
+from lightning_ssd.reproduce import figures, stages
 from lightning_ssd.reproduce.cli_stages import RunContext
+from lightning_ssd.reproduce.context import ReportContext
 from lightning_ssd.reproduce.exit_layers import choose_n
 from lightning_ssd.reproduce.layout import Layout
 from lightning_ssd.reproduce.notes import draft_without_imitation, loss_order
+from lightning_ssd.reproduce.report import seeds_sentence
+from lightning_ssd.reproduce.report_tables import table1, table6
 from lightning_ssd.reproduce.results import Aggregate, measure
 from lightning_ssd.reproduce.settings import QUICK, Settings, lambda_value
+from lightning_ssd.reproduce.sweep import sweep_mode
 
 
 def _cells(**values):
@@ -121,3 +127,54 @@ def test_the_training_figure_notes_follow_the_last_epochs():
     assert "joint: full model BLEU-4 38.7 -> 43.2" in ours_like["fig1"]
     missing = training_sentences({"frozen": frozen})
     assert set(missing) == {"fig1", "fig7", "fig8"} and "No per-epoch" in missing["fig7"]
+
+
+def _write(path: Path, record: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
+def _test_record(n: int, speedup: float) -> dict:
+    return {"n": n, "L": 6, "metrics": {"test/ssd/speedup": speedup, "test/ssd/BLEU-4": 40.0}}
+
+
+def test_table6_shows_each_rules_n_and_speedup_in_each_seed(tmp_path):
+    settings = replace(QUICK, seeds=(0, 1, 2), lambdas=("1/10",))
+    layouts = tuple(Layout(tmp_path, seed) for seed in settings.seeds)
+    for layout, (table1_n, lambda_n, speed_n) in zip(layouts[:2], ((3, 1, 2), (2, 2, 1)), strict=True):
+        _write(layout.finetune_record, {"n": table1_n, "L": 6})
+        _write(layout.test_metrics("table1", "cs_kd"), _test_record(table1_n, 1.0 + table1_n / 10))
+        for record, n in ((layout.lambda_record("1/10"), lambda_n), (layout.speedup_rule_record, speed_n)):
+            run = _write(layout.folder / "table6" / f"n{n}" / "metrics.json", _test_record(n, 2.0 + n / 10))
+            _write(record, {"n": n, "metrics": str(run)})
+    _write(layouts[2].finetune_record, {"n": 3, "L": 6})  # seed 2 fine-tuned, its rows not run yet
+    ctx = ReportContext(settings, layouts, tmp_path / "out", {}, "cmd", tmp_path / "timings.json")
+    text = table6(ctx)
+    section = text[text.index("## Each rule's n and speedup per seed"):]
+    head, *rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+                   if line.startswith("|") and "---" not in line]
+    assert head == ["method", "seed 0", "seed 1", "seed 2"]
+    assert rows[0][1:] == ["n = 3: 1.30x", "n = 2: 1.20x", "—"]  # Table 1's rule
+    assert rows[1][0] == "ours: lambda = 1/10" and rows[1][1:] == ["n = 1: 2.10x", "n = 2: 2.20x", "—"]
+    assert rows[2][1:] == ["n = 2: 2.20x", "n = 1: 2.10x", "—"]  # the speedup rule
+    assert "n = 3, 2, 3 for seeds 0, 1, 2" in table1(ctx)
+    one_seed = ReportContext(replace(settings, seeds=(0,)), layouts[:1], tmp_path / "out", {}, "cmd",
+                             tmp_path / "timings.json")
+    assert "per seed" not in table6(one_seed) and "Draft exit n = 3," in table1(one_seed)
+
+
+def test_the_readme_says_how_the_figures_readings_vary_over_seeds(tmp_path):
+    settings = replace(QUICK, seeds=(0, 1))
+    layouts = tuple(Layout(tmp_path, seed) for seed in settings.seeds)
+    for layout, (joint, fastest) in zip(layouts, ((43.0, 2), (38.0, 4)), strict=True):
+        for run, full in (("frozen", 39.0), ("joint", joint), ("mixed", 39.5)):
+            _write(layout.history(run), {"val": {figures.FULL: [38.0, full], figures.DRAFT: [30.0, 31.0]}})
+        speeds = {d: 1.0 + (d == fastest) for d in (1, 2, 4)}
+        _write(layout.sweep, {"drafts": [1, 2, 4],
+                              "metrics": {f"test/{sweep_mode(d)}/speedup": v for d, v in speeds.items()}})
+    ctx = ReportContext(settings, layouts, tmp_path / "out", {}, "cmd", tmp_path / "timings.json")
+    sentence = seeds_sentence(ctx)
+    assert "joint run minus frozen run: +4.0, -1.0" in sentence and "mixed run minus frozen run: +0.5, +0.5" in sentence
+    assert sentence.endswith("the fastest d of Figure 9: 2, 4.")
+    assert seeds_sentence(replace(ctx, layouts=layouts[:1])) is None

@@ -18,8 +18,6 @@ from typing import Literal
 
 import torch
 
-from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM
-
 Rule = Literal["argmax", "one_se", "speedup"]
 # "speedup" predicts each layer's decode speedup from its measured agreement with the full model (speedup_rule.py)
 RULES: tuple[str, ...] = ("argmax", "one_se", "speedup")
@@ -41,22 +39,6 @@ def exit_confidences(head: Callable[[torch.Tensor], torch.Tensor], states: list[
                      layers: range) -> torch.Tensor:
     """(B, |layers|) mean C_l over each sample's masked positions, from teacher-forced states [x_0, ..., x_L]."""
     return torch.stack([mean_confidence(head(states[layer]), mask) for layer in layers], dim=-1)
-
-
-@torch.no_grad()
-def layer_confidences(vlm: SplitVLM, prompt: DecoderPrompt, targets: torch.Tensor,
-                      layers: range | None = None) -> torch.Tensor:
-    """(B, |layers|) mean over each sample's target positions of C_l, for l in `layers` (default [L/2]).
-
-    Args:
-        vlm: the backbone.
-        prompt: teacher-forced decoder inputs (`SplitVLM.teacher_forced`).
-        targets: (B, T) next-token targets, -100 where no token is predicted.
-        layers: the layers to measure (1-based exits); None: [L/2].
-    """
-    dec = vlm.decoder
-    states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
-    return exit_confidences(dec.head, states, targets != -100, layers or candidate_layers(dec.num_layers))
 
 
 def layer_rewards(mean_confidence: torch.Tensor, num_layers: int, lam: float | None = None,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lightning_ssd.backbones.vlm import DecoderPrompt, SplitVLM, vision_inputs
+from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
 from lightning_ssd.decoding.cost import CostModel, measure_cost_model
 from lightning_ssd.models.components.exit_layer import ConfidenceStats, exit_confidences
 from lightning_ssd.models.components.imitation import ImitationNetwork
@@ -30,14 +30,6 @@ def exit_agreements(head: Callable[[torch.Tensor], torch.Tensor], states: list[t
     full = head(states[-1]).argmax(-1)  # (B, T)
     agree = [(head(states[layer]).argmax(-1) == full).float() for layer in layers]
     return torch.stack([(a * mask).sum(-1) / mask.sum(-1).clamp(min=1) for a in agree], dim=-1)
-
-
-@torch.no_grad()
-def layer_agreements(vlm: SplitVLM, prompt: DecoderPrompt, targets: torch.Tensor, layers: range) -> torch.Tensor:
-    """`exit_agreements` of a teacher-forced prompt and its targets (-100 where no token is predicted)."""
-    dec = vlm.decoder
-    states = dec.layer_states(prompt.inputs_embeds, prompt.position_ids, prompt.attention_mask, prompt.encoder)
-    return exit_agreements(dec.head, states, targets != -100, layers)
 
 
 @torch.no_grad()
