@@ -85,13 +85,16 @@ def loss_order(rows: dict[str, Cells]) -> str | None:
     return text + f"; the draft with the highest tau is the {best} one."
 
 
-def draft_verify(rows: dict[str, Cells], num_layers: int, skipped: int | None) -> str | None:
+def draft_verify(rows: dict[str, Cells], num_layers: int, skipped: list[int]) -> str | None:
+    """`skipped`: each seed's number of skipped layers (of the seeds whose search has run)."""
     dv, ours = median_of(rows["draft_verify"], "Spd."), median_of(rows["ours_cs_kd"], "Spd.")
     same = median_of(rows["draft_verify"], "identical")
     if not _ok(dv, ours, same):
         return None
     relation = "below" if dv < ours else "above"
-    what = f", skipping {skipped} of {num_layers} layers" if skipped is not None else ""
+    counts = str(skipped[0]) if len(set(skipped)) == 1 else ", ".join(map(str, skipped))
+    what = (f", skipping {counts} of {num_layers} layers" + ("" if len(set(skipped)) == 1 else " (seed by seed)")
+            if skipped else "")
     return (f"Draft & Verify reaches {dv:.2f}x here{what} (skip set searched by TPE on validation prompts), {relation} "
             f"SSD with imitation's {ours:.2f}x; in the paper {_p('draft_verify', 'Spd.'):.2f}x against "
             f"{_p('ours_cs_kd', 'Spd.'):.2f}x. Its output is the full model's on {same:.1f}% of test images"

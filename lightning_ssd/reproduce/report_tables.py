@@ -62,7 +62,8 @@ def table1(ctx: ReportContext) -> str:
     ]
     got = collected(rows)
     by_key = dict((r.key, c) for r, c in got)
-    dv = read_record(ctx.first.draft_verify)
+    searches = (read_record(layout.draft_verify) for layout in ctx.layouts)
+    skipped = [len(search["skip_layers"]) for search in searches if search is not None]
     s = ctx.settings
     text = [
         _setting(ctx) + f" Draft exit n = {ctx.n}, chosen on the validation split by the {_rule_name(s.exit_rule)} "
@@ -72,7 +73,7 @@ def table1(ctx: ReportContext) -> str:
         notes.draft_without_imitation(by_key), notes.imitation_effect(by_key),
         notes.identity(by_key, ("ours_ce", "ours_cs", "ours_cs_kd", "layerskip", "kangaroo")),
         notes.loss_order(by_key),
-        notes.draft_verify(by_key, ctx.num_layers, len(dv["skip_layers"]) if dv else None),
+        notes.draft_verify(by_key, ctx.num_layers, skipped),
         "The n of the Draft & Verify row is its first skipped layer m (verification runs layers m..L).",
         "Draft-only rows are not verified: their quality is the shallow model's own and their Spd. its speed.",
         "Kangaroo is not in the paper's Table 1 (its paper columns are empty); LayerSkip here is fine-tuned with its "

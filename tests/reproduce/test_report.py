@@ -11,7 +11,7 @@ from lightning_ssd.reproduce.cli_stages import RunContext
 from lightning_ssd.reproduce.context import ReportContext
 from lightning_ssd.reproduce.exit_layers import choose_n
 from lightning_ssd.reproduce.layout import Layout
-from lightning_ssd.reproduce.notes import draft_without_imitation, loss_order
+from lightning_ssd.reproduce.notes import draft_verify, draft_without_imitation, loss_order
 from lightning_ssd.reproduce.report import seeds_sentence
 from lightning_ssd.reproduce.report_tables import table1, table6
 from lightning_ssd.reproduce.results import Aggregate, measure
@@ -49,6 +49,13 @@ def test_the_loss_note_says_whether_the_order_is_the_papers():
     assert "the paper's order" in loss_order(rows) and "not the paper's" not in loss_order(rows)
     rows["ours_ce"] = _cells(**{"Spd.": 1.5, "tau": 4.05})
     assert "not the paper's order" in loss_order(rows) and "timing variation" in loss_order(rows)
+
+
+def test_the_draft_verify_note_names_each_seeds_skip_count():
+    rows = {"draft_verify": _cells(**{"Spd.": 1.1, "identical": 100.0}), "ours_cs_kd": _cells(**{"Spd.": 1.8})}
+    assert "1.10x here, skipping 14 of 24 layers (skip set" in draft_verify(rows, 24, [14, 14])
+    assert "skipping 14, 15 of 24 layers (seed by seed)" in draft_verify(rows, 24, [14, 15])
+    assert "1.10x here (skip set" in draft_verify(rows, 24, [])
 
 
 def test_a_missing_hook_config_makes_its_stages_say_so(tmp_path, monkeypatch):
