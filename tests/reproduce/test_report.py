@@ -11,7 +11,7 @@ from lightning_ssd.reproduce.cli_stages import RunContext
 from lightning_ssd.reproduce.context import ReportContext
 from lightning_ssd.reproduce.exit_layers import choose_n
 from lightning_ssd.reproduce.layout import Layout
-from lightning_ssd.reproduce.notes import draft_verify, draft_without_imitation, loss_order
+from lightning_ssd.reproduce.notes import draft_verify, draft_without_imitation, identity, loss_order
 from lightning_ssd.reproduce.report import seeds_sentence
 from lightning_ssd.reproduce.report_tables import table1, table6
 from lightning_ssd.reproduce.results import Aggregate, measure
@@ -185,3 +185,11 @@ def test_the_readme_says_how_the_figures_readings_vary_over_seeds(tmp_path):
     assert "joint run minus frozen run: +4.0, -1.0" in sentence and "mixed run minus frozen run: +0.5, +0.5" in sentence
     assert sentence.endswith("the fastest d of Figure 9: 2, 4.")
     assert seeds_sentence(replace(ctx, layouts=layouts[:1])) is None
+
+
+def test_the_identity_note_reads_the_worst_seed_not_the_median():
+    rows = {"ours_cs_kd": {"identical": Aggregate((100.0, 100.0, 100.0))},
+            "layerskip": {"identical": Aggregate((100.0, 100.0, 99.5))}}
+    assert "Every SSD row's output is identical" in identity(rows, ("ours_cs_kd",))
+    note = identity(rows, ("ours_cs_kd", "layerskip"))
+    assert "not identical" in note and "layerskip (99.5% in its worst seed)" in note and "ours_cs_kd" not in note
