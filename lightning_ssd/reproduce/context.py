@@ -42,7 +42,7 @@ class ReportContext:
         return record
 
     @property
-    def n(self) -> str:
+    def n_label(self) -> str:
         """Table 1's n: one number when every seed chose it, else each seed's ("4, 2, 3 for seeds 0, 1, 2")."""
         ns = [int(self.finetune(layout)["n"]) for layout in self.layouts]
         if len(set(ns)) == 1:

@@ -54,10 +54,9 @@ def identity(rows: dict[str, Cells], keys: tuple[str, ...], variants: str = "los
     # the worst seed of each row: one seed's mismatch must not hide behind a median
     worst = {k: min(rows[k]["identical"].finite) for k in keys
              if rows.get(k) is not None and rows[k]["identical"].finite}
-    shares = list(worst.values())
-    if not shares:
+    if not worst:
         return None
-    if min(shares) >= 99.95:
+    if min(worst.values()) >= 99.95:
         return ("Every SSD row's output is identical to the full model's greedy output on every test image (column "
                 "'identical to full model'), so those rows' quality columns equal the full model's row. The paper's "
                 f"'Our' rows score below its full model (CIDEr {_p('ours_ce', 'CIDEr'):.1f}-"
@@ -95,9 +94,12 @@ def draft_verify(rows: dict[str, Cells], num_layers: int, skipped: list[int]) ->
     if not _ok(dv, ours, same):
         return None
     relation = "below" if dv < ours else "above"
-    counts = str(skipped[0]) if len(set(skipped)) == 1 else ", ".join(map(str, skipped))
-    what = (f", skipping {counts} of {num_layers} layers" + ("" if len(set(skipped)) == 1 else " (seed by seed)")
-            if skipped else "")
+    if not skipped:
+        what = ""
+    elif len(set(skipped)) == 1:
+        what = f", skipping {skipped[0]} of {num_layers} layers"
+    else:
+        what = f", skipping {', '.join(map(str, skipped))} of {num_layers} layers (seed by seed)"
     return (f"Draft & Verify reaches {dv:.2f}x here{what} (skip set searched by TPE on validation prompts), {relation} "
             f"SSD with imitation's {ours:.2f}x; in the paper {_p('draft_verify', 'Spd.'):.2f}x against "
             f"{_p('ours_cs_kd', 'Spd.'):.2f}x. Its output is the full model's on {same:.1f}% of test images"

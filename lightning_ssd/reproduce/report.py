@@ -57,11 +57,15 @@ def _speeds(sweep: dict[str, Any]) -> dict[int, float]:
     return {d: sweep["metrics"][f"test/{sweep_mode(d)}/speedup"] for d in sweep["drafts"]}
 
 
+def _fastest(speeds: dict[int, float]) -> int:
+    return max(speeds, key=speeds.get)
+
+
 def fig9_sentence(sweep: dict[str, Any]) -> str:
     m, ds = sweep["metrics"], sweep["drafts"]
     speeds = _speeds(sweep)
     bleu = [m[f"test/{sweep_mode(d)}/BLEU-4"] for d in ds]
-    best = max(speeds, key=speeds.get)
+    best = _fastest(speeds)
     flat = max(bleu) - min(bleu) < 1e-6
     return (f"Ours: the fastest d is {best} ({speeds[best]:.2f}x; d = {ds[0]}: {speeds[ds[0]]:.2f}x, d = {ds[-1]}: "
             f"{speeds[ds[-1]]:.2f}x); BLEU-4 " + ("is the same for every d (SSD is lossless)." if flat else
@@ -85,6 +89,11 @@ def _trajectory(run: str, full: list[float], draft: list[float]) -> str:
 UNCONVERGED = ("the embedded default's backbone is fine-tuned for 2 epochs from random initialisation and is still "
                "learning, so training it on in the joint run's CE term improves it, where the paper's pretrained, "
                "converged backbone has little to gain and loses to the draft's objectives")
+def _last_epoch_gap(curves: dict[str, tuple[list[float], list[float]]], run: str) -> float:
+    """The full model's last-epoch BLEU-4 of `run` minus the frozen run's; NaN when either logged none."""
+    return curves[run][0][-1] - curves["frozen"][0][-1] if {run, "frozen"} <= curves.keys() else math.nan
+
+
 CLEAR = 0.5  # BLEU-4 points: smaller differences between two runs' last epochs are not read as a gain or a loss
 
 
@@ -96,7 +105,7 @@ def training_sentences(histories: dict[str, dict[str, Any]]) -> dict[str, str]:
     (f_full, f_draft), (j_full, j_draft), (m_full, m_draft) = (curves[r] for r in FIGURE_RUNS)
     both = (f"Ours, first to last epoch: {_trajectory('frozen', f_full, f_draft)}; "
             f"{_trajectory('joint', j_full, j_draft)}.")
-    gap = j_full[-1] - f_full[-1]
+    gap = _last_epoch_gap(curves, "joint")
     if gap < -CLEAR:
         fig7 = (f"As in the paper, freezing keeps the full model's quality: joint training ends {-gap:.1f} BLEU-4 "
                 f"below the frozen backbone ({j_full[-1]:.1f} against {f_full[-1]:.1f}).")
@@ -107,7 +116,7 @@ def training_sentences(histories: dict[str, dict[str, Any]]) -> dict[str, str]:
         fig7 = (f"Not here: the joint run's full model ends {gap:.1f} BLEU-4 above the frozen backbone's "
                 f"({j_full[-1]:.1f} against {f_full[-1]:.1f}): {UNCONVERGED}. The frozen draft ends at "
                 f"{f_draft[-1]:.1f}, the joint one at {j_draft[-1]:.1f}.")
-    m_gap = m_full[-1] - f_full[-1]
+    m_gap = _last_epoch_gap(curves, "mixed")
     fig8 = (f"Ours: {_trajectory('mixed', m_full, m_draft)}, against the frozen run's {f_full[-1]:.1f} and "
             f"{f_draft[-1]:.1f}; the mixed run's full model ends " +
             (f"{-m_gap:.1f} BLEU-4 below the frozen one's, the performance loss the paper describes." if m_gap < -CLEAR
@@ -119,8 +128,8 @@ def training_sentences(histories: dict[str, dict[str, Any]]) -> dict[str, str]:
     return {"fig1": both, "fig7": fig7, "fig8": fig8}
 
 
-def _last_epoch_gap(curves: dict[str, tuple[list[float], list[float]]], run: str) -> str:
-    return f"{curves[run][0][-1] - curves['frozen'][0][-1]:+.1f}" if {run, "frozen"} <= curves.keys() else "—"
+def _signed(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:+.1f}"
 
 
 def seeds_sentence(ctx: ReportContext) -> str | None:
@@ -130,10 +139,9 @@ def seeds_sentence(ctx: ReportContext) -> str | None:
     joint, mixed, fastest = [], [], []
     for layout in ctx.layouts:
         curves = _curves({run: need_record(layout.history(run)) for run in FIGURE_RUNS})
-        joint.append(_last_epoch_gap(curves, "joint"))
-        mixed.append(_last_epoch_gap(curves, "mixed"))
-        speeds = _speeds(need_record(layout.sweep))
-        fastest.append(str(max(speeds, key=speeds.get)))
+        joint.append(_signed(_last_epoch_gap(curves, "joint")))
+        mixed.append(_signed(_last_epoch_gap(curves, "mixed")))
+        fastest.append(str(_fastest(_speeds(need_record(layout.sweep)))))
     seeds = ", ".join(str(layout.seed) for layout in ctx.layouts)
     return (f"Seed by seed ({seeds}): the full model's last-epoch validation BLEU-4, joint run minus frozen run: "
             f"{', '.join(joint)}; mixed run minus frozen run: {', '.join(mixed)}; the fastest d of Figure 9: "

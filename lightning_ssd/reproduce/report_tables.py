@@ -66,7 +66,8 @@ def table1(ctx: ReportContext) -> str:
     skipped = [len(search["skip_layers"]) for search in searches if search is not None]
     s = ctx.settings
     text = [
-        _setting(ctx) + f" Draft exit n = {ctx.n}, chosen on the validation split by the {_rule_name(s.exit_rule)} "
+        _setting(ctx) + f" Draft exit n = {ctx.n_label}, chosen on the validation split by the "
+        f"{_rule_name(s.exit_rule)} "
         f"(Table 6 shows where the speedup rule puts it); every imitation row trained {s.imitation_epochs} epochs. "
         "Paper: BLIP2-FlanT5-xl (n = 12 of L = 24) on the COCO Karpathy test split; the table's BLIP2-OPT block is "
         "transcribed in lightning_ssd/reproduce/paper.py.",
@@ -94,7 +95,7 @@ def table5(ctx: ReportContext) -> str:
     got = collected(rows)
     by_key = dict((r.key, c) for r, c in got)
     text = [
-        _setting(ctx) + f" n = {ctx.n}; imitation {ctx.settings.imitation_epochs} epochs with CE+CS+KD. The "
+        _setting(ctx) + f" n = {ctx.n_label}; imitation {ctx.settings.imitation_epochs} epochs with CE+CS+KD. The "
         "concatenation row is Table 1's main run. Paper: COCO, n = 15.",
         notes.identity(by_key, FUSIONS, "fusions"),
         *notes.fusion_notes(by_key), *_meteor_note(ctx),
@@ -103,9 +104,17 @@ def table5(ctx: ReportContext) -> str:
                   [t for t in text if t])
 
 
+# each n rule: (short name, full name), the table labels and the notes
+RULE_NAMES: dict[str, tuple[str, str]] = {
+    "one_se": ("paper's reward, one-SE tie-break", "paper's reward with a one-standard-error tie-break (the shallowest "
+               "layer within one standard error of the best)"),
+    "argmax": ("paper's reward", "paper's reward (argmax)"),
+    "speedup": ("speedup rule", "speedup rule"),
+}
+
+
 def _rule_name(rule: str) -> str:
-    return {"one_se": "paper's reward with a one-standard-error tie-break (the shallowest layer within one standard "
-                      "error of the best)", "argmax": "paper's reward (argmax)", "speedup": "speedup rule"}[rule]
+    return RULE_NAMES[rule][1]
 
 
 def _chosen_run(record: Path) -> Path:
@@ -129,7 +138,7 @@ def table6(ctx: ReportContext) -> str:
     text = [
         _setting(ctx) + f" n maximises mean C_l - lambda * l over l = 1..{ctx.num_layers - 1} (the n <= L/2 limit "
         f"lifted, as the paper does for this table) on {confidences.get('count', '?')} validation samples, by the "
-        f"paper's argmax; Table 1's n = {ctx.n} came from the {_rule_name(s.exit_rule)} over 1..L/2. Imitation "
+        f"paper's argmax; Table 1's n = {ctx.n_label} came from the {_rule_name(s.exit_rule)} over 1..L/2. Imitation "
         f"{epochs} epochs "
         + ("(as Table 1)" if epochs == s.imitation_epochs else f"(Table 1: {s.imitation_epochs})")
         + "; rows that choose the same n share one run. The speedup rule (not in the paper) takes the n of the "
@@ -149,9 +158,7 @@ def _n_and_speedup(cells: dict[str, float]) -> str:
 
 def _rules_per_seed(ctx: ReportContext, rows: list[RowSource]) -> str:
     """Each rule's n and SSD speedup in each seed: how the rules fare on one backbone, and across backbones."""
-    short = {"one_se": "the paper's reward, one-SE tie-break", "argmax": "the paper's reward",
-             "speedup": "the speedup rule"}[ctx.settings.exit_rule]
-    table1_rule = RowSource("table1", f"Table 1's n: {short}, n <= L/2",
+    table1_rule = RowSource("table1", f"Table 1's n: the {RULE_NAMES[ctx.settings.exit_rule][0]}, n <= L/2",
                             _row(ctx, "table1", MAIN_ROW), "ssd", "draft_imit")
     lines = seed_table([table1_rule, *rows], ctx.settings.seeds, _n_and_speedup)
     return "\n".join(["## Each rule's n and speedup per seed", "",

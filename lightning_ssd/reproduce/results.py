@@ -99,17 +99,17 @@ def measure(record: dict[str, Any], mode: str, draft_mode: str | None = None) ->
     return out
 
 
-def collect(source: RowSource) -> dict[str, Aggregate] | None:
-    """The row's cells over the seeds whose records exist; None when no seed has one."""
-    seeds = [measure(r, source.mode, source.draft_mode) for r in map(read_record, source.files) if r is not None]
-    if not seeds:
-        return None
-    return {k: Aggregate(tuple(s.get(k, NAN) for s in seeds)) for k in seeds[0]}
-
-
 def per_seed(source: RowSource) -> list[dict[str, float] | None]:
     """The row's numbers in each seed, in the order of its files (None: that seed's record does not exist)."""
     return [None if r is None else measure(r, source.mode, source.draft_mode) for r in map(read_record, source.files)]
+
+
+def collect(source: RowSource) -> dict[str, Aggregate] | None:
+    """The row's cells over the seeds whose records exist; None when no seed has one."""
+    seeds = [s for s in per_seed(source) if s is not None]
+    if not seeds:
+        return None
+    return {k: Aggregate(tuple(s.get(k, NAN) for s in seeds)) for k in seeds[0]}
 
 
 def median_of(cells: dict[str, Aggregate] | None, key: str) -> float:
