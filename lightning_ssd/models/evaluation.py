@@ -3,7 +3,8 @@
 Modes are those of `decoding.factory` (full, draft, draft_imit, ssd; "full" is the speed reference), and every
 mode decodes each batch as one batch. Speedup of a mode = the full model's seconds per token / the mode's, both
 measured on the same batches in the same steps. SSD must reproduce the full model's tokens exactly;
-`ssd_identical` is the fraction that do.
+`ssd_identical` is the fraction that do, and each sequence that does not is kept as a `Mismatch` (where it first
+departs), so a report can name it and a float64 rerun can tell a rounding tie from a defect.
 """
 
 from __future__ import annotations
@@ -37,6 +38,31 @@ class DecodedSample:
 
 
 @dataclass(frozen=True)
+class Mismatch:
+    """An SSD sequence that is not the full model's: the sample, the first token where they differ, both tokens there
+    (None where a sequence has already ended), and the two sequences' lengths."""
+
+    sample_id: Any
+    position: int
+    full_token: int | None
+    ssd_token: int | None
+    full_length: int
+    ssd_length: int
+
+
+def first_mismatch(sample_id: Any, full: Sequence[int], ssd: Sequence[int]) -> Mismatch | None:
+    """Where `ssd` first departs from `full`, or None if they are equal."""
+    if list(full) == list(ssd):
+        return None
+    position = next((i for i, (a, b) in enumerate(zip(full, ssd, strict=False)) if a != b), min(len(full), len(ssd)))
+
+    def token(seq: Sequence[int]) -> int | None:
+        return int(seq[position]) if position < len(seq) else None
+
+    return Mismatch(sample_id, position, token(full), token(ssd), len(full), len(ssd))
+
+
+@dataclass(frozen=True)
 class EvalSummary:
     """What one evaluation epoch measured, for callbacks (figures, sample texts)."""
 
@@ -47,6 +73,7 @@ class EvalSummary:
     judged_by_position: list[int]
     judged_by_step: list[int]
     samples: list[DecodedSample]
+    mismatches: list[Mismatch]
 
 
 def check_modes(modes: Sequence[str], has_imitation: bool, n: int | None) -> tuple[str, ...]:
@@ -77,6 +104,7 @@ class DecodingEvaluator(nn.Module):
         modes: decoders to run, a subset of full, draft, draft_imit, ssd ("full" is needed for speedups).
         meteor: also score METEOR for caption-like tasks (starts a JVM, ~8 s per epoch and mode).
         num_samples: decoded sequences kept per epoch for display (first ones seen on this rank).
+        Mismatches are kept per rank: `compute` returns those this rank decoded.
         max_draft: draft positions tracked by the acceptance statistics.
     """
 
@@ -89,6 +117,7 @@ class DecodingEvaluator(nn.Module):
         self.identical = MeanMetric()
         self.quality: dict[str, Metric] = {}  # created at the first batch, when the task is known
         self.samples: list[DecodedSample] = []
+        self.mismatches: list[Mismatch] = []
 
     def update(
         self,
@@ -109,8 +138,10 @@ class DecodingEvaluator(nn.Module):
             self.stats[mode].update(result)
             self._quality(mode, batch["task"]).update(decode_text(result.tokens), references)
         if "full" in results and "ssd" in results:
-            same = [a == b for a, b in zip(results["full"].tokens, results["ssd"].tokens, strict=True)]
-            self.identical.update(torch.tensor(same, dtype=torch.float32))
+            found = [first_mismatch(sid, a, b) for sid, a, b in
+                     zip(batch["sample_ids"], results["full"].tokens, results["ssd"].tokens, strict=True)]
+            self.identical.update(torch.tensor([m is None for m in found], dtype=torch.float32))
+            self.mismatches += [m for m in found if m is not None]
         if "ssd" in results and len(self.samples) < self.num_samples:
             self._keep_samples(batch, results["ssd"])
         return results
@@ -148,12 +179,13 @@ class DecodingEvaluator(nn.Module):
         curves = stats.get("ssd", stats[self.modes[-1]])
         return EvalSummary(stage, scalars, curves["acceptance_by_position"].tolist(),
                            curves["acceptance_by_step"].tolist(), curves["judged_by_position"].tolist(),
-                           curves["judged_by_step"].tolist(), list(self.samples))
+                           curves["judged_by_step"].tolist(), list(self.samples), list(self.mismatches))
 
     def reset(self) -> None:
         for metric in [*self.stats.values(), *self.quality.values(), self.identical]:
             metric.reset()
         self.samples = []
+        self.mismatches = []
 
 
 def as_dict(value: torch.Tensor | dict[str, Any]) -> dict[str, Any]:

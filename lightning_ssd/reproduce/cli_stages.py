@@ -1,14 +1,15 @@
 """The training and test stages, each one LightningCLI run in-process (as `tools/demo.py` runs them).
 
 Each function runs one stage and writes its record last, atomically: `stage.json` after a fit (the chosen n, the
-checkpoint, the exported backbone), `metrics.json` after a test (every `test/...` scalar plus the SSD acceptance
-curves), `history.json` after a run validated every epoch (figures 1, 7, 8). Lightning's own files (checkpoints,
-TensorBoard logs, the backbone folder) are written before the record, so a record means the stage finished.
+checkpoint, the exported backbone), `metrics.json` after a test (every `test/...` scalar, the SSD acceptance curves
+and the sequences where SSD departs from the full model, rechecked in float64), `history.json` after a run
+validated every epoch (figures 1, 7, 8). Lightning's own files (checkpoints, TensorBoard logs, the backbone folder)
+are written before the record, so a record means the stage finished.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,23 +121,41 @@ def imitation(ctx: RunContext, out: Path, backbone: Path, n: int, epochs: int, o
                                            "metrics": _metrics(cli, "train/") | _metrics(cli, "val/")})
 
 
+def _mismatches(cli) -> list[dict[str, Any]]:
+    return [asdict(m) for m in cli.model.last_eval.mismatches]
+
+
 def test(ctx: RunContext, out: Path, backbone: Path, n: int, modes: tuple[str, ...], checkpoint: Path | None = None,
          config: Path = EXPERIMENTS / "synthetic" / "ssd_test.yaml", overrides: tuple[str, ...] = ()) -> None:
-    """Decodes the test split with each of `modes` (one LightningCLI test run) and records what it measured."""
+    """Decodes the test split with each of `modes` (one LightningCLI test run) and records what it measured.
+
+    SSD is exact in exact arithmetic, but its verification pass computes several positions at once and rounds
+    differently from one-token steps, so a float32 full model whose two best tokens tie within rounding may be
+    followed differently. When SSD's output differs from the full model's anywhere, the full model and SSD decode the
+    split again in float64 (`trainer.precision=64-true`, into out/float64): differences that vanish there were
+    rounding ties, those that stay are a defect. The record keeps both runs' differing sequences.
+    """
     s = ctx.settings
     ckpt = ["--ckpt_path", str(checkpoint)] if checkpoint is not None else []
-    cli = _cli(["test", "--config", str(config), "--config", str(ctx.test_callbacks), *ckpt,
-                "--trainer.default_root_dir", str(out), "--model.init_args.backbone", str(backbone),
-                "--model.init_args.n", str(n), "--model.init_args.draft", str(s.draft),
-                "--model.init_args.meteor", str(s.meteor).lower(), *_modes(modes), *overrides, *_common(ctx),
-                "--data.init_args.eval_batch_size", str(s.test_batch_size)])
+    args = ["test", "--config", str(config), "--config", str(ctx.test_callbacks), *ckpt,
+            "--model.init_args.backbone", str(backbone), "--model.init_args.n", str(n),
+            "--model.init_args.draft", str(s.draft), *overrides, *_common(ctx),
+            "--data.init_args.eval_batch_size", str(s.test_batch_size)]
+    cli = _cli([*args, "--trainer.default_root_dir", str(out), "--model.init_args.meteor", str(s.meteor).lower(),
+                *_modes(modes)])
     summary = cli.model.last_eval
-    atomic_write_json(out / "metrics.json", {
+    record: dict[str, Any] = {
         "n": n, "L": cli.model.vlm.decoder.num_layers, "modes": list(modes), "backbone": str(backbone),
         "eval_batch_size": cli.datamodule.eval_batch_size, "metrics": _metrics(cli, "test/"),
         "acceptance_by_step": summary.acceptance_by_step, "judged_by_step": summary.judged_by_step,
-        "acceptance_by_position": summary.acceptance_by_position,
-    })
+        "acceptance_by_position": summary.acceptance_by_position, "ssd_mismatches": _mismatches(cli),
+    }
+    if record["ssd_mismatches"]:
+        exact = _cli([*args, "--trainer.default_root_dir", str(out / "float64"), "--trainer.precision", "64-true",
+                      "--model.init_args.meteor", "false", *_modes(("full", "ssd"))])
+        record["float64"] = {"ssd_identical": _metrics(exact, "test/")["test/ssd_identical"],
+                             "ssd_mismatches": _mismatches(exact)}
+    atomic_write_json(out / "metrics.json", record)
 
 
 def mixed(ctx: RunContext, out: Path, backbone: Path, n: int, joint_epochs: int) -> None:

@@ -81,12 +81,15 @@ def need_record(path: Path) -> dict[str, Any]:
 
 
 def measure(record: dict[str, Any], mode: str, draft_mode: str | None = None) -> dict[str, float]:
-    """The numbers of one row in one seed: scores, speedup, draft scores, tau, identity (%) and n."""
+    """The numbers of one row in one seed: scores, speedup, draft scores, tau, identity (%), identity in the float64
+    recheck (%, NaN where float32 needed none) and n."""
     m = record["metrics"]
     out = {k: m.get(f"test/{mode}/{k}", NAN) for k in SCORES}
     out["Spd."] = 1.0 if mode == "full" else m.get(f"test/{mode}/speedup", NAN)
     out["tau"] = m.get(f"test/{mode}/tau", NAN)
     out["identical"] = 100.0 * m.get(f"test/{mode}_identical", NAN)
+    exact = record.get("float64") if mode == "ssd" else None  # the test stage's recheck of a float32 difference
+    out["identical in float64"] = 100.0 * exact["ssd_identical"] if exact else NAN
     if draft_mode is not None:
         out["draft BLEU-4"] = m.get(f"test/{draft_mode}/BLEU-4", NAN)
         out["draft CIDEr"] = m.get(f"test/{draft_mode}/CIDEr", NAN)

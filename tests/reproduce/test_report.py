@@ -1,6 +1,7 @@
 """Pieces of the report and the plan that need no training: cells over seeds, notes from values, hooks, lambda."""
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -187,9 +188,32 @@ def test_the_readme_says_how_the_figures_readings_vary_over_seeds(tmp_path):
     assert seeds_sentence(replace(ctx, layouts=layouts[:1])) is None
 
 
+def _identity(*seeds: tuple[float, float]) -> dict[str, Aggregate]:
+    """A row's identity and float64 recheck per seed (NaN: float32 needed no recheck)."""
+    return {"identical": Aggregate(tuple(s[0] for s in seeds)),
+            "identical in float64": Aggregate(tuple(s[1] for s in seeds))}
+
+
 def test_the_identity_note_reads_the_worst_seed_not_the_median():
-    rows = {"ours_cs_kd": {"identical": Aggregate((100.0, 100.0, 100.0))},
-            "layerskip": {"identical": Aggregate((100.0, 100.0, 99.5))}}
+    nan = float("nan")
+    rows = {"ours_cs_kd": _identity((100.0, nan), (100.0, nan), (100.0, nan)),
+            "layerskip": _identity((100.0, nan), (100.0, nan), (99.5, nan))}
     assert "Every SSD row's output is identical" in identity(rows, ("ours_cs_kd",))
     note = identity(rows, ("ours_cs_kd", "layerskip"))
     assert "not identical" in note and "layerskip (99.5% in its worst seed)" in note and "ours_cs_kd" not in note
+
+
+def test_the_identity_note_tells_rounding_ties_from_a_defect_by_the_float64_recheck():
+    nan = float("nan")
+    tie = identity({"layerskip": _identity((100.0, nan), (99.0, 100.0), (99.5, 100.0))}, ("layerskip",))
+    assert "layerskip (99.0% in its worst seed, 100% in float64: rounding ties)" in tie
+    defect = identity({"layerskip": _identity((99.5, 100.0), (98.0, 98.5))}, ("layerskip",))
+    assert "layerskip (98.0% in its worst seed, 98.5% in float64: a defect)" in defect
+
+
+def test_measure_reads_the_float64_recheck_of_ssd_only():
+    record = {"n": 4, "L": 24, "metrics": {"test/ssd_identical": 0.995},
+              "float64": {"ssd_identical": 1.0, "ssd_mismatches": []}}
+    assert measure(record, "ssd")["identical in float64"] == 100.0
+    assert math.isnan(measure(record, "full")["identical in float64"])
+    assert math.isnan(measure({"metrics": {"test/ssd_identical": 1.0}}, "ssd")["identical in float64"])
