@@ -209,6 +209,9 @@ def test_the_identity_note_tells_rounding_ties_from_a_defect_by_the_float64_rech
     assert "layerskip (99.0% in its worst seed, 100% in float64: rounding ties)" in tie
     defect = identity({"layerskip": _identity((99.5, 100.0), (98.0, 98.5))}, ("layerskip",))
     assert "layerskip (98.0% in its worst seed, 98.5% in float64: a defect)" in defect
+    # a defect in a seed other than the worst one is not hidden by the worst seed's ties
+    hidden = identity({"layerskip": _identity((99.5, 99.5), (98.0, 100.0))}, ("layerskip",))
+    assert "99.5% in float64: a defect" in hidden
 
 
 def test_measure_reads_the_float64_recheck_of_ssd_only():
