@@ -65,8 +65,8 @@ def identity(rows: dict[str, Cells], keys: tuple[str, ...], variants: str = "los
                 "SSD, where they differ in speed and in the draft's own quality only.")
     short = ", ".join(f"{k} ({_mismatch(rows[k])})" for k, v in worst.items() if v < 99.95)
     return (f"SSD output is not identical to its full model's on every test image in every seed: {short}; those "
-            "rows' quality columns differ from their full model's by the differing images. A test stage with such "
-            "images decodes them again in float64: SSD is exact in exact arithmetic, but its verification pass "
+            "rows' quality columns differ from their full model's by the differing images. A test stage where SSD "
+            "differs decodes its split again in float64: SSD is exact in exact arithmetic, but its verification pass "
             "rounds differently from one-token steps, so where the float32 full model's two best tokens tie within "
             "rounding the two can part. A difference that float64 removes is such a tie; one that stays is a defect.")
 
