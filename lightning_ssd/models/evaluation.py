@@ -104,8 +104,9 @@ class DecodingEvaluator(nn.Module):
         modes: decoders to run, a subset of full, draft, draft_imit, ssd ("full" is needed for speedups).
         meteor: also score METEOR for caption-like tasks (starts a JVM, ~8 s per epoch and mode).
         num_samples: decoded sequences kept per epoch for display (first ones seen on this rank).
-        Mismatches are kept per rank: `compute` returns those this rank decoded.
         max_draft: draft positions tracked by the acceptance statistics.
+
+    Samples and mismatches are kept per rank: `compute` returns those this rank decoded.
     """
 
     def __init__(self, modes: Sequence[str], meteor: bool = False, num_samples: int = 4, max_draft: int = 32) -> None:

@@ -129,11 +129,9 @@ def test(ctx: RunContext, out: Path, backbone: Path, n: int, modes: tuple[str, .
          config: Path = EXPERIMENTS / "synthetic" / "ssd_test.yaml", overrides: tuple[str, ...] = ()) -> None:
     """Decodes the test split with each of `modes` (one LightningCLI test run) and records what it measured.
 
-    SSD is exact in exact arithmetic, but its verification pass computes several positions at once and rounds
-    differently from one-token steps, so a float32 full model whose two best tokens tie within rounding may be
-    followed differently. When SSD's output differs from the full model's anywhere, the full model and SSD decode the
-    split again in float64 (`trainer.precision=64-true`, into out/float64): differences that vanish there were
-    rounding ties, those that stay are a defect. The record keeps both runs' differing sequences.
+    Where SSD's output differs from the full model's, the full model and SSD decode the split again in float64
+    (`trainer.precision=64-true`, into out/float64). SSD is exact in exact arithmetic, so a difference that vanishes
+    there was a float32 rounding tie and one that stays is a defect. The record keeps both runs' differing sequences.
     """
     s = ctx.settings
     ckpt = ["--ckpt_path", str(checkpoint)] if checkpoint is not None else []
