@@ -121,8 +121,9 @@ def imitation(ctx: RunContext, out: Path, backbone: Path, n: int, epochs: int, o
                                            "metrics": _metrics(cli, "train/") | _metrics(cli, "val/")})
 
 
-def _mismatches(cli) -> list[dict[str, Any]]:
-    return [asdict(m) for m in cli.model.last_eval.mismatches]
+def _mismatches(cli) -> dict[str, list[dict[str, Any]]]:
+    """The test run's SSD sequences that differ from the full model's, as `decode_eval` records them by mode."""
+    return {"ssd": [asdict(m) for m in cli.model.last_eval.mismatches]}
 
 
 def test(ctx: RunContext, out: Path, backbone: Path, n: int, modes: tuple[str, ...], checkpoint: Path | None = None,
@@ -146,13 +147,13 @@ def test(ctx: RunContext, out: Path, backbone: Path, n: int, modes: tuple[str, .
         "n": n, "L": cli.model.vlm.decoder.num_layers, "modes": list(modes), "backbone": str(backbone),
         "eval_batch_size": cli.datamodule.eval_batch_size, "metrics": _metrics(cli, "test/"),
         "acceptance_by_step": summary.acceptance_by_step, "judged_by_step": summary.judged_by_step,
-        "acceptance_by_position": summary.acceptance_by_position, "ssd_mismatches": _mismatches(cli),
+        "acceptance_by_position": summary.acceptance_by_position, "mismatches": _mismatches(cli),
     }
-    if record["ssd_mismatches"]:
+    if record["mismatches"]["ssd"]:
         exact = _cli([*args, "--trainer.default_root_dir", str(out / "float64"), "--trainer.precision", "64-true",
                       "--model.init_args.meteor", "false", *_modes(("full", "ssd"))])
-        record["float64"] = {"ssd_identical": _metrics(exact, "test/")["test/ssd_identical"],
-                             "ssd_mismatches": _mismatches(exact)}
+        record["float64"] = {"metrics": {"test/ssd_identical": _metrics(exact, "test/")["test/ssd_identical"]},
+                             "mismatches": _mismatches(exact)}
     atomic_write_json(out / "metrics.json", record)
 
 

@@ -3,13 +3,15 @@
 For the stages that are no LightningCLI run (Draft & Verify, the sweep over d): every decoder decodes each batch in
 turn, captions are scored with `CaptionScores`, speedup = the full model's seconds per token / the decoder's on the
 same batches (prefill included, as `DecodingEvaluator`), and `identical` is the fraction of sequences equal to the
-full model's greedy output. Scalars use the test stage's names (`test/<mode>/<score>`, `test/<mode>_identical`), so
-one reader serves both kinds of stage.
+full model's greedy output, rechecked in float64 where it is below 1. Scalars use the test stage's names
+(`test/<mode>/<score>`, `test/<mode>_identical`), so one reader serves both kinds of stage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
 from lightning_ssd.configs import EXPERIMENTS
 from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.metrics.acceptance import AcceptanceStats
-from lightning_ssd.models.evaluation import as_dict, quality_metric
+from lightning_ssd.models.evaluation import as_dict, first_mismatch, quality_metric
 from lightning_ssd.reproduce.settings import Settings
 
 REFERENCE = "full"
@@ -54,19 +56,43 @@ def prompt_inputs(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
                 **vision_inputs(batch))
 
 
-@torch.inference_mode()
-def evaluate_decoders(vlm: SplitVLM, decoders: Mapping[str, BatchDecoder], batches: list[dict[str, Any]],
-                      tokenizer, max_new_tokens: int, meteor: bool = False) -> dict[str, Any]:
-    """Decodes `batches` with every decoder (one of them named "full", the reference) and scores them.
+DecoderSet = Callable[[SplitVLM], dict[str, BatchDecoder]]
+
+
+def evaluate_decoders(vlm: SplitVLM, decoders_for: DecoderSet, batches: list[dict[str, Any]], tokenizer,
+                      max_new_tokens: int, meteor: bool = False) -> dict[str, Any]:
+    """Decodes `batches` with every decoder of `decoders_for(vlm)` (one of them named "full", the reference) and
+    scores them.
 
     Returns {"metrics": {test/<mode>/<score>, test/<mode>/speedup, /tau, /alpha, test/<mode>_identical, ...},
-    "acceptance_by_step": {mode: [...]}, "judged_by_step": {mode: [...]}}.
+    "acceptance_by_step": {mode: [...]}, "judged_by_step": {mode: [...]}, "mismatches": {mode: [...]}}. Where a
+    decoder's output differs from the full model's, the batches are decoded again by `decoders_for` a float64 copy
+    of `vlm`, and "float64" holds that run's identities and mismatches: the decoders are exact in exact arithmetic,
+    so a difference that vanishes there was a float32 rounding tie.
     """
+    result = _evaluate(vlm, decoders_for(vlm), batches, tokenizer, max_new_tokens, meteor)
+    if any(result["mismatches"].values()):
+        exact_vlm = copy.deepcopy(vlm).double()
+        exact = _evaluate(exact_vlm, decoders_for(exact_vlm), [_float64(b) for b in batches], tokenizer,
+                          max_new_tokens, meteor=False)
+        result["float64"] = {"metrics": {k: v for k, v in exact["metrics"].items() if k.endswith("_identical")},
+                             "mismatches": exact["mismatches"]}
+    return result
+
+
+def _float64(batch: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch.items()}
+
+
+@torch.inference_mode()
+def _evaluate(vlm: SplitVLM, decoders: Mapping[str, BatchDecoder], batches: list[dict[str, Any]], tokenizer,
+              max_new_tokens: int, meteor: bool) -> dict[str, Any]:
     if REFERENCE not in decoders:
         raise ValueError(f"evaluate_decoders needs a decoder named {REFERENCE!r}: the speed and identity reference")
     stats = {m: AcceptanceStats(sync_on_compute=False) for m in decoders}
     quality = {m: quality_metric(batches[0]["task"], meteor, sync_on_compute=False) for m in decoders}
     same: dict[str, list[bool]] = {m: [] for m in decoders if m != REFERENCE}
+    mismatches: dict[str, list[dict[str, Any]]] = {m: [] for m in same}
     for batch in batches:
         tokens = {}
         for mode, decoder in decoders.items():
@@ -76,7 +102,10 @@ def evaluate_decoders(vlm: SplitVLM, decoders: Mapping[str, BatchDecoder], batch
             quality[mode].update(texts, batch["references"])
             tokens[mode] = result.tokens
         for mode in same:
-            same[mode] += [a == b for a, b in zip(tokens[REFERENCE], tokens[mode], strict=True)]
+            found = [first_mismatch(sid, a, b) for sid, a, b in
+                     zip(batch["sample_ids"], tokens[REFERENCE], tokens[mode], strict=True)]
+            same[mode] += [m is None for m in found]
+            mismatches[mode] += [asdict(m) for m in found if m is not None]
     computed = {m: stats[m].compute() for m in decoders}
     base = float(computed[REFERENCE]["seconds_per_token"])
     metrics: dict[str, float] = {}
@@ -91,4 +120,5 @@ def evaluate_decoders(vlm: SplitVLM, decoders: Mapping[str, BatchDecoder], batch
     metrics["test/num_sequences"] = float(computed[REFERENCE]["sequences"])
     return {"metrics": metrics,
             "acceptance_by_step": {m: v["acceptance_by_step"].tolist() for m, v in computed.items()},
-            "judged_by_step": {m: v["judged_by_step"].tolist() for m, v in computed.items()}}
+            "judged_by_step": {m: v["judged_by_step"].tolist() for m, v in computed.items()},
+            "mismatches": mismatches}

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from lightning_ssd.backbones import load_backbone, load_processor
+from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.decoding.factory import build_decoder
+from lightning_ssd.decoding.generate import BatchDecoder
 from lightning_ssd.decoding.skip_drafter import AdaptiveThreshold
 from lightning_ssd.reproduce.decode_eval import evaluate_decoders, prompt_inputs, split_batches
 from lightning_ssd.reproduce.plan import atomic_write_json
@@ -46,12 +47,13 @@ def run_draft_verify(backbone: Path, settings: Settings, seed: int, out: Path) -
     found = search_skip_set(vlm, prompts, n_trials=s.dv_trials, seed=seed, draft=s.draft,
                             confidence_threshold=s.dv_threshold, max_new_tokens=s.max_new_tokens)
     eos = vlm.eos_token_id
-    decoders = {
-        "full": build_decoder("full", vlm.decoder, eos),
-        "draft_verify": build_decoder("draft_verify", vlm.decoder, eos, draft=s.draft,
-                                      confidence_threshold=s.dv_threshold, skip_layers=found.skip_layers,
-                                      adaptive_threshold=AdaptiveThreshold()),
-    }
+
+    def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
+        return {"full": build_decoder("full", model.decoder, eos),
+                "draft_verify": build_decoder("draft_verify", model.decoder, eos, draft=s.draft,
+                                              confidence_threshold=s.dv_threshold, skip_layers=found.skip_layers,
+                                              adaptive_threshold=AdaptiveThreshold())}
+
     result = evaluate_decoders(vlm, decoders, split_batches(backbone, s, "test"), tokenizer, s.max_new_tokens,
                                meteor=s.meteor)
     L = vlm.decoder.num_layers

@@ -1,8 +1,9 @@
 """What the stages measured, as table rows: one dictionary of numbers per seed, aggregated over seeds.
 
 Every test-like record (`metrics.json` of a test stage, of Draft & Verify, of the sweep) holds scalars named
-`test/<mode>/<score>`; a row reads those of one mode (the method's output) and, optionally, the quality of another
-(its draft alone). Missing values are NaN and print as a dash.
+`test/<mode>/<score>`, the sequences that differ from the full model's under "mismatches" and, where there are
+any, their float64 recheck under "float64". A row reads those of one mode (the method's output) and, optionally,
+the quality of another (its draft alone). Missing values are NaN and print as a dash.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ def measure(record: dict[str, Any], mode: str, draft_mode: str | None = None) ->
     out["Spd."] = 1.0 if mode == "full" else m.get(f"test/{mode}/speedup", NAN)
     out["tau"] = m.get(f"test/{mode}/tau", NAN)
     out["identical"] = 100.0 * m.get(f"test/{mode}_identical", NAN)
-    exact = record.get("float64") if mode == "ssd" else None  # the test stage's recheck of a float32 difference
-    out["identical in float64"] = 100.0 * exact["ssd_identical"] if exact else NAN
+    exact = record.get("float64", {}).get("metrics", {})  # the recheck of a float32 difference, if one was needed
+    out["identical in float64"] = 100.0 * exact.get(f"test/{mode}_identical", NAN)
     if draft_mode is not None:
         out["draft BLEU-4"] = m.get(f"test/{draft_mode}/BLEU-4", NAN)
         out["draft CIDEr"] = m.get(f"test/{draft_mode}/CIDEr", NAN)

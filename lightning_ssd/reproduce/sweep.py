@@ -8,10 +8,12 @@ METEOR is left out: the figure shows BLEU-4, and each METEOR score starts a JVM.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
-from lightning_ssd.backbones import load_backbone, load_processor
+from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.decoding.factory import build_decoder
+from lightning_ssd.decoding.generate import BatchDecoder
 from lightning_ssd.models.checkpoint import load_imitation_network
 from lightning_ssd.reproduce.decode_eval import evaluate_decoders, split_batches
 from lightning_ssd.reproduce.plan import atomic_write_json
@@ -30,9 +32,14 @@ def run_sweep(backbone: Path, checkpoint: Path, settings: Settings, out: Path) -
     vlm = load_backbone(str(backbone)).eval()
     imitation = load_imitation_network(checkpoint, vlm).eval()
     n, eos = imitation.n, vlm.eos_token_id
-    decoders = {"full": build_decoder("full", vlm.decoder, eos)}
-    decoders |= {sweep_mode(d): build_decoder("ssd", vlm.decoder, eos, n, imitation, d) for d in s.sweep_drafts}
-    decoders[NO_IMITATION] = build_decoder("ssd", vlm.decoder, eos, n, None, s.draft)
+
+    def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
+        imit = copy.deepcopy(imitation).to(next(model.parameters()).dtype)  # the recheck's model is float64
+        found = {"full": build_decoder("full", model.decoder, eos)}
+        found |= {sweep_mode(d): build_decoder("ssd", model.decoder, eos, n, imit, d) for d in s.sweep_drafts}
+        found[NO_IMITATION] = build_decoder("ssd", model.decoder, eos, n, None, s.draft)
+        return found
+
     tokenizer = load_processor(str(backbone)).tokenizer
     result = evaluate_decoders(vlm, decoders, split_batches(backbone, s, "test"), tokenizer, s.max_new_tokens)
     atomic_write_json(out, {**result, "n": n, "L": vlm.decoder.num_layers, "drafts": list(s.sweep_drafts),

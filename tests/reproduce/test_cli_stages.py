@@ -45,7 +45,7 @@ def _test_stage(ctx, out, checkpoint=None):
 def test_an_identical_ssd_needs_no_float64_recheck(ctx):
     record = _test_stage(ctx, ctx.root / "lossless")
     assert record["metrics"]["test/ssd_identical"] == 1.0
-    assert record["ssd_mismatches"] == [] and "float64" not in record
+    assert record["mismatches"] == {"ssd": []} and "float64" not in record
     assert not (ctx.root / "lossless" / "float64").exists()
 
 
@@ -54,11 +54,11 @@ def test_a_broken_ssd_is_recorded_and_stays_broken_in_float64(row, ctx, imitatio
     monkeypatch.setattr(lightning_ssd.models.base, "build_decoder", _unverified_ssd)
     out = ctx.root / "broken" / row
     record = _test_stage(ctx, out, imitation_checkpoint if row == "imitation" else None)
-    mismatches, identical = record["ssd_mismatches"], record["metrics"]["test/ssd_identical"]
+    mismatches, identical = record["mismatches"]["ssd"], record["metrics"]["test/ssd_identical"]
     assert mismatches and len(mismatches) == round((1 - identical) * QUICK.num_test)
     first = mismatches[0]
     assert first["full_token"] != first["ssd_token"] and 0 <= first["position"] < QUICK.max_new_tokens
     # a defect, unlike a rounding tie, does not go away in exact arithmetic
     exact = record["float64"]
-    assert exact["ssd_identical"] < 1.0 and exact["ssd_mismatches"]
+    assert exact["metrics"]["test/ssd_identical"] < 1.0 and exact["mismatches"]["ssd"]
     assert (out / "float64" / "lightning_logs").is_dir()

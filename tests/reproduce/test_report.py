@@ -57,6 +57,10 @@ def test_the_draft_verify_note_names_each_seeds_skip_count():
     assert "1.10x here, skipping 14 of 24 layers (skip set" in draft_verify(rows, 24, [14, 14])
     assert "skipping 14, 15 of 24 layers (seed by seed)" in draft_verify(rows, 24, [14, 15])
     assert "1.10x here (skip set" in draft_verify(rows, 24, [])
+    assert "full model's on every test image in every seed" in draft_verify(rows, 24, [])
+    rows["draft_verify"] |= _identity((100.0, float("nan")), (99.5, 100.0))
+    assert ("not the full model's on every test image (99.5% in its worst seed, 100% in float64: rounding ties)"
+            in draft_verify(rows, 24, []))
 
 
 def test_a_missing_hook_config_makes_its_stages_say_so(tmp_path, monkeypatch):
@@ -214,9 +218,11 @@ def test_the_identity_note_tells_rounding_ties_from_a_defect_by_the_float64_rech
     assert "99.5% in float64: a defect" in hidden
 
 
-def test_measure_reads_the_float64_recheck_of_ssd_only():
-    record = {"n": 4, "L": 24, "metrics": {"test/ssd_identical": 0.995},
-              "float64": {"ssd_identical": 1.0, "ssd_mismatches": []}}
+def test_measure_reads_the_float64_recheck_of_the_rows_mode():
+    record = {"n": 4, "L": 24, "metrics": {"test/ssd_identical": 0.995, "test/draft_verify_identical": 0.99},
+              "float64": {"metrics": {"test/ssd_identical": 1.0, "test/draft_verify_identical": 0.995},
+                          "mismatches": {"ssd": [], "draft_verify": [{"sample_id": 3}]}}}
     assert measure(record, "ssd")["identical in float64"] == 100.0
+    assert measure(record, "draft_verify")["identical in float64"] == 99.5
     assert math.isnan(measure(record, "full")["identical in float64"])
     assert math.isnan(measure({"metrics": {"test/ssd_identical": 1.0}}, "ssd")["identical in float64"])

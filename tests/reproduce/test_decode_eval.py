@@ -1,0 +1,49 @@
+"""In-process decoding of a split (Draft & Verify, the d sweep): identity, mismatches and their float64 recheck."""
+
+import pytest
+import torch
+
+from lightning_ssd.backbones import load_backbone, load_processor
+from lightning_ssd.decoding.engine import DraftOnlyDecoder
+from lightning_ssd.decoding.factory import build_decoder
+from lightning_ssd.reproduce.decode_eval import evaluate_decoders, split_batches
+from lightning_ssd.reproduce.settings import QUICK
+
+BACKBONE = "tiny-llava"
+
+
+@pytest.fixture(scope="module")
+def split():
+    return load_backbone(BACKBONE).eval(), load_processor(BACKBONE).tokenizer, split_batches(BACKBONE, QUICK, "test")
+
+
+def _decoders(model):
+    eos = model.eos_token_id
+    return {"full": build_decoder("full", model.decoder, eos), "ssd": build_decoder("ssd", model.decoder, eos, n=2),
+            # the draft alone, never verified: not the full model's output
+            "unverified": DraftOnlyDecoder(model.decoder, 1, None, eos)}
+
+
+def test_a_decoder_that_differs_is_recorded_and_rechecked_in_float64(split):
+    vlm, tokenizer, batches = split
+    result = evaluate_decoders(vlm, _decoders, batches, tokenizer, QUICK.max_new_tokens)
+    metrics, mismatches = result["metrics"], result["mismatches"]
+    assert metrics["test/ssd_identical"] == 1.0 and mismatches["ssd"] == []
+    wrong = mismatches["unverified"]
+    assert wrong and len(wrong) == round((1 - metrics["test/unverified_identical"]) * QUICK.num_test)
+    assert all(m["full_token"] != m["ssd_token"] for m in wrong)
+    # SSD stays exact in float64; a decoder that does not verify stays wrong there
+    exact = result["float64"]
+    assert exact["metrics"]["test/ssd_identical"] == 1.0 and exact["mismatches"]["ssd"] == []
+    assert exact["metrics"]["test/unverified_identical"] < 1.0 and exact["mismatches"]["unverified"]
+    assert next(vlm.parameters()).dtype == torch.float32  # the recheck decodes a copy
+
+
+def test_identical_decoders_need_no_recheck(split):
+    vlm, tokenizer, batches = split
+
+    def lossless(model):
+        return {k: v for k, v in _decoders(model).items() if k != "unverified"}
+
+    result = evaluate_decoders(vlm, lossless, batches, tokenizer, QUICK.max_new_tokens)
+    assert result["mismatches"] == {"ssd": []} and "float64" not in result
