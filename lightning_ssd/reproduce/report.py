@@ -89,12 +89,12 @@ def _trajectory(run: str, full: list[float], draft: list[float]) -> str:
 UNCONVERGED = ("the embedded default's backbone is fine-tuned for 2 epochs from random initialisation and is still "
                "learning, so training it on in the joint run's CE term improves it, where the paper's pretrained, "
                "converged backbone has little to gain and loses to the draft's objectives")
+CLEAR = 0.5  # BLEU-4 points: smaller differences between two runs' last epochs are not read as a gain or a loss
+
+
 def _last_epoch_gap(curves: dict[str, tuple[list[float], list[float]]], run: str) -> float:
     """The full model's last-epoch BLEU-4 of `run` minus the frozen run's; NaN when either logged none."""
     return curves[run][0][-1] - curves["frozen"][0][-1] if {run, "frozen"} <= curves.keys() else math.nan
-
-
-CLEAR = 0.5  # BLEU-4 points: smaller differences between two runs' last epochs are not read as a gain or a loss
 
 
 def training_sentences(histories: dict[str, dict[str, Any]]) -> dict[str, str]:
