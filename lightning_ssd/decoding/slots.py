@@ -1,0 +1,134 @@
+"""The decoding state of a continuous batch: live rows over a preallocated `SlotCache`, each at its own length.
+
+Rows [0, B) of the cache are the live ones, always contiguous: a new sequence is prefilled into row B, and when a
+row leaves, the last live row moves into its place (one copy of that row's filled slots). Row b's committed tokens
+fill its slots [0, length[b]); position[b] is the true position of its next token (equal to the length, except under
+Qwen2.5-VL's M-RoPE, whose generated positions continue after the largest prompt position).
+
+Its methods are the ones a `Drafter` calls on `BatchState` (`token_states`, `run`, `imitate`, `observe`, `discard`),
+so the drafters run on either. Differences: nothing is cropped (a rejected draft's slots are simply written over at
+the next cycle), and there are no holes, masks of padding or compactions.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lightning_ssd.backbones.decoder import SplitDecoder
+from lightning_ssd.backbones.vlm import DecoderPrompt
+from lightning_ssd.decoding.kv_cache import SlotCache
+
+
+class SlotState:
+    """Live rows, their lengths and positions, over one `SlotCache`.
+
+    Args:
+        decoder: the backbone's split decoder (decoder-only: the slot layout has no cross-attention yet).
+        max_rows: rows decoded at once.
+        max_slots: slots per row.
+        device: where the per-row bookkeeping lives (the model's device).
+        imitation: the draft's imitation network, if any; a stateless one (no attention layer: the slot layout does
+            not carry an attention state yet).
+
+    Attributes:
+        batch_size: B, the number of live rows (rows [0, B) of the cache).
+        length: (B,) committed slots of each live row.
+        position: (B,) true position of each live row's next token.
+        histories: each live row's tokens so far (prompt ids, then generated ones), for drafters that read them.
+    """
+
+    def __init__(self, decoder: SplitDecoder, max_rows: int, max_slots: int, device: torch.device,
+                 imitation: torch.nn.Module | None = None) -> None:
+        if imitation is not None and imitation.new_state() is not None:
+            raise ValueError("continuous batching does not carry an imitation network's attention state yet; decode "
+                             "a draft with an attention imitation layer with generate()")
+        if decoder.is_encoder_decoder:
+            raise ValueError("continuous batching covers decoder-only families (BLIP-2 OPT, LLaVA, LLaVA-NeXT, "
+                             "Qwen2.5-VL); decode BLIP-2 Flan-T5 with generate()")
+        self.decoder, self.device, self.imitation = decoder, device, imitation
+        self.cache = SlotCache(decoder.num_layers, max_rows, max_slots)
+        self.length = torch.zeros(0, dtype=torch.long, device=device)
+        self.position = torch.zeros(0, dtype=torch.long, device=device)
+        self.histories: list[list[int]] = []
+
+    @property
+    def batch_size(self) -> int:
+        return self.length.shape[0]
+
+    @property
+    def rows(self) -> torch.Tensor:
+        return torch.arange(self.batch_size, device=self.device)
+
+    @property
+    def max_rows(self) -> int:
+        return self.cache.max_rows
+
+    @property
+    def max_slots(self) -> int:
+        return self.cache.max_slots
+
+    # -- admission and retirement ------------------------------------------------------------------------------------
+
+    def prefill(self, prompt: DecoderPrompt, history: list[int], hi: int) -> torch.Tensor:
+        """Adds one sequence as row B and returns its prompt's states x_hi (1, T, D) through layers [0, hi)."""
+        if self.batch_size >= self.max_rows:
+            raise RuntimeError(f"all {self.max_rows} rows are live; retire one before prefilling another")
+        T = prompt.inputs_embeds.shape[1]
+        if T >= self.max_slots:
+            raise ValueError(f"a prompt of {T} tokens does not fit the cache's {self.max_slots} slots per row")
+        row = self.batch_size
+        x = self.decoder.embed(prompt.inputs_embeds, prompt.position_ids)
+        self.cache.bind(row, row + 1, torch.zeros(1, dtype=torch.long, device=self.device), T)
+        x_hi = self.decoder.run_layers(x, 0, hi, self.cache, prompt.position_ids)
+        next_position = T if prompt.next_position is None else int(prompt.next_position[0])
+        self.length = torch.cat([self.length, self.length.new_tensor([T])])
+        self.position = torch.cat([self.position, self.position.new_tensor([next_position])])
+        self.histories.append(list(history))
+        return x_hi
+
+    def prefill_rest(self, prompt: DecoderPrompt, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """Layers [lo, hi) over the last prefilled row's prompt states x (1, T, D)."""
+        row, T = self.batch_size - 1, x.shape[1]
+        self.cache.bind(row, row + 1, torch.zeros(1, dtype=torch.long, device=self.device), T)
+        return self.decoder.run_layers(x, lo, hi, self.cache, prompt.position_ids)
+
+    def retire(self, row: int) -> None:
+        """Frees live row `row`: the last live row moves into its place (its index changes to `row`)."""
+        last = self.batch_size - 1
+        if row != last:
+            self.cache.move_row(last, row, int(self.length[last]))
+            self.length[row], self.position[row] = self.length[last], self.position[last]
+            self.histories[row] = self.histories[last]
+        self.length, self.position = self.length[:last], self.position[:last]
+        self.histories.pop()
+
+    # -- the passes drafters and verification run -------------------------------------------------------------------
+
+    def token_states(self, tokens: torch.Tensor, offset: int, hi: int) -> torch.Tensor:
+        """x_hi (B, 1, D) of one token per row, `offset` slots past the committed ones, through layers [0, hi)."""
+        pos = (self.position + offset).unsqueeze(1)
+        x = self.decoder.embed(self.decoder.embed_tokens(tokens.unsqueeze(1)), pos)
+        self.cache.bind(0, self.batch_size, self.length + offset, 1)
+        return self.decoder.run_layers(x, 0, hi, self.cache, pos)
+
+    def run(self, x: torch.Tensor, lo: int, hi: int, offset: int = 0) -> torch.Tensor:
+        """Layers [lo, hi) over states x (B, T, D) of the T slots `offset` slots past the committed ones."""
+        T = x.shape[1]
+        pos = self.position.unsqueeze(1) + offset + torch.arange(T, device=x.device)
+        self.cache.bind(0, self.batch_size, self.length + offset, T)
+        return self.decoder.run_layers(x, lo, hi, self.cache, pos)
+
+    def imitate(self, x_n: torch.Tensor, offset: int | None) -> torch.Tensor:
+        """x_I of states x_n (the imitation network is stateless here); x_n itself without one."""
+        return x_n if self.imitation is None else self.imitation(x_n)
+
+    def observe(self, x_n: torch.Tensor, offset: int | None) -> None:
+        """A stateless imitation network needs to see nothing it does not draft from."""
+
+    def discard(self, lo: int, hi: int) -> None:
+        """Nothing to drop: verification writes the full model's keys/values over the same slots."""
+
+    def commit(self, kept: torch.Tensor) -> None:
+        """Row b keeps the first kept[b] slots written this cycle (its last token and its accepted drafts)."""
+        self.length = self.length + kept
+        self.position = self.position + kept
