@@ -231,6 +231,7 @@ class ContinuousEngine:
                 x_L = self.state.prefill(prompt, history, L)
             else:
                 x_n = self.state.prefill(prompt, history, self.drafter.layer)
+                self.drafter.observe_prompt(self.state, x_n)
                 x_L = self.state.prefill_rest(prompt, x_n, self.drafter.layer, L)
             self.rule.begin([request.rule], [0])
             token = int(self.rule.pick(self.decoder.head(x_L[:, -1:])[:, -1])[0])

@@ -27,8 +27,8 @@ class SlotState:
         max_rows: rows decoded at once.
         max_slots: slots per row.
         device: where the per-row bookkeeping lives (the model's device).
-        imitation: the draft's imitation network, if any; a stateless one (no attention layer: the slot layout does
-            not carry an attention state yet).
+        imitation: the draft's imitation network, if any; its attention keys/values (if it has an attention layer)
+            sit on the same rows and slots, in a cache of their own (`SlotImitationState`).
 
     Attributes:
         batch_size: B, the number of live rows (rows [0, B) of the cache).
@@ -39,9 +39,6 @@ class SlotState:
 
     def __init__(self, decoder: SplitDecoder, max_rows: int, max_slots: int, device: torch.device,
                  imitation: torch.nn.Module | None = None) -> None:
-        if imitation is not None and imitation.new_state() is not None:
-            raise ValueError("continuous batching does not carry an imitation network's attention state yet; decode "
-                             "a draft with an attention imitation layer with generate()")
         if decoder.is_encoder_decoder:
             raise ValueError("continuous batching covers decoder-only families (BLIP-2 OPT, LLaVA, LLaVA-NeXT, "
                              "Qwen2.5-VL); decode BLIP-2 Flan-T5 with generate()")
@@ -50,6 +47,8 @@ class SlotState:
         self.length = torch.zeros(0, dtype=torch.long, device=device)
         self.position = torch.zeros(0, dtype=torch.long, device=device)
         self.histories: list[list[int]] = []
+        stateful = imitation is not None and imitation.new_state() is not None
+        self.imitation_state = SlotImitationState(max_rows, max_slots) if stateful else None
 
     @property
     def batch_size(self) -> int:
@@ -97,6 +96,8 @@ class SlotState:
         last = self.batch_size - 1
         if row != last:
             self.cache.move_row(last, row, int(self.length[last]))
+            if self.imitation_state is not None:
+                self.imitation_state.cache.move_row(last, row, int(self.length[last]))
             self.length[row], self.position[row] = self.length[last], self.position[last]
             self.histories[row] = self.histories[last]
         self.length, self.position = self.length[:last], self.position[:last]
@@ -119,11 +120,27 @@ class SlotState:
         return self.decoder.run_layers(x, lo, hi, self.cache, pos)
 
     def imitate(self, x_n: torch.Tensor, offset: int | None) -> torch.Tensor:
-        """x_I of states x_n (the imitation network is stateless here); x_n itself without one."""
-        return x_n if self.imitation is None else self.imitation(x_n)
+        """x_I of one state x_n (B, 1, D) `offset` slots past the committed ones, or (offset None) of the last
+        prefilled row's prompt states (1, T, D); x_n itself without an imitation network."""
+        if self.imitation is None:
+            return x_n
+        self._bind_imitation(x_n.shape[1], offset)
+        return self.imitation(x_n, self.imitation_state)
 
     def observe(self, x_n: torch.Tensor, offset: int | None) -> None:
-        """A stateless imitation network needs to see nothing it does not draft from."""
+        """Like `imitate`, for states whose draft is not needed: keeps the imitation's attention state complete."""
+        if self.imitation_state is not None:
+            self._bind_imitation(x_n.shape[1], offset)
+            self.imitation.observe(x_n, self.imitation_state)
+
+    def _bind_imitation(self, new: int, offset: int | None) -> None:
+        if self.imitation_state is None:
+            return
+        zero = torch.zeros(1, dtype=torch.long, device=self.device)
+        if offset is None:
+            self.imitation_state.cache.bind(self.batch_size - 1, self.batch_size, zero, new)
+        else:
+            self.imitation_state.cache.bind(0, self.batch_size, self.length + offset, new)
 
     def discard(self, lo: int, hi: int) -> None:
         """Nothing to drop: verification writes the full model's keys/values over the same slots."""
@@ -132,3 +149,22 @@ class SlotState:
         """Row b keeps the first kept[b] slots written this cycle (its last token and its accepted drafts)."""
         self.length = self.length + kept
         self.position = self.position + kept
+
+
+class SlotImitationState:
+    """The imitation network's attention keys/values on the decoder's rows and slots (a one-layer `SlotCache`).
+
+    `CausalSelfAttention` appends to it as to `ImitationState`, and takes its mask from it (`slot_attention_mask`),
+    since the causal structure differs per row.
+    """
+
+    length = 0  # the attention's own causal mask is not used: the slot mask is
+
+    def __init__(self, max_rows: int, max_slots: int) -> None:
+        self.cache = SlotCache(1, max_rows, max_slots)
+
+    def append(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cache.layers[0].update(keys, values)
+
+    def slot_attention_mask(self, new: int, dtype: torch.dtype, additive: bool) -> torch.Tensor:
+        return self.cache.slot_attention_mask(new, dtype, additive)

@@ -27,7 +27,7 @@ FAMILIES = ("tiny-llava", "tiny-blip2-opt", "tiny-qwen2.5-vl")
 # (seed, text length) of each request's random prompt, picked so that no reference repeats one token throughout
 PROMPTS = {"tiny-llava": [(0, 3), (1, 8), (2, 5), (3, 6), (4, 2)],
            "tiny-blip2-opt": [(9, 6), (10, 7), (16, 7), (27, 6), (33, 6)]}
-MODES = ("plain", "ssd-exit", "ssd-imitation-dynamic", "ssd-adaptive", "prompt-lookup")
+MODES = ("plain", "ssd-exit", "ssd-attention-imitation-dynamic", "ssd-adaptive", "prompt-lookup")
 
 
 def _qwen_requests():
@@ -79,7 +79,7 @@ def _engine(vlm, mode, max_rows=2, max_slots=160):
         return ContinuousEngine(vlm, ShallowDrafter(vlm.decoder, L - 1, None, vlm.eos_token_id), policy,
                                 max_rows=max_rows, max_slots=max_slots)
     torch.manual_seed(1)
-    imitation = ImitationNetwork(vlm.decoder.hidden_size, residual=False).eval()
+    imitation = ImitationNetwork(vlm.decoder.hidden_size, residual=False, attention=True).eval()
     return ContinuousEngine(vlm, ShallowDrafter(vlm.decoder, L // 2, imitation, vlm.eos_token_id), "dynamic",
                             max_rows=max_rows, max_slots=max_slots)
 

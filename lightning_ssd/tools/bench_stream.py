@@ -1,0 +1,55 @@
+"""`python -m lightning_ssd bench-stream`: a request stream through the continuous-batching engine, plain decoding
+against SSD, and per-token cost against output length; JSON and tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lightning_ssd.bench.stream import StreamConfig, format_stream, stream_benchmark
+from lightning_ssd.files import atomic_write_text
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lightning_ssd bench-stream", description=__doc__)
+    d = StreamConfig()
+    p.add_argument("--backbone", default=d.backbone, help="preset name or local checkpoint folder")
+    p.add_argument("--imitation", default=d.imitation, help="'none', 'identity' or an imitation checkpoint")
+    p.add_argument("--n", type=int, default=None, help="draft exit layer (default: the checkpoint's, else L // 4)")
+    p.add_argument("--draft", dest="drafts", action="append",
+                   help="SSD draft length: d, 'dynamic', 'adaptive' (per row), or 'lookup' (prompt lookup); repeatable")
+    p.add_argument("--redundant-deep-layers", action="store_true",
+                   help="zero the residual writes of layers n..L so that acceptance is 1 by construction")
+    p.add_argument("--num-requests", type=int, default=d.num_requests, help="requests in the stream")
+    p.add_argument("--max-rows", type=int, action="append", help="live rows at most; repeatable (each on its own)")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--rate", type=float, default=d.rate, help="arrivals per second (0: all at once)")
+    rate.add_argument("--load", type=float, default=None,
+                      help="arrivals at this fraction of plain decoding's measured request throughput, e.g. 0.7")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="each request's token budget")
+    p.add_argument("--length", dest="lengths", type=int, action="append", default=[],
+                   help="also run the length sweep at this many new tokens, EOS ignored; repeatable")
+    p.add_argument("--num-repeats", dest="repeats", type=int, default=d.repeats, help="runs per figure (medians)")
+    p.add_argument("--task", choices=["caption", "long"], default=d.task)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--output", default="bench_stream.json", help="JSON report path")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
+    args = vars(parser.parse_args(argv))
+    output = Path(args.pop("output"))
+    args["drafts"] = args["drafts"] or StreamConfig().drafts
+    args["max_rows"] = args["max_rows"] or StreamConfig().max_rows
+    if args["num_requests"] < 1 or args["repeats"] < 1 or min(args["max_rows"]) < 1 or args["max_new_tokens"] < 2:
+        parser.error("--num-requests, --num-repeats and --max-rows must be >= 1, --max-new-tokens >= 2")
+    if args["load"] is not None and not 0 < args["load"] <= 1:
+        parser.error(f"--load must be in (0, 1], got {args['load']}")
+    if any(length < 2 for length in args["lengths"]):
+        parser.error("--length must be >= 2")
+    report = stream_benchmark(StreamConfig(**args))
+    atomic_write_text(output, json.dumps(report, indent=2))
+    print(format_stream(report))
+    print(f"\nwrote {output}")
