@@ -1,13 +1,14 @@
-"""`python -m lightning_ssd generate`: SSD (or plain decoding) over your own images, written as JSONL.
+r"""`python -m lightning_ssd generate`: SSD (or plain decoding) over your own images, written as JSONL.
 
     python -m lightning_ssd generate --backbone runs/demo/finetune/backbone \
         --draft-head runs/demo/draft --images photos/ --output captions.jsonl
 
 --images is a folder (searched recursively; files that are not images are ignored), a glob pattern, or a .jsonl
 file of {"image": path, "prompt": text, "id": any} lines. Each output line carries id, image (the path as found),
-prompt (null when captioning), text, tokens and, for SSD, tau and the drafts accepted in each cycle. An image that
-cannot be read is named on stderr and skipped. Greedy SSD writes exactly the tokens of `--mode greedy`, which are
-the backbone's own `generate` output. The output file appears only once every image is done.
+prompt (as given; null for an image without one, which is captioned), text, tokens and, for SSD, tau and the
+drafts accepted in each cycle. An image that cannot be read is named on stderr and skipped. Greedy SSD writes
+exactly the tokens of `--mode greedy`, which are the backbone's own `generate` output. The output file appears
+only once every image is done.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="JSONL file to write")
     p.add_argument("--mode", choices=["ssd", "greedy"], default="ssd",
                    help="ssd: self-speculative decoding; greedy: the full model alone (same tokens when greedy)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=8, help="images decoded together in one batch")
+    p.add_argument("--max-new-tokens", type=int, default=64,
+                   help="most tokens generated per image (fewer where it ends on its own)")
     p.add_argument("--draft", default="6", help="draft tokens per cycle d, or 'dynamic' (paper eq. 5)")
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding (lossless for SSD)")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --do-sample)")
     p.add_argument("--top-k", type=int, default=0, help="0: off")
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling's probability mass; 1.0: off")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device to decode on: cpu, cuda, cuda:1, ...")
     return p
 
 
@@ -53,14 +55,14 @@ def _check(args: argparse.Namespace) -> None:
         raise SystemExit(f"--output {args.output} is a folder; give a file name such as captions.jsonl")
 
 
-def _read_images(records, log):
-    """(record, image) for every readable image; the others are named on stderr and counted."""
+def _read_images(requests, log):
+    """(prompt as given, record, image) for every readable image; the others are named on stderr and counted."""
     from lightning_ssd.data.io import load_image
 
     kept, skipped = [], 0
-    for record in records:
+    for asked, record in requests:
         try:
-            kept.append((record, load_image(record.image)))
+            kept.append((asked, record, load_image(record.image)))
         except (OSError, ValueError) as exc:
             skipped += 1
             log(f"skipped {record.image}: {exc}")
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     from lightning_ssd.backbones.vlm import vision_inputs
     from lightning_ssd.data.collate import VLCollator
     from lightning_ssd.data.readers.base import Sample
-    from lightning_ssd.data.readers.images import load_image_records, task_of
+    from lightning_ssd.data.readers.images import load_image_records, task_of, with_instruction
     from lightning_ssd.decoding.acceptance import with_strategy
     from lightning_ssd.decoding.factory import build_decoder
     from lightning_ssd.decoding.generate import generate
@@ -99,27 +101,29 @@ def main(argv: list[str] | None = None) -> None:
 
     records = load_image_records(args.images, args.prompt, require_images=False)
     collate = VLCollator(processor, vlm.family, task_of(records))
+    # the output names the prompt each image was given; one without is decoded with the caption instruction
+    requests = list(zip([r.query for r in records], with_instruction(records), strict=True))
     tokenizer = processor.tokenizer
     output = Path(args.output)
     written = skipped = num_tokens = 0
     decode_s, results = 0.0, []
     with atomic_open(output) as f, tqdm(total=len(records), desc="generate", unit="img") as bar:
-        for start in range(0, len(records), args.batch_size):
-            chunk = records[start : start + args.batch_size]
+        for start in range(0, len(requests), args.batch_size):
+            chunk = requests[start : start + args.batch_size]
             kept, bad = _read_images(chunk, log)
             skipped += bad
             bar.update(len(chunk))
             if not kept:
                 continue
-            batch = collate([Sample(image, record) for record, image in kept])
+            batch = collate([Sample(image, record) for _, record, image in kept])
             images = {key: value.to(device) for key, value in vision_inputs(batch).items()}
             out = generate(vlm, decoder, input_ids=batch["prompt_input_ids"].to(device),
                            attention_mask=batch["prompt_attention_mask"].to(device),
                            max_new_tokens=args.max_new_tokens, generation_config=config, generator=generator,
                            **images)
             texts = tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
-            for (record, _), seq, text in zip(kept, out.sequences, texts, strict=True):
-                line = {"id": record.sample_id, "image": str(record.image), "prompt": record.query,
+            for (asked, record, _), seq, text in zip(kept, out.sequences, texts, strict=True):
+                line = {"id": record.sample_id, "image": str(record.image), "prompt": asked,
                         "text": text.strip(), "tokens": list(seq.tokens)}
                 if args.mode == "ssd":
                     line.update(seq.acceptance_record())

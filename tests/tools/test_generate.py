@@ -1,6 +1,7 @@
 """`generate` over a folder of one's own images: JSONL out, bad images skipped and named, SSD = greedy = HF."""
 
 import json
+import shlex
 
 import pytest
 import torch
@@ -8,9 +9,11 @@ from PIL import Image
 
 from lightning_ssd.backbones import load_backbone, load_processor
 from lightning_ssd.data.collate import VLCollator
+from lightning_ssd.data.prompts import CAPTION_INSTRUCTION
 from lightning_ssd.data.readers.base import Record, Sample
 from lightning_ssd.models.checkpoint import save_draft
 from lightning_ssd.models.components.imitation import ImitationNetwork
+from lightning_ssd.tools.generate import _parser
 from lightning_ssd.tools.generate import main as generate_main
 
 NAME = "tiny-llava"
@@ -74,6 +77,38 @@ def test_ssd_writes_what_greedy_and_transformers_write(setup, capsys):
     assert all(set(line) >= {"id", "image", "prompt", "text", "tokens"} for line in ssd)
     assert all(line["tau"] >= 1 and len(line["accepted"]) >= 1 for line in ssd)
     assert ssd[0]["text"] == load_processor(NAME).tokenizer.decode(ssd[0]["tokens"], skip_special_tokens=True).strip()
+
+
+def test_a_jsonl_line_without_a_prompt_is_written_with_a_null_prompt(setup):
+    root, images, _ = setup
+    lines = {}
+    for name, second in [("without", {}), ("instructed", {"prompt": CAPTION_INSTRUCTION})]:
+        path = root / f"{name}_requests.jsonl"
+        rows = [{"image": "images/img0.jpg", "prompt": "Count the shapes.", "id": 1},
+                {"image": "images/img2.jpg", **second}]
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        lines[name] = _run(root, path, name, "--mode", "greedy")
+    assert [line["prompt"] for line in lines["without"]] == ["Count the shapes.", None]
+    assert [line["prompt"] for line in lines["instructed"]] == ["Count the shapes.", CAPTION_INSTRUCTION]
+    # decoded beside a prompted line, the line without one is given the caption instruction
+    assert [line["tokens"] for line in lines["without"]] == [line["tokens"] for line in lines["instructed"]]
+
+
+def test_help_shows_the_example_as_written_and_it_parses(capsys):
+    with pytest.raises(SystemExit):
+        generate_main(["--help"])
+    example = ("    python -m lightning_ssd generate --backbone runs/demo/finetune/backbone \\\n"
+               "        --draft-head runs/demo/draft --images photos/ --output captions.jsonl\n")
+    assert example in capsys.readouterr().out  # two lines, joined by the shell's line continuation
+    words = shlex.split(example.replace(" \\\n", " "))
+    assert words[:4] == ["python", "-m", "lightning_ssd", "generate"]
+    args = _parser().parse_args(words[4:])
+    assert (args.backbone, args.draft_head, args.images, args.output) == (
+        "runs/demo/finetune/backbone", "runs/demo/draft", "photos/", "captions.jsonl")
+
+
+def test_every_option_has_help():
+    assert [a.dest for a in _parser()._actions if not a.help] == []
 
 
 def test_sampling_is_reproducible_by_seed(setup):
