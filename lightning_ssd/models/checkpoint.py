@@ -130,12 +130,12 @@ def _read_folder(path: Path) -> dict[str, Any]:
         raise NotACheckpointError(f"{config_path} is not valid JSON ({exc}); export the draft again") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise NotACheckpointError(f"{config_path} is not a lightning_ssd draft config (no \"format\": "
-                                    f"\"{FORMAT}\"); export the draft again")
+                                  f"\"{FORMAT}\"); export the draft again")
     try:
         weights = load_file(weights_path)
     except (SafetensorError, OSError) as exc:
         raise NotACheckpointError(f"{weights_path} is not a readable safetensors file ({exc}); the file is "
-                                    "probably truncated: export the draft again") from exc
+                                  "probably truncated: export the draft again") from exc
     return {**config, "weights": weights}
 
 
