@@ -12,7 +12,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from lightning_ssd.backbones import load_backbone, load_processor
+from lightning_ssd.backbones import absolute_backbone, load_backbone, load_processor
 from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
 from lightning_ssd.decoding.engine import check_confidence_threshold
 from lightning_ssd.decoding.factory import build_decoder
@@ -67,7 +67,8 @@ class SSDModule(LightningModule):
 
     Args:
         backbone: a preset name (tiny-blip2-opt, base-blip2-opt, ...) or a checkpoint folder written by
-            `save_backbone` (for example the fine-tuning stage's export).
+            `save_backbone` (for example the fine-tuning stage's export); a folder is recorded in the module's
+            checkpoints by its absolute path.
         n: draft exit layer, 1 <= n <= L - 1; None only for a module that never decodes with a draft.
         draft: draft tokens per cycle: an int d, or "dynamic" (paper eq. 5).
         confidence_threshold: SSD stops a cycle's drafting at the first draft token whose top-1 probability is
@@ -109,6 +110,8 @@ class SSDModule(LightningModule):
         # Evaluation settings stay out of the checkpoint's hyperparameters: LightningCLI copies those over the config
         # when --ckpt_path is given, and a test run must be free to choose its own d, length cap and decoders.
         self.save_hyperparameters(ignore=list(EVAL_ONLY_ARGS))
+        # A relative folder would name another place, or nothing, when the checkpoint is used from another directory
+        self.hparams.backbone = absolute_backbone(backbone)
         self.vlm = load_backbone(backbone, dtype=getattr(torch, backbone_dtype), seed=backbone_seed)
         L = self.vlm.decoder.num_layers
         if n is not None and not 1 <= n <= L - 1:
