@@ -2,10 +2,12 @@
 
 Each batch size is benchmarked on its own: the same images, cut into left-padded batches of that size, and every
 method decodes each batch as one batch. Timing definitions (all per run over the same samples):
+
 - e2e: vision encoder + prompt prefill + decoding, wall clock around the whole call;
 - decode: producing tokens 2..T after the first one. The engine times it directly; for transformers'
   generate it is e2e(max_new_tokens) - e2e(1 token), both medians of the same repeats;
 - throughput: tokens decoded per second over the whole batch (the prefill's first tokens excluded).
+
 Speedups are against the FASTER of transformers' batched generate and the engine's own batched plain loop, at the
 same batch size and generation settings, and the report names which one that was, so no speedup is borrowed from
 a slow baseline. Under greedy decoding every method's tokens are compared with transformers' on the same batches.
