@@ -2,10 +2,12 @@
 
 Each batch size is benchmarked on its own: the same images, cut into left-padded batches of that size, and every
 method decodes each batch as one batch. Timing definitions (all per run over the same samples):
+
 - e2e: vision encoder + prompt prefill + decoding, wall clock around the whole call;
 - decode: producing tokens 2..T after the first one. The engine times it directly; for transformers'
   generate it is e2e(max_new_tokens) - e2e(1 token), both medians of the same repeats;
 - throughput: tokens decoded per second over the whole batch (the prefill's first tokens excluded).
+
 Speedups are against the FASTER of transformers' batched generate and the engine's own batched plain loop, at the
 same batch size and generation settings, and the report names which one that was, so no speedup is borrowed from
 a slow baseline. Under greedy decoding every method's tokens are compared with transformers' on the same batches.
@@ -48,15 +50,22 @@ class BenchConfig:
         num_samples: test images decoded by each method per repeat.
         batch_sizes: batch sizes to benchmark, each on its own.
         max_new_tokens: tokens generated per sample.
-        repeats: timed repeats per method (medians are reported); warmup: untimed runs first.
+        repeats: timed repeats per method (medians are reported).
+        warmup: untimed runs first.
         task: "caption" (short outputs) or "long" (detailed description prompt).
-        do_sample, temperature, top_k, top_p: sampling settings (do_sample=False: greedy); seed: sampling seed.
+        do_sample: sample instead of greedy decoding (False: greedy).
+        temperature: sampling temperature.
+        top_k: sampling top-k.
+        top_p: sampling top-p.
+        seed: sampling seed.
         skip_layers: run the Draft & Verify baseline with this skip set (layers its draft skips).
         skip_search_trials: without skip_layers, find the skip set first by this many TPE trials on
             `skip_search_samples` validation images (0: no Draft & Verify method).
         dv_threshold: Draft & Verify's starting draft-exiting threshold, adapted to the acceptance rate as the
             original does; it drafts up to the largest integer d of `drafts`.
-        device, dtype, threads: where and how to run.
+        device: the torch device to run on.
+        dtype: the model's torch dtype, by name ("float32").
+        threads: torch CPU threads (None: torch's default).
     """
 
     backbone: str = "small-llava"

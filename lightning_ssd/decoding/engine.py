@@ -6,6 +6,7 @@ timings compare like with like. Tokens are chosen by an `AcceptanceRule` (greedy
 `decode` by `generate()` from the generation config.
 
 Speculative cycle (paper Algorithm 1), with the shallow KV cache shared between draft and verification:
+
   1. draft: the drafter proposes up to d tokens per row (`SelfSpeculativeDecoder`: layers [0, n) + imitation net +
      head, autoregressively) and keeps the layer-n states x_n of the row's last token and of each draft;
   2. verify deep layers: ONE pass of layers [n, L) over those saved states (the shallow layers are never recomputed);

@@ -1,9 +1,11 @@
 """A trained draft outside Lightning: read from an imitation-stage checkpoint, or from a shareable draft folder.
 
 A draft folder (`export_draft`, `python -m lightning_ssd export-draft CKPT OUTDIR`) holds:
+
   - `config.json`: the imitation network's architecture (class path and arguments), the exit layer n, and the
     fingerprint of the backbone it was trained on, so that loading it for another backbone is refused;
   - `model.safetensors`: the imitation network's weights.
+
 Every loader here accepts either form and checks it against the backbone it will draft for.
 
 A checkpoint is read with `torch.load(weights_only=True)`: tensors, plain containers and numbers, and only what

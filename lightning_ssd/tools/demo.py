@@ -5,6 +5,7 @@
   2. train the imitation network on the frozen backbone (eqs. 2-4);
   3. test: decode the test split with the full model, the draft without and with imitation, and SSD;
   4. benchmark the trained model: SSD against the faster of transformers' greedy generate and the plain greedy loop.
+
 Writes everything under --root and prints one results table (also saved as results.md and results.json).
 
 To keep the whole run within minutes, the training stages validate once, after their last epoch, with the decoder
