@@ -71,20 +71,67 @@ class SlotLayer(CacheLayerMixin):
             self.values[dst, :, :length] = self.values[src, :, :length]
 
 
+class CrossSlotLayer(SlotLayer):
+    """One layer's cross-attention keys/values (Flan-T5): a row's encoder states, written once, at its prefill.
+
+    The attention module reads `keys`/`values` directly once the cache says they are computed
+    (`EncoderDecoderCache.is_updated`), so they are the bound rows' view here, not the whole buffer.
+    """
+
+    def __init__(self, cache: SlotCache) -> None:
+        self._keys = self._values = None
+        super().__init__(cache)
+
+    @property
+    def keys(self) -> torch.Tensor | None:
+        c = self.cache
+        return None if self._keys is None else self._keys[c.r0:c.r1, :, : c.width]
+
+    @keys.setter
+    def keys(self, value: torch.Tensor | None) -> None:
+        self._keys = value
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        c = self.cache
+        return None if self._values is None else self._values[c.r0:c.r1, :, : c.width]
+
+    @values.setter
+    def values(self, value: torch.Tensor | None) -> None:
+        self._values = value
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Writes a prefilled row's (1, H, S_enc, Dh) encoder keys/values at its slots [0, S_enc)."""
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        c, T = self.cache, key_states.shape[2]
+        self._keys[c.r0:c.r1, :, :T] = key_states
+        self._values[c.r0:c.r1, :, :T] = value_states
+        return self.keys, self.values
+
+    def move_row(self, src: int, dst: int, length: int) -> None:
+        if self.is_initialized:
+            self._keys[dst] = self._keys[src]
+            self._values[dst] = self._values[src]
+
+
 class SlotCache(Cache):
     """Preallocated per-row slots for `num_layers` decoder layers.
 
     Args:
         num_layers: decoder layers L.
         max_rows: rows R (sequences decoded at once).
-        max_slots: slots S per row (prompt + generated tokens + one draft block).
+        max_slots: slots S per row (prompt + generated tokens + one draft block; encoder states for a cross cache).
+        cross: hold cross-attention keys/values (`CrossSlotLayer`) instead of self-attention ones.
     """
 
-    def __init__(self, num_layers: int, max_rows: int, max_slots: int) -> None:
+    def __init__(self, num_layers: int, max_rows: int, max_slots: int, cross: bool = False) -> None:
         if max_rows < 1 or max_slots < 1:
             raise ValueError(f"a slot cache needs max_rows >= 1 and max_slots >= 1, got {max_rows}, {max_slots}")
         self.max_rows, self.max_slots = max_rows, max_slots
-        super().__init__(layers=[SlotLayer(self) for _ in range(num_layers)])
+        layer = CrossSlotLayer if cross else SlotLayer
+        super().__init__(layers=[layer(self) for _ in range(num_layers)])
         self.r0, self.r1, self.width = 0, 0, 0
         self.write_at: torch.Tensor | None = None
 

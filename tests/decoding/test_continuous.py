@@ -23,10 +23,11 @@ from tests.helpers import chaotic_, make_inputs, reference_generate, tiny_vlm
 
 MAX_NEW = 16
 EOS = 2
-FAMILIES = ("tiny-llava", "tiny-blip2-opt", "tiny-qwen2.5-vl")
+FAMILIES = ("tiny-llava", "tiny-blip2-opt", "tiny-blip2-t5", "tiny-qwen2.5-vl")
 # (seed, text length) of each request's random prompt, picked so that no reference repeats one token throughout
 PROMPTS = {"tiny-llava": [(0, 3), (1, 8), (2, 5), (3, 6), (4, 2)],
-           "tiny-blip2-opt": [(9, 6), (10, 7), (16, 7), (27, 6), (33, 6)]}
+           "tiny-blip2-opt": [(9, 6), (10, 7), (16, 7), (27, 6), (33, 6)],
+           "tiny-blip2-t5": [(0, 3), (4, 7), (5, 8), (6, 3), (7, 4)]}
 MODES = ("plain", "ssd-exit", "ssd-attention-imitation-dynamic", "ssd-adaptive", "prompt-lookup")
 
 
