@@ -7,8 +7,8 @@ token (arrival to the prefill's token). `load` sets the rate to a fraction of th
 throughput, measured first with every request at once (e.g. 0.7: plain decoding about 70% busy).
 
 Length sweep: one request at a time, EOS ignored, for each max_new_tokens: per-token decode time of plain decoding and
-of SSD through the engine (preallocated cache), and of plain decoding through batch `generate()` (transformers'
-`DynamicCache`, which grows by concatenation), so that the cost of length is seen side by side.
+of SSD through the engine (preallocated cache), and of both through batch `generate()` (transformers'
+`DynamicCache`, which grows by concatenation), so that the two engines and the cost of length are seen side by side.
 
 Every figure is the median over `repeats` runs, the methods taking turns within each repeat.
 """
@@ -29,7 +29,7 @@ from lightning_ssd.bench.runner import load_imitation, make_redundant
 from lightning_ssd.decoding.continuous import ContinuousEngine, Request
 from lightning_ssd.decoding.cost import measure_cost_model
 from lightning_ssd.decoding.drafters import ShallowDrafter
-from lightning_ssd.decoding.engine import GreedyDecoder
+from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.decoding.prompt_lookup import PromptLookupDrafter
 
@@ -44,7 +44,7 @@ class StreamConfig:
         n: draft exit layer (default: the checkpoint's, else L // 4).
         drafts: SSD draft settings to run: d, "dynamic" or "adaptive"; "lookup" runs prompt lookup instead.
         redundant_deep_layers: zero what layers n..L write to the residual stream (alpha = 1 by construction).
-        num_requests: requests in the stream.
+        num_requests: requests in the stream (0: the length sweep only).
         max_rows: live-row limits to run, each on its own.
         rate: arrivals per second (0: all at once); load: instead, this fraction of the plain engine's throughput.
         max_new_tokens: each request's budget.
@@ -162,7 +162,7 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
     slots = max(int(r.inputs["input_ids"].shape[1]) for r in requests) + cfg.max_new_tokens + 32
     report: dict = {"config": asdict(cfg), "n": n, "L": vlm.decoder.num_layers, "torch_threads":
                     torch.get_num_threads(), "streams": [], "lengths": []}
-    for max_rows in cfg.max_rows:
+    for max_rows in cfg.max_rows if cfg.num_requests else []:
         methods = _methods(cfg, vlm, n, imitation, max_rows, slots)
         rate = cfg.rate
         if cfg.load is not None:
@@ -193,14 +193,19 @@ def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, n: int, imitation, 
     request = _requests(cfg, processor, vlm, length, 1, ignore_eos=True)[0]
     slots = int(request.inputs["input_ids"].shape[1]) + length + 32
     methods = _methods(cfg, vlm, n, imitation, 1, slots)
-    per_token: dict[str, list[float]] = {name: [] for name in [*methods, "plain generate()"]}
-    greedy = GreedyDecoder(vlm.decoder, ())  # no EOS: the sweep runs every request to its budget
+    # the batch engine of generate() (DynamicCache), with no EOS: the sweep runs every request to its budget
+    batch = {"plain generate()": GreedyDecoder(vlm.decoder, ())}
+    d = next((d for d in cfg.drafts if d.isdigit() or d == "dynamic"), None)
+    if d is not None:
+        batch[f"ssd d={d} generate()"] = SelfSpeculativeDecoder(vlm.decoder, n, imitation, d, ())
+    per_token: dict[str, list[float]] = {name: [] for name in [*methods, *batch]}
     for _ in range(cfg.repeats):
         for name, make in methods.items():
             result = make().run([request])[0]
             per_token[name].append(result.decode_time_s / (len(result.tokens) - 1))
-        out = generate(vlm, greedy, **request.inputs, max_new_tokens=length).sequences[0]
-        per_token["plain generate()"].append(out.decode_time_s / (len(out.tokens) - 1))
+        for name, decoder in batch.items():
+            out = generate(vlm, decoder, **request.inputs, max_new_tokens=length).sequences[0]
+            per_token[name].append(out.decode_time_s / (len(out.tokens) - 1))
     row = {"max_new_tokens": length, **{f"{k} ms/token": 1e3 * statistics.median(v) for k, v in per_token.items()}}
     log(f"  length {length}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items() if k.endswith("ms/token")))
     return row

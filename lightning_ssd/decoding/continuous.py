@@ -268,6 +268,7 @@ class ContinuousEngine:
         verdict = self.rule.judge(draft.tokens, draft.lengths, draft.q, logits)
         # 4. commit: each row keeps its last token and its accepted drafts; the new token is fed next cycle
         self.state.commit(verdict.accepted + 1)
+        self.drafter.feedback(self.state, draft, verdict.accepted)
         accepted, drafted = verdict.accepted.tolist(), draft.lengths.tolist()
         drafts, following = draft.tokens.tolist(), verdict.next_tokens.tolist()
         t2 = _clock(self.device)

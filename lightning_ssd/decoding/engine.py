@@ -235,6 +235,7 @@ class SpeculativeDecoder:
         verdict = rule.judge(draft.tokens, draft.lengths, draft.q, logits)
         # 4. crop / compact caches: keep each row's last token and its accepted drafts; the new token is fed next
         state.commit(verdict.accepted + 1, L)
+        self.drafter.feedback(state, draft, verdict.accepted)
         accepted, drafted = verdict.accepted.tolist(), draft.lengths.tolist()
         drafts, following = draft.tokens.tolist(), verdict.next_tokens.tolist()
         t2 = clock()

@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="SSD draft length: d, 'dynamic', 'adaptive' (per row), or 'lookup' (prompt lookup); repeatable")
     p.add_argument("--redundant-deep-layers", action="store_true",
                    help="zero the residual writes of layers n..L so that acceptance is 1 by construction")
-    p.add_argument("--num-requests", type=int, default=d.num_requests, help="requests in the stream")
+    p.add_argument("--num-requests", type=int, default=d.num_requests,
+                   help="requests in the stream (0: only the length sweep)")
     p.add_argument("--max-rows", type=int, action="append", help="live rows at most; repeatable (each on its own)")
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("--rate", type=float, default=d.rate, help="arrivals per second (0: all at once)")
@@ -43,12 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     output = Path(args.pop("output"))
     args["drafts"] = args["drafts"] or StreamConfig().drafts
     args["max_rows"] = args["max_rows"] or StreamConfig().max_rows
-    if args["num_requests"] < 1 or args["repeats"] < 1 or min(args["max_rows"]) < 1 or args["max_new_tokens"] < 2:
-        parser.error("--num-requests, --num-repeats and --max-rows must be >= 1, --max-new-tokens >= 2")
+    if args["num_requests"] < 0 or args["repeats"] < 1 or min(args["max_rows"]) < 1 or args["max_new_tokens"] < 2:
+        parser.error("--num-repeats and --max-rows must be >= 1, --num-requests >= 0, --max-new-tokens >= 2")
     if args["load"] is not None and not 0 < args["load"] <= 1:
         parser.error(f"--load must be in (0, 1], got {args['load']}")
     if any(length < 2 for length in args["lengths"]):
         parser.error("--length must be >= 2")
+    if not args["num_requests"] and not args["lengths"]:
+        parser.error("--num-requests 0 runs no stream: give --length for the length sweep")
     report = stream_benchmark(StreamConfig(**args))
     atomic_write_text(output, json.dumps(report, indent=2))
     print(format_stream(report))
