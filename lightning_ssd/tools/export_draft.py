@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import argparse
 
+from lightning_ssd.threads import add_threads_argument, set_threads
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lightning_ssd export-draft", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a .ckpt written by the imitation stage")
     p.add_argument("out_dir", help="folder to write (replaced whole if it exists)")
+    add_threads_argument(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    set_threads(args.threads)
     from lightning_ssd.models.checkpoint import export_draft
 
     out = export_draft(args.checkpoint, args.out_dir)
