@@ -8,12 +8,18 @@ The default is measured, not guessed. On a 2-core CPU with the embedded default 
     2        205 tok/s         402 tok/s (1.96x)   847 tok/s        1438 tok/s (1.70x)
 
 With one other job on the same 2 cores, `generate` decoded 5 tokens/s with 2 threads against 1038 with 1: OpenMP
-threads spin waiting for the core the other job holds. One thread per free core is the most that pays, and on
-two cores one thread is faster even when nothing else runs. Hence the rule: half the cores this process may run
-on, no more than the cores the load average leaves free, and at least 1. That is 1 on a 2-core machine, quiet or
-busy. Above 2 cores the rule is not measured; `--threads N` chooses, `--threads 0` leaves torch's count alone
-(torch's own default is one thread per core), and an `OMP_NUM_THREADS` set in the environment is kept as torch
-read it.
+threads spin waiting for the core the other job holds. Rechecked on 2026-12-06 on the same kind of machine while
+other people's jobs kept its load average between 2 and 14: `bench --backbone base-llava --redundant-deep-layers
+--draft 6 --num-samples 8 --repeats 3` (random weights, deep layers zeroed so that tau = 6.2), three runs per
+count, taken in turn. `--threads 1` finished each run in 34-91 s: greedy 86, 40 and 106 tok/s, SSD 162, 86 and
+239 tok/s (1.88x, 2.16x, 2.25x). `--threads 2` finished none within 400 s: its first repeats decoded greedy at
+4.0, 9.7 and 6.3 tok/s and SSD at 4.9, 8.7 and 6.6 tok/s.
+
+One thread per free core is the most that pays, and on two cores one thread is faster even when nothing else runs.
+Hence the rule: half the cores this process may run on, no more than the cores the load average leaves free, and
+at least 1. That is 1 on a 2-core machine, quiet or busy. Above 2 cores the rule is not measured; `--threads N`
+chooses, `--threads 0` leaves torch's count alone (torch's own default is one thread per core), and an
+`OMP_NUM_THREADS` set in the environment is kept as torch read it.
 
 Inter-op threads are left alone: eager decoding does not use that pool, and torch lets a process set it only once,
 before any parallel work, which a function called from a notebook or a test cannot promise.
