@@ -18,7 +18,7 @@ count, taken in turn. `--threads 1` finished each run in 34-91 s: greedy 86, 40 
 One thread per free core is the most that pays, and on two cores one thread is faster even when nothing else runs.
 Hence the rule: half the cores this process may run on, no more than the cores the load average leaves free, and
 at least 1. That is 1 on a 2-core machine, quiet or busy. Above 2 cores the rule is not measured; `--threads N`
-chooses, `--threads 0` leaves torch's count alone (torch's own default is one thread per core), and an
+chooses, `--threads 0` leaves torch's count alone (torch's own default is one thread per physical core), and an
 `OMP_NUM_THREADS` set in the environment is kept as torch read it.
 
 Inter-op threads are left alone: eager decoding does not use that pool, and torch lets a process set it only once,
