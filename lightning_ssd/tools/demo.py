@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     ft_sps, im_sps = ft_metrics.get("train/samples_per_s"), im_metrics.get("train/samples_per_s")
     summary = {
         "backbone": a.backbone, "seed": a.seed, "n": n, "draft": a.draft, "num_test": a.num_test,
-        "test_batch_size": test.datamodule.eval_batch_size, "threads": threads, "test_metrics": tm,
+        "test_batch_size": min(test.datamodule.eval_batch_size, a.num_test), "threads": threads, "test_metrics": tm,
         "trivial_baseline": trivial,
         "ssd_identical_test": tm.get("test/ssd_identical"),
         "bench": {"baseline": bench["baseline"], "ssd": ssd, "num_samples": a.bench_samples,
