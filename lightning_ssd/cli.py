@@ -13,6 +13,9 @@ NaN/inf loss; and a `PredictionWriter` (key `predictions`) through which `predic
 to `predictions.output` (default `<trainer.default_root_dir>/predictions.jsonl`). Without a logger set, runs log
 to TensorBoard as Lightning's default does, without its placeholder `hp_metric`.
 
+`--threads N` (or `threads: N` in a config) sets torch's CPU threads before the model is built; its default is the
+rule of `lightning_ssd.threads` (1 on a 2-core machine).
+
 With `--ckpt_path`, LightningCLI replaces the model's arguments by the hyperparameters stored in the checkpoint
 (backbone, n, imitation architecture, fusion, loss weights); evaluation settings (draft, max_new_tokens, eval_modes,
 meteor, num_samples) are not stored, so the config's values apply. A checkpoint records its backbone folder by
@@ -37,6 +40,7 @@ from lightning_ssd.backbones import PRESETS, CheckpointError
 from lightning_ssd.callbacks.guards import FiniteLossGuard
 from lightning_ssd.callbacks.predictions import PredictionWriter
 from lightning_ssd.models.base import SSDModule
+from lightning_ssd.threads import THREADS_HELP, set_threads
 
 BACKBONE_FLAGS = ("--model.init_args.backbone", "--model.backbone")
 
@@ -63,6 +67,7 @@ class SSDLightningCLI(LightningCLI):
         parser.add_lightning_class_args(FiniteLossGuard, "finite_loss")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
+        parser.add_argument("--threads", type=int | None, default=None, help=THREADS_HELP)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         # Read before LightningCLI copies a checkpoint's hyperparameters over the parsed config (see
@@ -73,6 +78,7 @@ class SSDLightningCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        set_threads(config.threads)  # before the model is built: loading and every stage run on these threads
         if self.typed_backbone is not None:
             config.model.init_args.backbone = config.data.init_args.backbone = self.typed_backbone
         elif config.get("ckpt_path") and Path(config.ckpt_path).is_file():

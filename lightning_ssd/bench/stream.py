@@ -32,6 +32,7 @@ from lightning_ssd.decoding.drafters import ShallowDrafter
 from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.decoding.prompt_lookup import PromptLookupDrafter
+from lightning_ssd.threads import set_threads
 
 
 @dataclass
@@ -51,7 +52,7 @@ class StreamConfig:
         lengths: max_new_tokens of the length sweep (EOS ignored); empty: no sweep.
         repeats: runs per figure (medians reported).
         task: "caption" or "long" (the detailed-description prompt).
-        threads: torch CPU threads.
+        threads: torch CPU threads (None: the default rule of `lightning_ssd.threads`).
     """
 
     backbone: str = "small-llava"
@@ -142,8 +143,7 @@ def _methods(cfg: StreamConfig, vlm: SplitVLM, n: int, imitation, max_rows: int,
 
 
 def _load(cfg: StreamConfig) -> tuple[SplitVLM, object, int, object]:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     vlm = load_backbone(cfg.backbone)
     imitation = load_imitation(cfg.imitation, vlm)
     L = vlm.decoder.num_layers

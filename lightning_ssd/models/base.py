@@ -32,7 +32,8 @@ def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]
     return factor
 
 
-EVAL_ONLY_ARGS = ("draft", "confidence_threshold", "max_new_tokens", "eval_modes", "meteor", "num_samples")
+EVAL_ONLY_ARGS = ("draft", "confidence_threshold", "max_new_tokens", "eval_modes", "meteor", "num_samples",
+                  "timing_repeats")
 
 
 class TeacherForced:
@@ -85,6 +86,9 @@ class SSDModule(LightningModule):
             runs under autocast.
         meteor: score METEOR in caption-like evaluations (a JVM start per mode and epoch).
         num_samples: decoded samples kept per evaluation epoch for the TensorBoard text view.
+        timing_repeats: decodes of each validation/test batch by each mode, for ms/token and speedups (the run of
+            median time counts; quality and acceptance are the same in each greedy run). Each adds a full decode
+            of the split; the first batch is decoded once untimed, as a warm-up, in any case.
     """
 
     default_modes: tuple[str, ...] = ("full", "draft", "ssd")
@@ -105,6 +109,7 @@ class SSDModule(LightningModule):
         backbone_dtype: Literal["float32", "bfloat16", "float16"] = "float32",
         meteor: bool = False,
         num_samples: int = 4,
+        timing_repeats: int = 1,
     ) -> None:
         super().__init__()
         # Evaluation settings stay out of the checkpoint's hyperparameters: LightningCLI copies those over the config
@@ -125,7 +130,9 @@ class SSDModule(LightningModule):
         self.confidence_threshold = confidence_threshold
         self.max_new_tokens = max_new_tokens
         self._eval_modes = eval_modes
-        self._meteor, self._num_samples = meteor, num_samples
+        if timing_repeats < 1:
+            raise ValueError(f"model.init_args.timing_repeats must be >= 1, got {timing_repeats}")
+        self._meteor, self._num_samples, self._timing_repeats = meteor, num_samples, timing_repeats
         self.last_eval: EvalSummary | None = None
 
     def setup(self, stage: str) -> None:
@@ -133,8 +140,9 @@ class SSDModule(LightningModule):
         if not hasattr(self, "val_eval"):
             modes = self.modes_for(self.imitation) if self._eval_modes is None else self._eval_modes
             modes = check_modes(modes, self.imitation is not None, self.n)
-            self.val_eval = DecodingEvaluator(modes, self._meteor, self._num_samples).to(self.device)
-            self.test_eval = DecodingEvaluator(modes, self._meteor, self._num_samples).to(self.device)
+            self.val_eval, self.test_eval = (
+                DecodingEvaluator(modes, self._meteor, self._num_samples, timing_repeats=self._timing_repeats)
+                .to(self.device) for _ in range(2))
 
     def modes_for(self, imitation: nn.Module | None) -> tuple[str, ...]:
         if self.n is None:

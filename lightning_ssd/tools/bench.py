@@ -9,6 +9,7 @@ from pathlib import Path
 from lightning_ssd.bench.runner import BenchConfig, format_table, run_benchmark
 from lightning_ssd.decoding.engine import check_confidence_threshold
 from lightning_ssd.files import atomic_write_text
+from lightning_ssd.threads import add_threads_argument
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=["caption", "long"], default=d.task)
     p.add_argument("--device", default=d.device)
     p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_argument(p)
     p.add_argument("--output", default="bench.json", help="JSON report path")
     return p
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lightning_ssd.bench.stream import StreamConfig, format_stream, stream_benchmark
 from lightning_ssd.files import atomic_write_text
+from lightning_ssd.threads import add_threads_argument
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also run the length sweep at this many new tokens, EOS ignored; repeatable")
     p.add_argument("--num-repeats", dest="repeats", type=int, default=d.repeats, help="runs per figure (medians)")
     p.add_argument("--task", choices=["caption", "long"], default=d.task)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_argument(p)
     p.add_argument("--output", default="bench_stream.json", help="JSON report path")
     return p
 

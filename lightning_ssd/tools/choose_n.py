@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from lightning_ssd.configs import EXPERIMENTS
+from lightning_ssd.threads import add_threads_argument, set_threads, threads_args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batches", type=int, default=4, help="validation batches to average over")
     p.add_argument("--config", default=str(EXPERIMENTS / "synthetic" / "choose_n.yaml"),
                    help="validate config whose data section provides the validation split")
+    add_threads_argument(p)
     a = p.parse_args(argv)
+    set_threads(a.threads)
     from lightning_ssd.cli import cli_main
 
     output = Path(a.output).resolve()
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         yaml.safe_dump({"trainer": {"callbacks": [callback], "limit_val_batches": a.batches,
                                     "default_root_dir": str(output.parent / "choose_n")}}, f)
     try:
-        cli_main(["validate", "--config", a.config, "--config", f.name, "--model.init_args.backbone", a.backbone])
+        cli_main(["validate", "--config", a.config, "--config", f.name, "--model.init_args.backbone", a.backbone,
+                  *threads_args()])
     finally:
         os.unlink(f.name)
     print(output.read_text())

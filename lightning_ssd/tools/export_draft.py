@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from lightning_ssd.threads import add_threads_argument, set_threads
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lightning_ssd export-draft", description=__doc__,
@@ -21,11 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trust", action="store_true",
                    help="read a checkpoint that needs more than weights-only loading (it can run code: only for "
                         "your own files)")
+    add_threads_argument(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    set_threads(args.threads)
     from lightning_ssd.models.checkpoint import export_draft
 
     out = export_draft(args.checkpoint, args.out_dir, trust=args.trust)

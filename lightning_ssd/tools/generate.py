@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from lightning_ssd.threads import add_threads_argument, set_threads
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lightning_ssd generate", description=__doc__,
@@ -39,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling's probability mass; 1.0: off")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--device", default="cpu", help="torch device to decode on: cpu, cuda, cuda:1, ...")
+    add_threads_argument(p)
     return p
 
 
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     _check(args)
     log = lambda s: print(s, file=sys.stderr)  # noqa: E731
+    threads = set_threads(args.threads)
     import torch
     from tqdm.auto import tqdm
 
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "ssd" and results:
         merged = GenerationResult(tuple(s for r in results for s in r.sequences))
         summary += f", tau {merged.mean_accepted_length:.2f}, alpha {merged.acceptance_rate:.3f}"
-    print(f"{summary}; wrote {output}")
+    print(f"{summary} on {threads} CPU thread{'s' if threads > 1 else ''}; wrote {output}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from lightning_ssd.reproduce.settings import QUICK, Estimates, Settings, with_overrides
+from lightning_ssd.threads import add_threads_argument, set_threads
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lambdas", nargs="+", default=None, help="Table 6's costs per layer: 1/L, 1/10, 0.05, ...")
     p.add_argument("--dv-trials", type=int, default=None, help="TPE trials of Draft & Verify's skip-set search")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (a JVM start per decoding mode)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (--quick: 1)")
+    add_threads_argument(p)
     p.add_argument("--dry-run", action="store_true", help="print the stages and the estimate, run nothing")
     return p
 
@@ -68,15 +69,12 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(args)
     settings = settings_from(a)
-    import torch
-
     from lightning_ssd.reproduce.cli_stages import write_fragments
     from lightning_ssd.reproduce.plan import PlanFailed, pending_minutes, run_plan
     from lightning_ssd.reproduce.stages import build_plan
 
-    threads = a.threads or (1 if a.quick else None)
-    if threads:
-        torch.set_num_threads(threads)  # tiny models: a second thread only adds contention
+    # --quick's tiny models run fastest on one thread; the LightningCLI stages run in this process and keep the count
+    set_threads(1 if a.threads is None and a.quick else a.threads)
     root, out = Path(a.root), Path(a.out)
     command = " ".join(["python -m lightning_ssd reproduce", *map(shlex.quote, args)])
     stages = build_plan(settings, root, out, command)

@@ -132,3 +132,14 @@ def test_nothing_readable_writes_nothing(tmp_path):
 def test_impossible_settings(tmp_path, bad, message):
     with pytest.raises(SystemExit, match=message):
         generate_main(["--backbone", NAME, "--images", str(tmp_path), "--output", str(tmp_path / "o.jsonl"), *bad])
+
+
+def test_threads_sets_torch_threads(setup, capsys):
+    root, images, _ = setup
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _run(root, images, "threads", "--mode", "greedy", "--threads", "2")
+        assert torch.get_num_threads() == 2 and "on 2 CPU threads" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)
