@@ -50,7 +50,9 @@ class StreamConfig:
         rate: arrivals per second (0: all at once); load: instead, this fraction of the plain engine's throughput.
         max_new_tokens: each request's budget.
         lengths: max_new_tokens of the length sweep (EOS ignored); empty: no sweep.
-        repeats: runs per figure (medians reported).
+        repeats: runs per figure (medians reported), after one untimed warm-up run of each method.
+        compile: also run every method with `torch.compile`d layer ranges, side by side (its warm-up, which
+            compiles, is reported as `warmup_s`).
         task: "caption" or "long" (the detailed-description prompt).
         threads: torch CPU threads (None: the default rule of `lightning_ssd.threads`).
     """
@@ -69,6 +71,7 @@ class StreamConfig:
     repeats: int = 3
     task: str = "caption"
     threads: int | None = None
+    compile: bool = False
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -111,7 +114,14 @@ def run_stream(engine: ContinuousEngine, requests: list[Request], rate: float) -
         "p50_ttft_s": _percentile(ttft, 0.5),
         "p95_ttft_s": _percentile(ttft, 0.95),
         "mean_accepted_len": _tau(results.values()),
+        # the engine's busy time spent prefilling admitted requests (vision encoder + prompt) rather than decoding
+        "prefill_share": _prefill_share(results.values()),
     }
+
+
+def _prefill_share(results) -> float:
+    prefill = sum(r.prefill_time_s for r in results)
+    return prefill / max(1e-12, prefill + sum(r.decode_time_s for r in results))
 
 
 def _tau(results) -> float | None:
@@ -130,16 +140,30 @@ def _methods(cfg: StreamConfig, vlm: SplitVLM, n: int, imitation, max_rows: int,
              ) -> dict[str, Callable[[], ContinuousEngine]]:
     cost = measure_cost_model(vlm.decoder, n, imitation)[0] if "adaptive" in cfg.drafts else None
 
-    def engine(drafter, draft=1):
-        return lambda: ContinuousEngine(vlm, drafter, draft, cost, max_rows=max_rows, max_slots=max_slots)
+    def engine(drafter, draft=1, compile=False):
+        return lambda: ContinuousEngine(vlm, drafter, draft, cost, max_rows=max_rows, max_slots=max_slots,
+                                        compile=compile)
 
-    methods = {"plain": engine(None)}
+    drafters = {"plain": (None, 1)}
     for d in cfg.drafts:
         if d == "lookup":
-            methods["prompt lookup d=6"] = engine(PromptLookupDrafter(vlm.decoder), 6)
+            drafters["prompt lookup d=6"] = (PromptLookupDrafter(vlm.decoder), 6)
         else:
-            methods[f"ssd d={d}"] = engine(ShallowDrafter(vlm.decoder, n, imitation, vlm.eos_token_id), d)
+            drafters[f"ssd d={d}"] = (ShallowDrafter(vlm.decoder, n, imitation, vlm.eos_token_id), d)
+    methods = {name: engine(*spec) for name, spec in drafters.items()}
+    if cfg.compile:
+        methods |= {f"{name} compiled": engine(*spec, compile=True) for name, spec in drafters.items()}
     return methods
+
+
+def _warm_up(methods: dict, requests: list[Request]) -> dict[str, float]:
+    """One untimed run of each method over two requests; the seconds each took (compiling, for compiled ones)."""
+    seconds = {}
+    for name, make in methods.items():
+        start = time.perf_counter()
+        make().run(requests[:2])
+        seconds[name] = time.perf_counter() - start
+    return seconds
 
 
 def _load(cfg: StreamConfig) -> tuple[SplitVLM, object, int, object]:
@@ -170,6 +194,7 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
             rate = cfg.load * len(requests) / probe["makespan_s"]
             log(f"stream: plain serves {len(requests) / probe['makespan_s']:.2f} req/s at {max_rows} rows; "
                 f"arrivals at {rate:.2f} req/s (load {cfg.load})")
+        warmup = _warm_up(methods, requests)
         runs: dict[str, list[dict]] = {name: [] for name in methods}
         for r in range(cfg.repeats):
             for name, make in methods.items():
@@ -180,7 +205,8 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
         for name, reps in runs.items():
             row = {key: statistics.median(x[key] for x in reps) for key in reps[0]
                    if key not in ("tokens", "mean_accepted_len")}
-            row.update(method=name, max_rows=max_rows, rate=rate, mean_accepted_len=reps[0]["mean_accepted_len"],
+            row.update(method=name, max_rows=max_rows, rate=rate, warmup_s=warmup[name],
+                       mean_accepted_len=reps[0]["mean_accepted_len"],
                        tokens_identical=all(x["tokens"] == plain for x in reps))
             report["streams"].append(row)
     for length in cfg.lengths:
@@ -198,6 +224,7 @@ def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, n: int, imitation, 
     d = next((d for d in cfg.drafts if d.isdigit() or d == "dynamic"), None)
     if d is not None:
         batch[f"ssd d={d} generate()"] = SelfSpeculativeDecoder(vlm.decoder, n, imitation, d, ())
+    _warm_up(methods, [request])
     per_token: dict[str, list[float]] = {name: [] for name in [*methods, *batch]}
     for _ in range(cfg.repeats):
         for name, make in methods.items():
@@ -213,14 +240,15 @@ def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, n: int, imitation, 
 
 def format_stream(report: dict) -> str:
     """The stream and length tables, with each SSD row's ratios to plain decoding at the same max_rows."""
-    lines = ["| max rows | method | tok/s | x plain | p50 latency s | p95 latency s | p50 TTFT s | tau | identical |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| max rows | method | tok/s | x plain | p50 latency s | p95 latency s | p50 TTFT s | tau | prefill share "
+             "| identical |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["streams"]:
         plain = next(r for r in report["streams"] if r["max_rows"] == row["max_rows"] and r["method"] == "plain")
         tau = "" if row["mean_accepted_len"] is None else f"{row['mean_accepted_len']:.2f}"
         lines.append(f"| {row['max_rows']} | {row['method']} | {row['tokens_per_s']:.1f} | "
                      f"{row['tokens_per_s'] / plain['tokens_per_s']:.2f}x | {row['p50_latency_s']:.3f} | "
-                     f"{row['p95_latency_s']:.3f} | {row['p50_ttft_s']:.3f} | {tau} | {row['tokens_identical']} |")
+                     f"{row['p95_latency_s']:.3f} | {row['p50_ttft_s']:.3f} | {tau} | {row['prefill_share']:.2f} | "
+                     f"{row['tokens_identical']} |")
     if report["lengths"]:
         keys = [k for k in report["lengths"][0] if k.endswith("ms/token")]
         lines += ["", "| max new tokens | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also run the length sweep at this many new tokens, EOS ignored; repeatable")
     p.add_argument("--num-repeats", dest="repeats", type=int, default=d.repeats, help="runs per figure (medians)")
     p.add_argument("--task", choices=["caption", "long"], default=d.task)
+    p.add_argument("--compile", action="store_true",
+                   help="also run every method with torch.compile'd layer ranges, side by side")
     add_threads_argument(p)
     p.add_argument("--output", default="bench_stream.json", help="JSON report path")
     return p

@@ -271,3 +271,17 @@ def test_bfloat16_ssd_equals_plain_bf16_decoding_except_at_rounding_ties():
         assert top2[0] - top2[1] <= 4 * BF16_ULP * top2[0].abs().clamp(min=1), (at, top2)
         ties += 1
     assert ties <= len(requests) // 2, ties  # ties are the exception, not the rule
+
+
+@pytest.mark.slow
+def test_compiled_layer_ranges_give_the_same_tokens():
+    vlm = chaotic_(tiny_vlm("tiny-llava"))
+    inputs = []
+    for seed, length in PROMPTS["tiny-llava"]:
+        batch = make_inputs("tiny-llava", [length], seed=seed)
+        inputs.append({"pixel_values": batch["pixel_values"], "input_ids": batch["input_ids"]})
+    requests = [Request(x, MAX_NEW) for x in inputs]
+    for drafter in (None, ShallowDrafter(vlm.decoder, 1, None, vlm.eos_token_id)):
+        eager = ContinuousEngine(vlm, drafter, 4, max_rows=2, max_slots=160).run(requests)
+        compiled = ContinuousEngine(vlm, drafter, 4, max_rows=2, max_slots=160, compile=True).run(requests)
+        assert [r.tokens for r in compiled] == [r.tokens for r in eager]
