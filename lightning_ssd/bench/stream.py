@@ -79,7 +79,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_stream(engine: ContinuousEngine, requests: list[Request], rate: float) -> dict:
+def run_stream(engine: ContinuousEngine, requests: list[Request], rate: float, cost=None) -> dict:
     """Feeds `requests` at `rate` per second (0: all at once) and steps until all are done; per-stream figures."""
     arrivals = [i / rate if rate > 0 else 0.0 for i in range(len(requests))]
     ids: dict[int, int] = {}
@@ -116,6 +116,8 @@ def run_stream(engine: ContinuousEngine, requests: list[Request], rate: float) -
         "mean_accepted_len": _tau(results.values()),
         # the engine's busy time spent prefilling admitted requests (vision encoder + prompt) rather than decoding
         "prefill_share": _prefill_share(results.values()),
+        **dict(zip(("alpha", "predicted_speedup"), _predicted(results.values(), cost) if cost else (None, None),
+                   strict=True)),
     }
 
 
@@ -127,6 +129,15 @@ def _prefill_share(results) -> float:
 def _tau(results) -> float | None:
     cycles = [c for r in results for c in r.cycles]
     return sum(c.emitted for c in cycles) / len(cycles) if cycles else None
+
+
+def _predicted(results, cost) -> tuple[float | None, float | None]:
+    """alpha over the judged drafts, and the cost model's speedup for the drafts the cycles made (None: no draft)."""
+    cycles = [c for r in results for c in r.cycles if c.drafted]
+    if not cycles:
+        return None, None
+    alpha = sum(c.accepted for c in cycles) / sum(min(c.accepted + 1, c.drafted) for c in cycles)
+    return alpha, cost.predicted_speedup(alpha, [c.drafted for c in cycles])
 
 
 def _requests(cfg: StreamConfig, processor, vlm: SplitVLM, max_new: int, count: int, ignore_eos: bool = False
@@ -184,8 +195,9 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
     vlm, processor, n, imitation = _load(cfg)
     requests = _requests(cfg, processor, vlm, cfg.max_new_tokens, cfg.num_requests)
     slots = max(int(r.inputs["input_ids"].shape[1]) for r in requests) + cfg.max_new_tokens + 32
+    cost = measure_cost_model(vlm.decoder, n, imitation)[0]
     report: dict = {"config": asdict(cfg), "n": n, "L": vlm.decoder.num_layers, "torch_threads":
-                    torch.get_num_threads(), "streams": [], "lengths": []}
+                    torch.get_num_threads(), "cost_model": asdict(cost), "streams": [], "lengths": []}
     for max_rows in cfg.max_rows if cfg.num_requests else []:
         methods = _methods(cfg, vlm, n, imitation, max_rows, slots)
         rate = cfg.rate
@@ -198,17 +210,22 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
         runs: dict[str, list[dict]] = {name: [] for name in methods}
         for r in range(cfg.repeats):
             for name, make in methods.items():
-                runs[name].append(run_stream(make(), requests, rate))
+                runs[name].append(run_stream(make(), requests, rate, cost))
                 log(f"  rows {max_rows} repeat {r + 1}/{cfg.repeats} {name:18s} "
                     f"{runs[name][-1]['tokens_per_s']:.1f} tok/s")
         plain = runs["plain"][0]["tokens"]
         for name, reps in runs.items():
             row = {key: statistics.median(x[key] for x in reps) for key in reps[0]
-                   if key not in ("tokens", "mean_accepted_len")}
+                   if key not in ("tokens", "mean_accepted_len", "alpha", "predicted_speedup")}
+            row.update(alpha=reps[0]["alpha"], predicted_speedup=reps[0]["predicted_speedup"])
             row.update(method=name, max_rows=max_rows, rate=rate, warmup_s=warmup[name],
                        mean_accepted_len=reps[0]["mean_accepted_len"],
                        tokens_identical=all(x["tokens"] == plain for x in reps))
             report["streams"].append(row)
+        plain_rate = report["streams"][-len(runs)]["tokens_per_s"]
+        for row in report["streams"][-len(runs):]:
+            if row["predicted_speedup"]:
+                row["fraction_of_predicted"] = row["tokens_per_s"] / plain_rate / row["predicted_speedup"]
     for length in cfg.lengths:
         report["lengths"].append(_length_row(cfg, vlm, processor, n, imitation, length, log))
     return report
@@ -240,14 +257,17 @@ def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, n: int, imitation, 
 
 def format_stream(report: dict) -> str:
     """The stream and length tables, with each SSD row's ratios to plain decoding at the same max_rows."""
-    lines = ["| max rows | method | tok/s | x plain | p50 latency s | p95 latency s | p50 TTFT s | tau | prefill share "
-             "| identical |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| max rows | method | tok/s | x plain | p50 latency s | p95 latency s | p50 TTFT s | tau | alpha "
+             "| predicted | of predicted | prefill share | identical |", "|" + "---|" * 13]
     for row in report["streams"]:
         plain = next(r for r in report["streams"] if r["max_rows"] == row["max_rows"] and r["method"] == "plain")
-        tau = "" if row["mean_accepted_len"] is None else f"{row['mean_accepted_len']:.2f}"
+        tau, alpha, predicted, fraction = (
+            "" if row.get(k) is None else f"{row[k]:.2f}"
+            for k in ("mean_accepted_len", "alpha", "predicted_speedup", "fraction_of_predicted"))
         lines.append(f"| {row['max_rows']} | {row['method']} | {row['tokens_per_s']:.1f} | "
                      f"{row['tokens_per_s'] / plain['tokens_per_s']:.2f}x | {row['p50_latency_s']:.3f} | "
-                     f"{row['p95_latency_s']:.3f} | {row['p50_ttft_s']:.3f} | {tau} | {row['prefill_share']:.2f} | "
+                     f"{row['p95_latency_s']:.3f} | {row['p50_ttft_s']:.3f} | {tau} | {alpha} | {predicted} | "
+                     f"{fraction} | {row['prefill_share']:.2f} | "
                      f"{row['tokens_identical']} |")
     if report["lengths"]:
         keys = [k for k in report["lengths"][0] if k.endswith("ms/token")]
