@@ -53,6 +53,7 @@ class StreamConfig:
         repeats: runs per figure (medians reported), after one untimed warm-up run of each method.
         compile: also run every method with `torch.compile`d layer ranges, side by side (its warm-up, which
             compiles, is reported as `warmup_s`).
+        profile: profile one request of each method alone (torch.profiler): where the decode time goes.
         task: "caption" or "long" (the detailed-description prompt).
         threads: torch CPU threads (None: the default rule of `lightning_ssd.threads`).
     """
@@ -72,6 +73,7 @@ class StreamConfig:
     task: str = "caption"
     threads: int | None = None
     compile: bool = False
+    profile: bool = False
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -228,7 +230,36 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
                 row["fraction_of_predicted"] = row["tokens_per_s"] / plain_rate / row["predicted_speedup"]
     for length in cfg.lengths:
         report["lengths"].append(_length_row(cfg, vlm, processor, n, imitation, length, log))
+    if cfg.profile:
+        report["profile"] = {name: profile_request(make, requests[0])
+                             for name, make in _methods(cfg, vlm, n, imitation, 1, slots).items()}
     return report
+
+
+# aten ops grouped by what they do in a decoding step
+_OP_GROUPS = {"linear (weights)": ("addmm", "mm", "linear", "matmul", "bmm"),
+              "attention": ("scaled_dot_product", "_scaled_dot_product", "softmax", "_softmax"),
+              "cache writes and reads": ("index_put", "index", "slice", "select", "copy_", "narrow")}
+
+
+def profile_request(make: Callable[[], ContinuousEngine], request: Request) -> dict[str, float]:
+    """Milliseconds per generated token of one request alone, by group of torch ops; `outside torch ops` is the
+    rest of the wall time (Python, the engine's bookkeeping, the framework's dispatch)."""
+    make().run([request])  # warm-up
+    engine = make()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        result = engine.run([request])[0]
+        wall = time.perf_counter() - start
+    groups = dict.fromkeys([*_OP_GROUPS, "other ops"], 0.0)
+    for event in prof.key_averages():
+        if not event.key.startswith("aten::"):
+            continue
+        name = event.key.removeprefix("aten::")
+        group = next((g for g, keys in _OP_GROUPS.items() if name in keys or name.startswith(keys)), "other ops")
+        groups[group] += event.self_cpu_time_total / 1e6
+    groups["outside torch ops"] = max(0.0, wall - sum(groups.values()))
+    return {k: 1e3 * v / len(result.tokens) for k, v in groups.items()}
 
 
 def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, n: int, imitation, length: int, log) -> dict:
@@ -269,6 +300,9 @@ def format_stream(report: dict) -> str:
                      f"{row['p95_latency_s']:.3f} | {row['p50_ttft_s']:.3f} | {tau} | {alpha} | {predicted} | "
                      f"{fraction} | {row['prefill_share']:.2f} | "
                      f"{row['tokens_identical']} |")
+    for name, groups in report.get("profile", {}).items():
+        lines += ["", f"profile, {name}, one request alone (ms per token): "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in groups.items())]
     if report["lengths"]:
         keys = [k for k in report["lengths"][0] if k.endswith("ms/token")]
         lines += ["", "| max new tokens | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
