@@ -45,11 +45,10 @@ def test_cli_writes_the_json_and_refuses_an_impossible_load(tmp_path, capsys):
 
 
 def test_profile_splits_a_requests_time_per_token_into_groups():
-    from lightning_ssd.backbones import load_backbone
     from lightning_ssd.decoding.continuous import ContinuousEngine, Request
-    from tests.helpers import make_inputs
+    from tests.helpers import make_inputs, tiny_vlm
 
-    vlm = load_backbone("tiny-llava")
+    vlm = tiny_vlm("tiny-llava")
     inputs = make_inputs("tiny-llava", [4])
     request = Request({"pixel_values": inputs["pixel_values"], "input_ids": inputs["input_ids"]}, 8, ignore_eos=True)
     groups = profile_request(lambda: ContinuousEngine(vlm, None, max_rows=1, max_slots=64), request)
