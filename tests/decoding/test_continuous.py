@@ -3,7 +3,8 @@
 Requests arrive at different cycles, have different prompt lengths and budgets, queue while every row is taken
 (max_rows = 2 for 5 requests, so rows are freed and reused), end inside a draft, and are cancelled mid-way. The
 tiny models are the chaotic ones of test_lossless.py and test_qwen.py, whose top-2 logit gaps clear batch noise.
-LLaVA-NeXT decodes with LLaVA's decoder and positions (only its image prefix differs), so LLaVA stands for both.
+LLaVA-NeXT, whose tiny model is a checkpoint folder with its processor, is run through the engine in
+test_llava_next.py.
 """
 
 import pytest
