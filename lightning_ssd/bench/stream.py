@@ -19,19 +19,20 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.bench.inputs import benchmark_inputs
-from lightning_ssd.bench.runner import load_imitation, make_redundant
+from lightning_ssd.bench.runner import bench_spec, make_redundant
 from lightning_ssd.decoding.continuous import ContinuousEngine, Request
 from lightning_ssd.decoding.cost import measure_cost_model
 from lightning_ssd.decoding.drafters import ShallowDrafter
 from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.decoding.prompt_lookup import PromptLookupDrafter
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.threads import set_threads
 
 
@@ -126,9 +127,9 @@ def _requests(cfg: StreamConfig, processor, vlm: SplitVLM, max_new: int, count: 
     return [Request({k: v for k, v in x.items() if k in keep}, max_new, ignore_eos=ignore_eos) for x in inputs]
 
 
-def _methods(cfg: StreamConfig, vlm: SplitVLM, n: int, imitation, max_rows: int, max_slots: int
+def _methods(cfg: StreamConfig, vlm: SplitVLM, spec: DraftSpec, max_rows: int, max_slots: int
              ) -> dict[str, Callable[[], ContinuousEngine]]:
-    cost = measure_cost_model(vlm.decoder, n, imitation)[0] if "adaptive" in cfg.drafts else None
+    cost = measure_cost_model(vlm.decoder, spec.n, spec.imitation)[0] if "adaptive" in cfg.drafts else None
 
     def engine(drafter, draft=1):
         return lambda: ContinuousEngine(vlm, drafter, draft, cost, max_rows=max_rows, max_slots=max_slots)
@@ -138,32 +139,28 @@ def _methods(cfg: StreamConfig, vlm: SplitVLM, n: int, imitation, max_rows: int,
         if d == "lookup":
             methods["prompt lookup d=6"] = engine(PromptLookupDrafter(vlm.decoder), 6)
         else:
-            methods[f"ssd d={d}"] = engine(ShallowDrafter(vlm.decoder, n, imitation, vlm.eos_token_id), d)
+            methods[f"ssd d={d}"] = engine(ShallowDrafter(vlm.decoder, replace(spec, draft=d), vlm.eos_token_id), d)
     return methods
 
 
-def _load(cfg: StreamConfig) -> tuple[SplitVLM, object, int, object]:
+def _load(cfg: StreamConfig) -> tuple[SplitVLM, object, DraftSpec]:
     set_threads(cfg.threads)
     vlm = load_backbone(cfg.backbone)
-    imitation = load_imitation(cfg.imitation, vlm)
-    L = vlm.decoder.num_layers
-    n = cfg.n if cfg.n is not None else getattr(imitation, "n", None) or max(1, L // 4)
-    if not 1 <= n <= L - 1:
-        raise ValueError(f"--n {n}: the draft exit layer must be in [1, {L - 1}] for {cfg.backbone}")
+    spec = bench_spec(cfg.imitation, cfg.n, vlm)
     if cfg.redundant_deep_layers:
-        make_redundant(vlm, n)
-    return vlm, load_processor(cfg.backbone), n, imitation
+        make_redundant(vlm, spec.n)
+    return vlm, load_processor(cfg.backbone), spec
 
 
 def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
     """The stream benchmark at each `max_rows`, then the length sweep; one JSON-able report."""
-    vlm, processor, n, imitation = _load(cfg)
+    vlm, processor, spec = _load(cfg)
     requests = _requests(cfg, processor, vlm, cfg.max_new_tokens, cfg.num_requests)
     slots = max(int(r.inputs["input_ids"].shape[1]) for r in requests) + cfg.max_new_tokens + 32
-    report: dict = {"config": asdict(cfg), "n": n, "L": vlm.decoder.num_layers, "torch_threads":
+    report: dict = {"config": asdict(cfg), "n": spec.n, "L": vlm.decoder.num_layers, "torch_threads":
                     torch.get_num_threads(), "streams": [], "lengths": []}
     for max_rows in cfg.max_rows if cfg.num_requests else []:
-        methods = _methods(cfg, vlm, n, imitation, max_rows, slots)
+        methods = _methods(cfg, vlm, spec, max_rows, slots)
         rate = cfg.rate
         if cfg.load is not None:
             probe = run_stream(methods["plain"](), requests, 0.0)
@@ -184,20 +181,20 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
                        tokens_identical=all(x["tokens"] == plain for x in reps))
             report["streams"].append(row)
     for length in cfg.lengths:
-        report["lengths"].append(_length_row(cfg, vlm, processor, n, imitation, length, log))
+        report["lengths"].append(_length_row(cfg, vlm, processor, spec, length, log))
     return report
 
 
-def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, n: int, imitation, length: int, log) -> dict:
+def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, spec: DraftSpec, length: int, log) -> dict:
     """Per-token decode time of one request of `length` new tokens (EOS ignored), per method, median of repeats."""
     request = _requests(cfg, processor, vlm, length, 1, ignore_eos=True)[0]
     slots = int(request.inputs["input_ids"].shape[1]) + length + 32
-    methods = _methods(cfg, vlm, n, imitation, 1, slots)
+    methods = _methods(cfg, vlm, spec, 1, slots)
     # the batch engine of generate() (DynamicCache), with no EOS: the sweep runs every request to its budget
     batch = {"plain generate()": GreedyDecoder(vlm.decoder, ())}
-    d = next((d for d in cfg.drafts if d.isdigit() or d == "dynamic"), None)
+    d = next((d for d in cfg.drafts if d not in ("adaptive", "lookup")), None)  # those need the stream engine
     if d is not None:
-        batch[f"ssd d={d} generate()"] = SelfSpeculativeDecoder(vlm.decoder, n, imitation, d, ())
+        batch[f"ssd d={d} generate()"] = SelfSpeculativeDecoder(vlm.decoder, replace(spec, draft=d), ())
     per_token: dict[str, list[float]] = {name: [] for name in [*methods, *batch]}
     for _ in range(cfg.repeats):
         for name, make in methods.items():

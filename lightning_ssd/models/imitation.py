@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
@@ -74,14 +75,11 @@ class ImitationModule(SSDModule):
         self.fingerprint = backbone_fingerprint(self.vlm)
         self.backbone_frozen = False
         self.imitation_net = (imitation or ImitationNetwork)(D)
+        self.spec = replace(self.spec, imitation=self.imitation_net)
         self.objective = ImitationObjective(D, fusion, fusion_layers, w_cs, w_kl, w_ce, w_anchor, kl_direction)
         self.target_cache = TargetCache() if cache_targets else None
         if self.freezes_backbone:
             self.freeze_backbone()
-
-    @property
-    def imitation(self) -> ImitationNetwork:
-        return self.imitation_net
 
     def freeze_backbone(self) -> None:
         self.vlm.requires_grad_(False)

@@ -18,6 +18,7 @@ from lightning_ssd.backbones.tokenizer import preset_tokenizer
 from lightning_ssd.backbones.vlm import SplitVLM
 from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from tests.helpers import chaotic_
 
@@ -85,7 +86,7 @@ def test_ssd_matches_generate(setup, draft, n, imitation):
         torch.manual_seed(1)
         net = ImitationNetwork(vlm.decoder.hidden_size, residual=False, attention=imitation.endswith("attention"))
         net.eval()
-    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, n, net, draft, vlm.eos_token_id), **inputs,
+    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(n, net, draft), vlm.eos_token_id), **inputs,
                    max_new_tokens=MAX_NEW)
     assert torch.equal(out.padded(vlm.pad_token_id), ref)
     assert out.drafted > 0
@@ -98,10 +99,10 @@ def test_eos_and_the_length_cap_inside_a_draft(setup):
     with torch.no_grad():
         expected = vlm.model.generate(**inputs, do_sample=False, max_new_tokens=MAX_NEW, eos_token_id=eos)
     expected = expected[:, inputs["input_ids"].shape[1]:]
-    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2, None, 4, [eos]), **inputs, max_new_tokens=MAX_NEW)
+    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2), [eos]), **inputs, max_new_tokens=MAX_NEW)
     assert torch.equal(out.padded(vlm.pad_token_id), expected)
     for max_new in (1, 2, 6):
-        decoder = SelfSpeculativeDecoder(vlm.decoder, 1, None, 4, vlm.eos_token_id)
+        decoder = SelfSpeculativeDecoder(vlm.decoder, DraftSpec(1), vlm.eos_token_id)
         out = generate(vlm, decoder, **inputs, max_new_tokens=max_new)
         assert torch.equal(out.padded(vlm.pad_token_id), ref[:, :max_new])
 
