@@ -32,7 +32,7 @@ from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.bench.inputs import benchmark_inputs
 from lightning_ssd.bench.memory import PeakMemory
 from lightning_ssd.decoding.acceptance import with_strategy
-from lightning_ssd.decoding.checks import parse_draft
+from lightning_ssd.decoding.checks import check_trained_exit_layer, parse_draft
 from lightning_ssd.decoding.cost import CostModel, measure_cost_model
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
@@ -174,8 +174,7 @@ def bench_spec(imitation: str, n: int | None, vlm: SplitVLM) -> DraftSpec:
     from lightning_ssd.models.checkpoint import load_draft_spec
 
     spec = load_draft_spec(imitation, vlm, prefix="--")
-    if n not in (None, spec.n):
-        raise ValueError(f"--n {n} differs from the layer n={spec.n} the imitation checkpoint was trained at")
+    check_trained_exit_layer(n, spec.n, spec.setting("n"), f"the imitation network of {imitation}")
     return spec
 
 

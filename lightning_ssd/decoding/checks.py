@@ -20,6 +20,14 @@ def check_exit_layer(n: int, num_layers: int, setting: str = "n") -> None:
                          f"backbone (L={num_layers})")
 
 
+def check_trained_exit_layer(n: int | None, trained: int, setting: str, source: str,
+                             error: type[ValueError] = ValueError) -> None:
+    """A trained imitation network reads the layer it was trained at: a given n (None: not given) must be that one."""
+    if n is not None and n != trained:
+        raise error(f"{setting}={n}, but {source} reads layer n={trained}; set {setting} to {trained}, or train an "
+                    f"imitation network for n={n}")
+
+
 def check_confidence_threshold(threshold: float | None, setting: str = "confidence_threshold") -> None:
     """A draft confidence threshold is a probability, or None for none."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:

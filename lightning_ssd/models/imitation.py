@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import torch
 
+from lightning_ssd.decoding.checks import check_trained_exit_layer
 from lightning_ssd.models.base import SSDModule, TeacherForced
 from lightning_ssd.models.components.fingerprint import (
     BackboneMismatchError,
@@ -145,9 +146,8 @@ class ImitationModule(SSDModule):
                 "imitation-stage checkpoint (its state holds only the imitation network and fusion weights)"
             )
         check_fingerprint(saved["fingerprint"], self.fingerprint, saved["path"], self.hparams.backbone)
-        if saved["n"] != self.n:
-            raise BackboneMismatchError(f"this checkpoint's imitation network reads layer n={saved['n']}, but "
-                                        f"model.init_args.n={self.n}; set n to {saved['n']} or train for n={self.n}")
+        check_trained_exit_layer(self.n, saved["n"], self.spec.setting("n"), "this checkpoint's imitation network",
+                                 BackboneMismatchError)
         expected = {k for k in self.state_dict() if not (self.freezes_backbone and k.startswith(_BACKBONE_PREFIX))}
         found = set(checkpoint["state_dict"])
         missing, unexpected = sorted(expected - found), sorted(found - expected)
