@@ -34,6 +34,7 @@ import torch
 
 from lightning_ssd.backbones.vlm import SplitVLM
 from lightning_ssd.decoding.acceptance import stop_index
+from lightning_ssd.decoding.cost import CostModel
 from lightning_ssd.decoding.draft_policy import DraftPolicy, RowAcceptance, draft_policy
 from lightning_ssd.decoding.drafters import Drafter
 from lightning_ssd.decoding.narrow_linear import linear_modules, narrow_linear
@@ -126,7 +127,7 @@ class ContinuousEngine:
         vlm: SplitVLM,
         drafter: Drafter | None = None,
         draft: int | str | DraftPolicy | None = None,
-        cost=None,
+        cost: CostModel | None = None,
         max_rows: int = 8,
         max_slots: int = 1024,
         cpu_narrow_linear: bool = True,

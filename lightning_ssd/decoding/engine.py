@@ -243,8 +243,11 @@ class SelfSpeculativeDecoder(SpeculativeDecoder):
             confidence threshold (see `DraftSpec`; the threshold changes the work per cycle, never the output).
         eos_token_id: tokens that end a sequence (kept in the output, like transformers' generate).
         cpu_narrow_linear: on CPU, compute the verification pass's linear layers as W @ x^T (see narrow_linear.py).
-        n, imitation, draft, confidence_threshold: the spec's fields one by one, in place of `spec` (the form the
-            README's quick start uses); they are made into a `DraftSpec`.
+        n: with `imitation`, `draft` and `confidence_threshold`: the spec's fields one by one, in place of `spec`
+            (the form the README's quick start uses); they are made into a `DraftSpec`.
+        imitation: see `n`.
+        draft: see `n`.
+        confidence_threshold: see `n`.
     """
 
     def __init__(
