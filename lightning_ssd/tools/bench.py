@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from lightning_ssd.bench.runner import BenchConfig, format_table, run_benchmark
-from lightning_ssd.decoding.engine import check_confidence_threshold
+from lightning_ssd.decoding.checks import check_confidence_threshold, parse_draft
 from lightning_ssd.files import atomic_write_text
 from lightning_ssd.threads import add_threads_argument
 
@@ -79,8 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     args["confidence_thresholds"] = args["confidence_thresholds"] or BenchConfig().confidence_thresholds
     args["batch_sizes"] = args["batch_sizes"] or BenchConfig().batch_sizes
     for d in args["drafts"]:
-        if d != "dynamic" and (not d.isdigit() or int(d) < 1):
-            raise SystemExit(f"--draft must be an integer d >= 1 or 'dynamic', got {d!r}")
+        try:
+            parse_draft(d, "--draft", ("dynamic",))
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
     report = run_benchmark(BenchConfig(**args))
     _write_json(output, report)
     print(format_table(report))

@@ -46,12 +46,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
+    from lightning_ssd.decoding.checks import parse_draft
+
     if args.batch_size < 1:
         raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.max_new_tokens < 1:
         raise SystemExit(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if args.draft != "dynamic" and (not args.draft.isdigit() or int(args.draft) < 1):
-        raise SystemExit(f"--draft must be an integer d >= 1 or 'dynamic', got {args.draft!r}")
+    try:
+        args.draft = parse_draft(args.draft, "--draft", ("dynamic",))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     if args.mode == "ssd" and not args.draft_head:
         raise SystemExit("--mode ssd needs --draft-head (an imitation checkpoint or a draft folder)")
     if Path(args.output).is_dir():
@@ -90,16 +94,15 @@ def main(argv: list[str] | None = None) -> None:
     from lightning_ssd.decoding.generate import generate
     from lightning_ssd.decoding.result import GenerationResult
     from lightning_ssd.files import atomic_open
-    from lightning_ssd.models.checkpoint import load_imitation_network
+    from lightning_ssd.models.checkpoint import load_draft_spec
 
     device = torch.device(args.device)
     vlm = load_backbone(args.backbone).to(device)
     processor = load_processor(args.backbone)
-    imitation = load_imitation_network(args.draft_head, vlm).to(device) if args.mode == "ssd" else None
-    n = getattr(imitation, "n", None)
-    draft = args.draft if args.draft == "dynamic" else int(args.draft)
-    decoder = build_decoder("ssd" if args.mode == "ssd" else "full", vlm.decoder, vlm.eos_token_id, n, imitation,
-                            draft)
+    spec = load_draft_spec(args.draft_head, vlm, args.draft, prefix="--") if args.mode == "ssd" else None
+    if spec is not None:
+        spec.imitation.to(device)
+    decoder = build_decoder("ssd" if args.mode == "ssd" else "full", vlm.decoder, vlm.eos_token_id, spec)
     config = with_strategy(vlm.model.generation_config, args.do_sample, args.temperature, args.top_k, args.top_p)
     generator = torch.Generator(device).manual_seed(args.seed) if args.do_sample else None
 
