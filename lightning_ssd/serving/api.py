@@ -81,6 +81,7 @@ class _Stream:
     engine_id: int
     prompt_tokens: int
     stops: tuple[str, ...]
+    return_token_ids: bool = False
     tokens: list[int] = field(default_factory=list)
     sent: str = ""
     cycles: int = 0  # verification cycles after the prefill's token
@@ -202,7 +203,7 @@ class SSDChatAPI(ls.LitAPI):
         except ValueError as exc:
             raise RequestError(400, "max_tokens", str(exc)) from exc
         self.streams[engine_id] = _Stream(uid, queue_id, engine_id, int(engine_request.inputs["input_ids"].shape[1]),
-                                          request.stop)
+                                          request.stop, request.return_token_ids)
 
     def cancel(self, uid: str) -> None:
         for engine_id, stream in list(self.streams.items()):
@@ -272,7 +273,7 @@ class SSDChatAPI(ls.LitAPI):
                  "total_tokens": stream.prompt_tokens + len(stream.tokens)}
         delta = text[len(stream.sent):] if text.startswith(stream.sent) else ""
         return {"delta": delta, "text": text, "finish_reason": "length" if reason == "length" else "stop",
-                "usage": usage, "ssd": ssd}
+                "usage": usage, "ssd": ssd, "token_ids": list(stream.tokens) if stream.return_token_ids else None}
 
 
 def check_family(family: str, backbone: str) -> None:

@@ -33,7 +33,7 @@ _NEUTRAL = {"n": (1, None), "logprobs": (False, None), "top_logprobs": (None, 0)
             "modalities": (None, ["text"]), "audio": (None,), "prediction": (None,), "reasoning_effort": (None,)}
 _IGNORED = {"model", "user", "metadata", "store", "service_tier", "stream_options"}
 _HONOURED = {"messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop",
-             "stream"}
+             "stream", "return_token_ids"}
 _ROLES = ("user", "assistant")
 
 
@@ -71,6 +71,7 @@ class ChatRequest:
         history: earlier (user, assistant) turns, oldest first.
         max_tokens: the token budget (the server's cap when the request sets none).
         stop: strings that end the output (not included in it).
+        return_token_ids: also answer the generated token ids (an extension, as vLLM's).
     """
 
     image: Image.Image
@@ -80,6 +81,7 @@ class ChatRequest:
     sampling: Sampling = field(default_factory=Sampling)
     stop: tuple[str, ...] = ()
     stream: bool = False
+    return_token_ids: bool = False
 
 
 def parse_json(raw: bytes) -> dict:
@@ -98,7 +100,8 @@ def parse_chat_request(body: dict, limits: Limits) -> ChatRequest:
     image, query, history = _conversation(body.get("messages"), limits)
     max_tokens = _max_tokens(body, limits)
     return ChatRequest(image=image, query=query, history=history, max_tokens=max_tokens, sampling=_sampling(body),
-                       stop=_stop(body.get("stop"), limits), stream=_boolean(body, "stream"))
+                       stop=_stop(body.get("stop"), limits), stream=_boolean(body, "stream"),
+                       return_token_ids=_boolean(body, "return_token_ids"))
 
 
 # -- fields --------------------------------------------------------------------------------------------------------

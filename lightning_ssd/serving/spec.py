@@ -64,16 +64,21 @@ class ChatSpec(OpenAISpec):
     async def chat_completion(self, request: Request) -> Response:
         try:
             raw = await _read_body(request, self.limits.max_body_bytes)
-            if self.metrics.in_flight >= self.limits.max_in_flight:
-                raise RequestError(429, None, f"the server is full ({self.limits.max_in_flight} requests decoding or "
-                                              f"queued); retry after {RETRY_AFTER_S} s", code="rate_limit_exceeded")
-            chat = await asyncio.to_thread(parse_chat_request, parse_json(raw), self.limits)
         except RequestError as exc:
+            return self._error(exc)
+        if self.metrics.in_flight >= self.limits.max_in_flight:
+            return self._error(RequestError(429, None, f"the server is full ({self.limits.max_in_flight} requests "
+                                                       f"decoding or queued); retry after {RETRY_AFTER_S} s",
+                                            code="rate_limit_exceeded"))
+        self.metrics.in_flight += 1  # taken before the await below, so that concurrent arrivals see it
+        try:
+            chat = await asyncio.to_thread(_parse, raw, self.limits)
+        except RequestError as exc:
+            self.metrics.in_flight -= 1
             return self._error(exc)
         uid = str(uuid.uuid4())
         item = ResponseBufferItem(event=asyncio.Event(), response_queue=deque())
         self.response_buffer[uid] = item
-        self.metrics.in_flight += 1
         self.request_queue.put((self.response_queue_id, uid, time.monotonic(), chat))
         messages = _messages(item)
         done = False
@@ -109,7 +114,8 @@ class ChatSpec(OpenAISpec):
                     "id": f"chatcmpl-{uid}", "object": "chat.completion", "created": int(time.time()),
                     "model": self.model_name,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
-                                 "finish_reason": data["finish_reason"], "logprobs": None}],
+                                 "finish_reason": data["finish_reason"], "logprobs": None,
+                                 **_token_ids(data)}],
                     "usage": data["usage"], "ssd": data["ssd"]})
             message = await self._next(messages, request, uid)
         self._cancel(uid)
@@ -136,7 +142,8 @@ class ChatSpec(OpenAISpec):
                 if status == LitAPIStatus.FINISH_STREAMING:
                     finished = True
                     self._finish(uid, 200)
-                    yield _sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": data["finish_reason"]}],
+                    yield _sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": data["finish_reason"],
+                                                      **_token_ids(data)}],
                                 "usage": data["usage"], "ssd": data["ssd"]})
                     yield "data: [DONE]\n\n"
                     return
@@ -186,6 +193,10 @@ async def _messages(item: ResponseBufferItem) -> AsyncIterator[tuple[dict, LitAP
         item.event.clear()
 
 
+def _parse(raw: bytes, limits: Limits):
+    return parse_chat_request(parse_json(raw), limits)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -196,6 +207,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise RequestError(413, None, f"the request body is over {limit} bytes (--max-body-mb)")
     return bytes(body)
+
+
+def _token_ids(data: dict) -> dict:
+    return {} if data.get("token_ids") is None else {"token_ids": data["token_ids"]}
 
 
 def _sse(payload: dict) -> str:
