@@ -83,7 +83,8 @@ class ChatSpec(OpenAISpec):
         messages = _messages(item)
         done = False
         try:
-            first = await self._next(messages, request, uid)
+            client = _Client(request)
+            first = await self._next(messages, client)
             if first is None:  # the client left before anything came back
                 return Response(status_code=499)
             data, status = first
@@ -93,14 +94,14 @@ class ChatSpec(OpenAISpec):
             if chat.stream:
                 done = True  # the stream owns the request from here
                 return StreamingResponse(self._stream(uid, first, messages), media_type="text/event-stream")
-            response = await self._complete(first, messages, request, uid)
+            response = await self._complete(first, messages, client, uid)
             done = True
             return response
         finally:
             if not done:
                 self._cancel(uid)
 
-    async def _complete(self, first, messages, request: Request, uid: str) -> Response:
+    async def _complete(self, first, messages, client: _Client, uid: str) -> Response:
         parts, message = [], first
         while message is not None:
             data, status = message
@@ -117,7 +118,7 @@ class ChatSpec(OpenAISpec):
                                  "finish_reason": data["finish_reason"], "logprobs": None,
                                  **_token_ids(data)}],
                     "usage": data["usage"], "ssd": data["ssd"]})
-            message = await self._next(messages, request, uid)
+            message = await self._next(messages, client)
         self._cancel(uid)
         return Response(status_code=499)
 
@@ -152,16 +153,16 @@ class ChatSpec(OpenAISpec):
             if not finished:  # the client went away (Starlette cancels the stream): free the row now
                 self._cancel(uid)
 
-    async def _next(self, messages, request: Request, uid: str):
+    async def _next(self, messages, client: _Client):
         """The request's next message, or None once its client has disconnected."""
         pending = asyncio.ensure_future(anext(messages))
         while True:
             done, _ = await asyncio.wait({pending}, timeout=_POLL_S)
-            if done:
-                return pending.result()
-            if await request.is_disconnected():
+            if await client.gone():
                 pending.cancel()
                 return None
+            if done:
+                return pending.result()
 
     # -- bookkeeping -------------------------------------------------------------------------------------------------
 
@@ -181,6 +182,19 @@ class ChatSpec(OpenAISpec):
         self.metrics.requests[exc.status] += 1
         headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status in (429, 503) else None
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+class _Client:
+    """Whether a request's client is still connected, asked at most every `_POLL_S` seconds."""
+
+    def __init__(self, request: Request) -> None:
+        self.request, self.checked = request, time.monotonic()
+
+    async def gone(self) -> bool:
+        if time.monotonic() - self.checked < _POLL_S:
+            return False
+        self.checked = time.monotonic()
+        return await self.request.is_disconnected()
 
 
 async def _messages(item: ResponseBufferItem) -> AsyncIterator[tuple[dict, LitAPIStatus]]:

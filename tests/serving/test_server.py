@@ -1,8 +1,10 @@
 """`python -m lightning_ssd serve` end to end: real servers on free loopback ports, the real `openai` client.
 
 Four servers start together (their start-ups overlap): tiny LLaVA with a random draft head (SSD) and with the full
-model alone, tiny BLIP-2 OPT with the plain early exit (`--n 1`) and with the full model alone. Their greedy answers
-are compared with the offline `generate` command on the same image files and prompts.
+model alone, tiny BLIP-2 OPT with the plain early exit (`--n 1`) and with the full model alone. Each serves a checkpoint
+folder whose weights were re-drawn larger (`chaotic_`), so that greedy answers vary with the image and the prompt
+instead of repeating one token. Their answers are compared, token for token, with the offline `generate` command on
+the same checkpoint folders, image files and prompts.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import asyncio
 import json
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 import torch
 
-from lightning_ssd.backbones import load_backbone
+from lightning_ssd.backbones import load_backbone, load_processor
 from lightning_ssd.models.checkpoint import save_draft
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from lightning_ssd.tools.generate import main as generate_main
@@ -39,38 +42,53 @@ def env(tmp_path_factory):
         random_image(i).save(images / f"img{i}.png")
     random_image(99).save(root / "outside.png")
     (images / "link.png").symlink_to(root / "outside.png")
-    vlm = load_backbone("tiny-llava")
+    llava, blip2 = (_chaotic_checkpoint(name, root / "models" / name) for name in ("tiny-llava", "tiny-blip2-opt"))
+    vlm = load_backbone(llava)
     torch.manual_seed(0)
-    save_draft(ImitationNetwork(vlm.decoder.hidden_size, attention=True, residual=False).eval(), 2, vlm,
-               "tiny-llava", root / "draft")
+    save_draft(ImitationNetwork(vlm.decoder.hidden_size, attention=True, residual=False).eval(), 2, vlm, llava,
+               root / "draft")
     common = ["--image-root", str(images)]
     specs = {
-        "llava-ssd": ["--backbone", "tiny-llava", "--draft-head", str(root / "draft"), "--draft", "3",
+        "llava-ssd": ["--backbone", llava, "--draft-head", str(root / "draft"), "--draft", "3",
                       "--max-tokens-cap", "64", "--max-body-mb", "1", "--max-image-pixels", "100000", *common],
-        "llava-greedy": ["--backbone", "tiny-llava", "--mode", "greedy", "--api-key", KEY, "--max-batch-size", "1",
+        "llava-greedy": ["--backbone", llava, "--mode", "greedy", "--api-key", KEY, "--max-batch-size", "1",
                          "--max-queue", "1", "--max-tokens-cap", str(CAP), *common],
-        "blip2-ssd": ["--backbone", "tiny-blip2-opt", "--n", "1", "--draft", "4", *common],
-        "blip2-greedy": ["--backbone", "tiny-blip2-opt", "--mode", "greedy", *common],
+        "blip2-ssd": ["--backbone", blip2, "--n", "1", "--draft", "4", *common],
+        "blip2-greedy": ["--backbone", blip2, "--mode", "greedy", *common],
     }
     with ExitStack() as stack:
         servers = {}
         for name, args in specs.items():
             servers[name] = start(args, root / f"{name}.log")
             stack.callback(stop, servers[name])
-        references = {family: _offline(root, images, family) for family in ("tiny-llava", "tiny-blip2-opt")}
+        references = {"tiny-llava": _offline(root, images, llava), "tiny-blip2-opt": _offline(root, images, blip2)}
         for server in servers.values():
             wait_ready(server)
         yield {"root": root, "images": images, "servers": servers, "references": references}
+
+
+def _chaotic_checkpoint(preset: str, folder) -> str:
+    """A checkpoint folder of `preset` with every matrix re-drawn at std 0.2 (the vision tower too, so that the
+    answer depends on the image)."""
+    vlm = load_backbone(preset)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in vlm.model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    vlm.model.save_pretrained(folder)
+    load_processor(preset).save_pretrained(folder)
+    return str(folder)
 
 
 def _offline(root, images, backbone: str) -> dict[tuple[int, str | None], dict]:
     """Offline `generate` (--mode greedy, batch size 1) for every image, captioned and asked PROMPT."""
     out = {}
     for prompt in (None, PROMPT):
-        listing = root / f"{backbone}-{prompt is None}.jsonl"
+        listing = root / f"{Path(backbone).name}-{prompt is None}.jsonl"
         listing.write_text("".join(json.dumps({"image": str(images / f"img{i}.png"), "id": i, "prompt": prompt})
                                    + "\n" for i in range(IMAGES)))
-        target = root / f"{backbone}-{prompt is None}-out.jsonl"
+        target = root / f"{Path(backbone).name}-{prompt is None}-out.jsonl"
         generate_main(["--backbone", backbone, "--mode", "greedy", "--images", str(listing), "--output", str(target),
                        "--batch-size", "1", "--max-new-tokens", str(MAX_NEW)])
         for line in target.read_text().splitlines():
@@ -170,6 +188,25 @@ def test_32_concurrent_requests_each_equal_their_answer_alone(env):
     seeded = alone[(3, PROMPT, json.dumps(kinds[3], sort_keys=True))]
     assert _tokens(_ask(client, 3, PROMPT, max_tokens=MAX_NEW, **dict(sampled, seed=6))) != seeded
     assert seeded != alone[(3, PROMPT, json.dumps(kinds[0], sort_keys=True))]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stop_string_ends_the_answer_before_it(env, stream):
+    text = env["references"]["tiny-llava"][(0, PROMPT)]["text"]
+    start = next(i for i in range(3, len(text) - 3)
+                 if text[i : i + 3].isprintable() and "\ufffd" not in text[i : i + 3])
+    stop = text[start : start + 3]
+    expected = text[: text.find(stop)].rstrip()
+    client = _client(env["servers"]["llava-ssd"])
+    kwargs = dict(max_tokens=MAX_NEW, temperature=0, stop=[stop, "never-there"])
+    if stream:
+        chunks = list(_ask(client, 0, PROMPT, stream=True, **kwargs))
+        answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        reason = chunks[-1].choices[0].finish_reason
+    else:
+        reply = _ask(client, 0, PROMPT, **kwargs)
+        answer, reason = reply.choices[0].message.content, reply.choices[0].finish_reason
+    assert (answer, reason) == (expected, "stop")
 
 
 def _bomb() -> str:
@@ -278,17 +315,23 @@ def test_a_full_server_answers_429_with_retry_after(env):
     assert full.headers["retry-after"] == "1" and "server is full" in full.json()["error"]["message"]
 
 
-def test_a_client_that_disconnects_mid_stream_frees_its_row(env):
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_disconnects_frees_its_row(env, stream):
     server = env["servers"]["llava-greedy"]
     cancelled = server.metric('ssd_requests_total{status="499"}') if _has(server, "499") else 0
-    body = {"messages": user(data_url(random_image(1))), "max_tokens": CAP, "temperature": 0, "stream": True}
-    with httpx.Client(timeout=60, headers={"X-API-Key": KEY}) as http:
-        with http.stream("POST", f"{server.url}/v1/chat/completions", json=body) as stream:
-            lines = stream.iter_lines()
-            for _ in range(3):
-                next(lines)
-            assert server.metric("ssd_live_rows") == 1
-            generated = server.metric("ssd_generated_tokens_total")
+    body = {"messages": user(data_url(random_image(1))), "max_tokens": CAP, "temperature": 0, "stream": stream}
+    if stream:
+        with httpx.Client(timeout=60, headers={"X-API-Key": KEY}) as http:
+            with http.stream("POST", f"{server.url}/v1/chat/completions", json=body) as response:
+                lines = response.iter_lines()
+                for _ in range(3):
+                    next(lines)
+                assert server.metric("ssd_live_rows") == 1
+                generated = server.metric("ssd_generated_tokens_total")
+    else:  # the client gives up waiting and closes the connection
+        with httpx.Client(timeout=0.5, headers={"X-API-Key": KEY}) as http, pytest.raises(httpx.ReadTimeout):
+            http.post(f"{server.url}/v1/chat/completions", json=body)
+        generated = server.metric("ssd_generated_tokens_total")
     start = time.monotonic()
     while server.metric("ssd_live_rows") != 0:
         assert time.monotonic() - start < 5, "the row was not freed"
