@@ -117,7 +117,12 @@ def build_server(args: argparse.Namespace):
                         timeout=False, disable_openapi_url=True, model_metadata={"model": config.model_name})
 
 
+_MAIN_PID = os.getpid()
+
+
 def _interrupt(signum, frame) -> None:
+    if os.getpid() != _MAIN_PID:  # LitServe's HTTP process inherits the handler; uvicorn re-raises it once done
+        raise SystemExit(0)
     raise KeyboardInterrupt
 
 
