@@ -12,6 +12,8 @@ _TOOLS = {
                      "a request stream through continuous batching (plain vs SSD), and cost against output length"),
     "serve": ("lightning_ssd.tools.serve",
               "an OpenAI-compatible chat server: SSD with continuous batching, streaming, safe by default"),
+    "bench-serve": ("lightning_ssd.tools.bench_serve",
+                    "concurrent clients against the server, SSD vs --mode greedy: tokens/s, latency, TTFT, memory"),
     "demo": ("lightning_ssd.tools.demo", "the embedded default end to end, offline, and its results table"),
     "choose-n": ("lightning_ssd.tools.choose_n", "pick the draft exit layer n on validation data"),
     "export-draft": ("lightning_ssd.tools.export_draft", "write a trained draft as a shareable folder (safetensors)"),

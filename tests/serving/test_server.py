@@ -24,7 +24,7 @@ from lightning_ssd.backbones import load_backbone, load_processor
 from lightning_ssd.models.checkpoint import save_draft
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from lightning_ssd.tools.generate import main as generate_main
-from tests.serving.servers import data_url, random_image, start, stop, user, wait_ready
+from tests.serving.servers import data_url, metric, random_image, start, stop, user, wait_ready
 
 MAX_NEW = 24
 CAP = 1500  # the greedy LLaVA server's cap: long enough to disconnect mid-stream
@@ -283,7 +283,7 @@ def test_every_bad_input_gets_its_status_and_message_while_a_good_request_succee
     for (what, _, status, message), answer in zip(cases, answers, strict=True):
         assert answer.status_code == status, (what, answer.text)
         assert message in answer.json()["error"]["message"], (what, answer.text)
-    assert server.metric("ssd_requests_in_flight") == 0
+    assert metric(server, "ssd_requests_in_flight") == 0
 
 
 def test_the_api_key_is_enforced_on_v1_only(env):
@@ -318,7 +318,7 @@ def test_a_full_server_answers_429_with_retry_after(env):
 @pytest.mark.parametrize("stream", [True, False])
 def test_a_client_that_disconnects_frees_its_row(env, stream):
     server = env["servers"]["llava-greedy"]
-    cancelled = server.metric('ssd_requests_total{status="499"}') if _has(server, "499") else 0
+    cancelled = metric(server, 'ssd_requests_total{status="499"}') if _has(server, "499") else 0
     body = {"messages": user(data_url(random_image(1))), "max_tokens": CAP, "temperature": 0, "stream": stream}
     if stream:
         with httpx.Client(timeout=60, headers={"X-API-Key": KEY}) as http:
@@ -326,18 +326,18 @@ def test_a_client_that_disconnects_frees_its_row(env, stream):
                 lines = response.iter_lines()
                 for _ in range(3):
                     next(lines)
-                assert server.metric("ssd_live_rows") == 1
-                generated = server.metric("ssd_generated_tokens_total")
+                assert metric(server, "ssd_live_rows") == 1
+                generated = metric(server, "ssd_generated_tokens_total")
     else:  # the client gives up waiting and closes the connection
         with httpx.Client(timeout=0.5, headers={"X-API-Key": KEY}) as http, pytest.raises(httpx.ReadTimeout):
             http.post(f"{server.url}/v1/chat/completions", json=body)
-        generated = server.metric("ssd_generated_tokens_total")
+        generated = metric(server, "ssd_generated_tokens_total")
     start = time.monotonic()
-    while server.metric("ssd_live_rows") != 0:
+    while metric(server, "ssd_live_rows") != 0:
         assert time.monotonic() - start < 5, "the row was not freed"
         time.sleep(0.05)
-    assert server.metric('ssd_requests_total{status="499"}') == cancelled + 1
-    assert server.metric("ssd_generated_tokens_total") - generated < CAP / 2  # stopped, not run to the cap
+    assert metric(server, 'ssd_requests_total{status="499"}') == cancelled + 1
+    assert metric(server, "ssd_generated_tokens_total") - generated < CAP / 2  # stopped, not run to the cap
 
 
 def _has(server, status: str) -> bool:
@@ -351,5 +351,5 @@ def test_metrics_and_models(env):
     for name in ("ssd_requests_total", "ssd_live_rows", "ssd_queued_requests", "ssd_tokens_per_second",
                  "ssd_generated_tokens_total", "ssd_tau", "ssd_alpha"):
         assert name in text
-    assert server.metric("ssd_tau") >= 1 and 0 <= server.metric("ssd_alpha") <= 1
+    assert metric(server, "ssd_tau") >= 1 and 0 <= metric(server, "ssd_alpha") <= 1
     assert httpx.get(f"{server.url}/v1/models").json()["data"][0]["id"] == "tiny-blip2-opt"
