@@ -4,8 +4,8 @@ Each server is started as `python -m lightning_ssd serve` on a free loopback por
 stopped), warmed up, then sent `num_requests` chat requests (images of the embedded benchmark's test split, the
 captioning prompt) at each concurrency: a client sends its next request when its previous answer is complete.
 Per server and concurrency: generated tokens per second over the makespan, p50/p95 latency (send to last token),
-p50/p95 time to first token, failed requests, and the server's resident memory (all its processes) before the load
-and after each concurrency.
+p50/p95 time to first token, failed requests, and the server's resident memory (PSS summed over all its
+processes) before the load and after each concurrency.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class ServeBenchConfig:
         concurrency: client counts to run, each on its own.
         max_tokens: each request's budget (EOS still ends it).
         max_batch_size: the servers' live rows.
+        max_prompt_tokens: the servers' `--max-prompt-tokens` (with `max_tokens`, it sizes the preallocated cache).
         threads: torch CPU threads in each server's worker.
         warmup: requests sent (one at a time) before measuring.
     """
@@ -57,6 +58,7 @@ class ServeBenchConfig:
     concurrency: list[int] = field(default_factory=lambda: [1, 4, 16])
     max_tokens: int = 32
     max_batch_size: int = 16
+    max_prompt_tokens: int = 1024
     threads: int | None = 1
     warmup: int = 2
 
@@ -135,8 +137,10 @@ def running_server(args: list[str], log: Path):
         stop_server(server)
 
 
-def group_rss_mb(pgid: int) -> float:
-    """Resident memory of every process in a process group (the server, its HTTP and inference workers), in MB."""
+def group_memory_mb(pgid: int) -> float:
+    """Resident memory of every process in a process group (the server, its HTTP process and inference worker), in
+    MB: the sum of their PSS (each shared page counted once over the processes that share it, so that the pages a
+    forked process shares with its parent are not counted twice); VmRSS where PSS is not available."""
     total_kb = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -145,12 +149,21 @@ def group_rss_mb(pgid: int) -> float:
             stat = (entry / "stat").read_text()
             if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
                 continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
+            total_kb += _pss_kb(entry)
         except (OSError, ValueError, IndexError):
             continue
     return total_kb / 1024
+
+
+def _pss_kb(proc: Path) -> int:
+    for name, key in (("smaps_rollup", "Pss:"), ("status", "VmRSS:")):
+        try:
+            for line in (proc / name).read_text().splitlines():
+                if line.startswith(key):
+                    return int(line.split()[1])
+        except OSError:
+            continue
+    return 0
 
 
 # -- the load --------------------------------------------------------------------------------------------------------
@@ -253,21 +266,22 @@ def serve_benchmark(cfg: ServeBenchConfig, log: Callable[[str], None] = lambda s
         if cfg.redundant_deep_layers:
             backbone, n = _redundant_copy(cfg, Path(tmp) / "redundant")
         common = ["--backbone", backbone, "--max-batch-size", str(cfg.max_batch_size), "--max-queue",
-                  str(max(cfg.concurrency)), "--max-tokens-cap", str(cfg.max_tokens), "--log-level", "error"]
+                  str(max(cfg.concurrency)), "--max-tokens-cap", str(cfg.max_tokens), "--max-prompt-tokens",
+                  str(cfg.max_prompt_tokens), "--log-level", "error"]
         if cfg.threads:
             common += ["--threads", str(cfg.threads)]
         ssd = ["--draft", cfg.draft] + (["--draft-head", cfg.draft_head] if cfg.draft_head else
                                         (["--n", str(n)] if n else []))
         for mode, extra in (("ssd", ssd), ("greedy", ["--mode", "greedy"])):
             with running_server(common + extra, Path(tmp) / f"{mode}.log") as server:
-                row = {"mode": mode, "rss_mb_before": group_rss_mb(server.process.pid), "runs": []}
+                row = {"mode": mode, "memory_mb_before": group_memory_mb(server.process.pid), "runs": []}
                 asyncio.run(run_load(server.url, images[: cfg.warmup], 1, cfg.max_tokens))
                 for concurrency in cfg.concurrency:
                     run = asyncio.run(run_load(server.url, images[cfg.warmup:], concurrency, cfg.max_tokens))
-                    run["rss_mb_after"] = group_rss_mb(server.process.pid)
+                    run["memory_mb_after"] = group_memory_mb(server.process.pid)
                     row["runs"].append(run)
                     log(f"  {mode:6s} concurrency {concurrency:2d}: {run['tokens_per_s']:.1f} tok/s, p95 latency "
-                        f"{run['p95_latency_s']:.3f} s, {run['failed']} failed, RSS {run['rss_mb_after']:.0f} MB")
+                        f"{run['p95_latency_s']:.3f} s, {run['failed']} failed, memory {run['memory_mb_after']:.0f} MB")
                 row["metrics"] = _scrape(server.url)
                 report["servers"].append(row)
     return report
@@ -287,7 +301,7 @@ def _scrape(url: str) -> dict:
 def format_serve(report: dict) -> str:
     """The bench table, with the SSD server's ratios to the greedy server at each concurrency."""
     lines = ["| server | clients | tok/s | x greedy | p50 latency s | p95 latency s | p50 TTFT s | p95 TTFT s | failed "
-             "| RSS MB before -> after |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| memory MB before -> after |", "|---|---|---|---|---|---|---|---|---|---|"]
     greedy = next((s for s in report["servers"] if s["mode"] == "greedy"), None)
     for server in report["servers"]:
         for run in server["runs"]:
@@ -295,8 +309,8 @@ def format_serve(report: dict) -> str:
             ratio = f"{run['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base and base["tokens_per_s"] else ""
             lines.append(f"| {server['mode']} | {run['concurrency']} | {run['tokens_per_s']:.1f} | {ratio} | "
                          f"{run['p50_latency_s']:.3f} | {run['p95_latency_s']:.3f} | {run['p50_ttft_s']:.3f} | "
-                         f"{run['p95_ttft_s']:.3f} | {run['failed']} | {server['rss_mb_before']:.0f} -> "
-                         f"{run['rss_mb_after']:.0f} |")
+                         f"{run['p95_ttft_s']:.3f} | {run['failed']} | {server['memory_mb_before']:.0f} -> "
+                         f"{run['memory_mb_after']:.0f} |")
     for server in report["servers"]:
         m = server["metrics"]
         if server["mode"] == "ssd":

@@ -90,7 +90,7 @@ class ChatSpec(OpenAISpec):
             data, status = first
             if status == LitAPIStatus.ERROR:
                 done = True
-                return self._error(RequestError(data["status"], data["param"], data["message"]))
+                return self._error(RequestError(data["status"], data["param"], data["message"]), uid)
             if chat.stream:
                 done = True  # the stream owns the request from here
                 return StreamingResponse(self._stream(uid, first, messages), media_type="text/event-stream")
@@ -106,8 +106,7 @@ class ChatSpec(OpenAISpec):
         while message is not None:
             data, status = message
             if status == LitAPIStatus.ERROR:
-                self._finish(uid, data["status"])
-                return self._error(RequestError(data["status"], data["param"], data["message"]))
+                return self._error(RequestError(data["status"], data["param"], data["message"]), uid)
             parts.append(data["delta"])
             if status == LitAPIStatus.FINISH_STREAMING:
                 self._finish(uid, 200)
@@ -166,9 +165,15 @@ class ChatSpec(OpenAISpec):
 
     # -- bookkeeping -------------------------------------------------------------------------------------------------
 
+    def _release(self, uid: str) -> bool:
+        """Forgets a request the server held; False if it was already released."""
+        if self.response_buffer.pop(uid, None) is None:
+            return False
+        self.metrics.in_flight -= 1
+        return True
+
     def _finish(self, uid: str, status: int) -> None:
-        if self.response_buffer.pop(uid, None) is not None:
-            self.metrics.in_flight -= 1
+        if self._release(uid):
             self.metrics.requests[status] += 1
 
     def _cancel(self, uid: str) -> None:
@@ -178,7 +183,9 @@ class ChatSpec(OpenAISpec):
             self.request_queue.put((self.response_queue_id, uid, time.monotonic(), Cancel()))
             self._finish(uid, 499)
 
-    def _error(self, exc: RequestError) -> JSONResponse:
+    def _error(self, exc: RequestError, uid: str | None = None) -> JSONResponse:
+        if uid is not None:
+            self._release(uid)
         self.metrics.requests[exc.status] += 1
         headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status in (429, 503) else None
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)

@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, action="append", help="concurrent clients; repeatable (default 1 4 16)")
     p.add_argument("--max-tokens", type=int, default=d.max_tokens, help="each request's max_tokens")
     p.add_argument("--max-batch-size", type=int, default=d.max_batch_size, help="the servers' live rows")
+    p.add_argument("--max-prompt-tokens", type=int, default=d.max_prompt_tokens,
+                   help="the servers' --max-prompt-tokens (sizes their preallocated key/value cache)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads in each server")
     p.add_argument("--warmup", type=int, default=d.warmup, help="requests before measuring")
     p.add_argument("--output", default="bench_serve.json", help="JSON report path")

@@ -50,7 +50,8 @@ def env(tmp_path_factory):
     common = ["--image-root", str(images)]
     specs = {
         "llava-ssd": ["--backbone", llava, "--draft-head", str(root / "draft"), "--draft", "3",
-                      "--max-tokens-cap", "64", "--max-body-mb", "1", "--max-image-pixels", "100000", *common],
+                      "--max-tokens-cap", "64", "--max-body-mb", "1", "--max-image-pixels", "100000",
+                      "--max-prompt-tokens", "80", *common],
         "llava-greedy": ["--backbone", llava, "--mode", "greedy", "--api-key", KEY, "--max-batch-size", "1",
                          "--max-queue", "1", "--max-tokens-cap", str(CAP), *common],
         "blip2-ssd": ["--backbone", blip2, "--n", "1", "--draft", "4", *common],
@@ -249,6 +250,8 @@ def _bad_cases(env) -> list[tuple[str, object, int, str]]:
         ("too many pixels", {**base, "messages": user(data_url(random_image(1, size=400)))}, 413, "pixels"),
         ("decompression bomb", {**base, "messages": user(_bomb())}, 413, "pixels"),
         ("body too large", {**base, "pad": "x" * (2 * 2**20)}, 413, "request body"),
+        ("prompt too long (found by the worker)", {**base, "messages": user(good, "a b c d e f " * 20)}, 400,
+         "this server takes at most 80"),
         ("max_tokens over the cap", {**base, "max_tokens": 65}, 400, "over this server's cap of 64"),
         ("n > 1", {**base, "n": 2}, 400, "'n' = 2 is not supported"),
         ("logprobs", {**base, "logprobs": True}, 400, "'logprobs' = true is not supported"),
