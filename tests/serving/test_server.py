@@ -1,7 +1,8 @@
 """`python -m lightning_ssd serve` end to end: real servers on free loopback ports, the real `openai` client.
 
-Four servers start together (their start-ups overlap): tiny LLaVA with a random draft head (SSD) and with the full
-model alone, tiny BLIP-2 OPT with the plain early exit (`--n 1`) and with the full model alone. Each serves a checkpoint
+Five servers start together (their start-ups overlap): tiny LLaVA with a random draft head (SSD) and with the full
+model alone, tiny BLIP-2 OPT with the plain early exit (`--n 1`) and with the full model alone, tiny Qwen2.5-VL with
+the plain early exit and the adaptive draft length. Each serves a checkpoint
 folder whose weights were re-drawn larger (`chaotic_`), so that greedy answers vary with the image and the prompt
 instead of repeating one token. Their answers are compared, token for token, with the offline `generate` command on
 the same checkpoint folders, image files and prompts.
@@ -42,7 +43,8 @@ def env(tmp_path_factory):
         random_image(i).save(images / f"img{i}.png")
     random_image(99).save(root / "outside.png")
     (images / "link.png").symlink_to(root / "outside.png")
-    llava, blip2 = (_chaotic_checkpoint(name, root / "models" / name) for name in ("tiny-llava", "tiny-blip2-opt"))
+    llava, blip2, qwen = (_chaotic_checkpoint(name, root / "models" / name)
+                          for name in ("tiny-llava", "tiny-blip2-opt", "tiny-qwen2.5-vl"))
     vlm = load_backbone(llava)
     torch.manual_seed(0)
     save_draft(ImitationNetwork(vlm.decoder.hidden_size, attention=True, residual=False).eval(), 2, vlm, llava,
@@ -56,13 +58,15 @@ def env(tmp_path_factory):
                          "--max-queue", "1", "--max-tokens-cap", str(CAP), *common],
         "blip2-ssd": ["--backbone", blip2, "--n", "1", "--draft", "4", *common],
         "blip2-greedy": ["--backbone", blip2, "--mode", "greedy", *common],
+        "qwen-ssd": ["--backbone", qwen, "--n", "2", "--draft", "adaptive", *common],
     }
     with ExitStack() as stack:
         servers = {}
         for name, args in specs.items():
             servers[name] = start(args, root / f"{name}.log")
             stack.callback(stop, servers[name])
-        references = {"tiny-llava": _offline(root, images, llava), "tiny-blip2-opt": _offline(root, images, blip2)}
+        references = {"tiny-llava": _offline(root, images, llava), "tiny-blip2-opt": _offline(root, images, blip2),
+                      "tiny-qwen2.5-vl": _offline(root, images, qwen)}
         for server in servers.values():
             wait_ready(server)
         yield {"root": root, "images": images, "servers": servers, "references": references}
@@ -115,10 +119,13 @@ def _tokens(reply) -> list[int]:
 CASES = [(i, p) for i in range(IMAGES) for p in (None, PROMPT)]
 
 
-@pytest.mark.parametrize("name", ["llava-ssd", "llava-greedy", "blip2-ssd", "blip2-greedy"])
+FAMILY = {"llava": "tiny-llava", "blip2": "tiny-blip2-opt", "qwen": "tiny-qwen2.5-vl"}
+
+
+@pytest.mark.parametrize("name", ["llava-ssd", "llava-greedy", "blip2-ssd", "blip2-greedy", "qwen-ssd"])
 def test_greedy_answers_equal_offline_generate(env, name):
     server = env["servers"][name]
-    references = env["references"]["tiny-llava" if name.startswith("llava") else "tiny-blip2-opt"]
+    references = env["references"][FAMILY[name.split("-")[0]]]
     client = _client(server, KEY)
     for image, prompt in CASES:
         reply = _ask(client, image, prompt, max_tokens=MAX_NEW, temperature=0)
