@@ -79,6 +79,8 @@ class ServerProcess:
     port: int
     process: subprocess.Popen
     log: Path
+    started: float = field(default_factory=time.monotonic)
+    ready_s: float | None = None  # seconds from launch to the first 200 from /health
 
     @property
     def url(self) -> str:
@@ -106,6 +108,7 @@ def wait_ready(server: ServerProcess, timeout_s: float = START_TIMEOUT_S) -> Non
             raise RuntimeError(f"the server exited ({server.process.returncode}):\n{server.log.read_text()}")
         try:
             if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+                server.ready_s = time.monotonic() - server.started
                 return
         except httpx.HTTPError:
             pass
@@ -274,7 +277,8 @@ def serve_benchmark(cfg: ServeBenchConfig, log: Callable[[str], None] = lambda s
                                         (["--n", str(n)] if n else []))
         for mode, extra in (("ssd", ssd), ("greedy", ["--mode", "greedy"])):
             with running_server(common + extra, Path(tmp) / f"{mode}.log") as server:
-                row = {"mode": mode, "memory_mb_before": group_memory_mb(server.process.pid), "runs": []}
+                row = {"mode": mode, "ready_s": server.ready_s, "memory_mb_before": group_memory_mb(server.process.pid),
+                       "runs": []}
                 asyncio.run(run_load(server.url, images[: cfg.warmup], 1, cfg.max_tokens))
                 for concurrency in cfg.concurrency:
                     run = asyncio.run(run_load(server.url, images[cfg.warmup:], concurrency, cfg.max_tokens))
@@ -311,6 +315,8 @@ def format_serve(report: dict) -> str:
                          f"{run['p50_latency_s']:.3f} | {run['p95_latency_s']:.3f} | {run['p50_ttft_s']:.3f} | "
                          f"{run['p95_ttft_s']:.3f} | {run['failed']} | {server['memory_mb_before']:.0f} -> "
                          f"{run['memory_mb_after']:.0f} |")
+    lines.append("\nStart-up to a ready /health: " + ", ".join(f"{s['mode']} {s['ready_s']:.1f} s"
+                                                              for s in report["servers"]))
     for server in report["servers"]:
         m = server["metrics"]
         if server["mode"] == "ssd":

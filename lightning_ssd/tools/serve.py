@@ -74,17 +74,20 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _check_family(backbone: str) -> None:
-    """Refuses what the engine cannot serve before any process starts (the worker would only log it)."""
-    from lightning_ssd.backbones import PRESETS
+    """Refuses what the engine cannot serve before any process starts (the worker checks again once loaded).
+
+    Reads only the checkpoint's config.json: importing the model code here would add seconds to the start-up of
+    the HTTP process, which needs none of it. A preset name is checked by the worker, which builds it.
+    """
     from lightning_ssd.serving.api import check_family
 
-    if backbone in PRESETS:
-        family = PRESETS[backbone].family
+    if "/" not in backbone and not Path(backbone).exists():
+        family = "blip2-t5" if backbone.endswith("blip2-t5") else "preset"
     else:
         config = Path(backbone) / "config.json"
         if not config.is_file():
-            raise SystemExit(f"--backbone {backbone} is neither a preset ({', '.join(sorted(PRESETS))}) nor a "
-                             "checkpoint folder with a config.json")
+            raise SystemExit(f"--backbone {backbone} is neither a preset name nor a checkpoint folder with a "
+                             "config.json")
         text_config = json.loads(config.read_text()).get("text_config") or {}
         family = "blip2-t5" if text_config.get("model_type") == "t5" else "other"
     try:
