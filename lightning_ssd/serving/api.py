@@ -134,16 +134,14 @@ class SSDChatAPI(ls.LitAPI):
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.torch = torch
-        self.device = torch.device(device)
-        self.vlm = load_backbone(cfg.backbone).to(self.device)
+        self.vlm = load_backbone(cfg.backbone).to(torch.device(device))
         check_family(self.vlm.family, cfg.backbone)
         processor = load_processor(cfg.backbone)
         self.tokenizer = processor.tokenizer
         self.collate = {task: VLCollator(processor, self.vlm.family, task) for task in ("caption", "instruct")}
         drafter, policy, L = None, 1, self.vlm.decoder.num_layers
         if cfg.mode == "ssd":
-            imitation = load_imitation_network(cfg.draft_head, self.vlm).to(self.device) if cfg.draft_head else None
+            imitation = load_imitation_network(cfg.draft_head, self.vlm).to(device) if cfg.draft_head else None
             n = getattr(imitation, "n", None) or cfg.n or max(1, L // 4)
             if not 1 <= n <= L - 1:
                 raise ValueError(f"--n {n}: the draft exit layer must be in [1, {L - 1}] for {cfg.backbone}")
@@ -155,8 +153,8 @@ class SSDChatAPI(ls.LitAPI):
         self.engine = ContinuousEngine(self.vlm, drafter, policy, max_rows=limits.max_live_rows,
                                        max_slots=limits.max_prompt_tokens + limits.max_tokens_cap + room)
         self.generation_config = self.vlm.model.generation_config
-        self.streams: dict[int, _Stream] = {}
-        self.max_stop_chars = 0
+        self.streams: dict[int, _Stream] = {}  # by engine id
+        self.engine_ids: dict[str, int] = {}  # by LitServe uid
         where = f"SSD, n = {drafter.layer} of L = {L}, d = {cfg.draft}" if drafter else f"the full model, L = {L}"
         print(f"lightning_ssd serve: {cfg.model_name} ({where}) on {device}, {limits.max_live_rows} rows; "
               f"listening on {cfg.address}", file=sys.stderr, flush=True)
@@ -204,12 +202,14 @@ class SSDChatAPI(ls.LitAPI):
             raise RequestError(400, "max_tokens", str(exc)) from exc
         self.streams[engine_id] = _Stream(uid, queue_id, engine_id, int(engine_request.inputs["input_ids"].shape[1]),
                                           request.stop, request.return_token_ids)
+        self.engine_ids[uid] = engine_id
 
     def cancel(self, uid: str) -> None:
-        for engine_id, stream in list(self.streams.items()):
-            if stream.uid == uid:
-                self.engine.cancel(engine_id)
-                del self.streams[engine_id]
+        """Frees the request's row (or drops it from the queue); nothing if it already ended."""
+        engine_id = self.engine_ids.pop(uid, None)
+        if engine_id is not None:
+            self.engine.cancel(engine_id)
+            del self.streams[engine_id]
 
     def has_active_requests(self) -> bool:
         return self.engine.has_work
@@ -253,6 +253,7 @@ class SSDChatAPI(ls.LitAPI):
         from lightning_ssd.decoding.result import GenerationResult
 
         del self.streams[stream.engine_id]
+        del self.engine_ids[stream.uid]
         result = self.engine.results.pop(stream.engine_id, None)
         ssd: dict[str, Any] = {"mode": self.config.mode, "cycles": stream.cycles, "tau": None, "alpha": None}
         if self.config.mode == "ssd" and stream.cycles:
