@@ -308,8 +308,8 @@ def format_serve(report: dict) -> str:
              "| memory MB before -> after |", "|---|---|---|---|---|---|---|---|---|---|"]
     greedy = next((s for s in report["servers"] if s["mode"] == "greedy"), None)
     for server in report["servers"]:
-        for run in server["runs"]:
-            base = next((r for r in greedy["runs"] if r["concurrency"] == run["concurrency"]), None) if greedy else None
+        for i, run in enumerate(server["runs"]):
+            base = greedy["runs"][i] if greedy else None  # both servers run the same concurrencies in order
             ratio = f"{run['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base and base["tokens_per_s"] else ""
             lines.append(f"| {server['mode']} | {run['concurrency']} | {run['tokens_per_s']:.1f} | {ratio} | "
                          f"{run['p50_latency_s']:.3f} | {run['p95_latency_s']:.3f} | {run['p50_ttft_s']:.3f} | "
