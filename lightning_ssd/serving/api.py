@@ -4,23 +4,27 @@ LitServe's stock loops cannot drive this engine: its `ContinuousBatchingLoop` as
 sequence per step and adds requests from a second thread while steps run, and no stock loop hears of a client that
 went away. `EngineLoop` is a custom `LitLoop` that reads like a scheduler, one tick per call:
 
-    1. take what arrived: new requests (prompt built, `engine.submit`) and cancellations (`engine.cancel`);
+    1. take what arrived: cancellations (`engine.cancel`, from the `CancelBoard`), then new requests from
+       LitServe's queue while a row is free (prompt built, `engine.submit`); the rest wait there for any worker;
     2. one `engine.step()`: admit waiting requests into free rows, one speculative cycle of every live row;
     3. stream what each request accepted (several tokens per cycle), and finish those that ended;
-    4. publish the gauges (live rows, queue, tokens/s, tau, alpha).
+    publishing the gauges (live rows, queue, tokens/s) after steps 1 and 2.
 
 Its hooks follow LitServe's continuous-batching contract: `SSDChatAPI.setup` loads the model and builds the engine,
 `decode_request` turns a checked request into an engine `Request`, `add_request` submits it, `step` runs one engine
-step, `encode_response` turns a request's new tokens into text. One worker owns one engine.
+step, `encode_response` turns a request's new tokens into text. Each inference worker (LitServe's devices x
+workers per device) owns one engine.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import os
 import secrets
 import sys
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from queue import Empty
 from typing import Any
@@ -30,17 +34,14 @@ from fastapi import HTTPException, Request
 from litserve.loops.base import _SENTINEL_VALUE, LitLoop
 from litserve.utils import LitAPIStatus, LoopResponseType
 
+from lightning_ssd.serving.cancel import CancelBoard
 from lightning_ssd.serving.limits import Limits
 from lightning_ssd.serving.metrics import EngineStats, ServerMetrics
 from lightning_ssd.serving.protocol import ChatRequest, RequestError, Sampling
 from lightning_ssd.serving.spec import ChatSpec
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Cancel:
-    """Put on the request queue by the HTTP process when a client goes away: free the request's row."""
+CANCEL_MEMORY = 4096  # cancelled requests a worker remembers before it takes them from LitServe's queue
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class ServeConfig:
         limits: request limits and engine sizes.
         model_name: the id `/v1/models` lists and responses carry.
         api_key: clients must send it (`Authorization: Bearer KEY` or `X-API-Key`); None: no key.
-        threads: torch CPU threads in the worker; None: torch's default.
+        threads: torch CPU threads in each worker; None: torch's default.
+        workers: inference workers (LitServe's devices x workers per device), each with its own model and engine.
         address: where the server listens, for the start-up line.
     """
 
@@ -69,6 +71,7 @@ class ServeConfig:
     model_name: str = "lightning-ssd"
     api_key: str | None = None
     threads: int | None = None
+    workers: int = 1
     address: str = ""
 
 
@@ -97,10 +100,11 @@ class SSDChatAPI(ls.LitAPI):
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.stats = EngineStats()
+        self.stats = EngineStats(config.workers)
         self.metrics = ServerMetrics(self.stats)
+        self.board = CancelBoard()
         super().__init__(max_batch_size=config.limits.max_live_rows, stream=True, loop=EngineLoop(),
-                         spec=ChatSpec(config.limits, config.model_name, self.metrics))
+                         spec=ChatSpec(config.limits, config.model_name, self.metrics, self.board))
 
     # -- HTTP process ------------------------------------------------------------------------------------------------
 
@@ -132,6 +136,10 @@ class SSDChatAPI(ls.LitAPI):
         from lightning_ssd.models.checkpoint import load_imitation_network
 
         cfg = self.config
+        worker = int(os.environ.get("LITSERVE_WORKER_ID", "0"))  # set by LitServe before setup
+        self.stats.bind(worker)
+        self.cursor = 0  # how far this worker has read the cancellation board
+        self.dropped: OrderedDict[str, None] = OrderedDict()  # cancelled before this worker took them
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.vlm = load_backbone(cfg.backbone).to(torch.device(device))
@@ -153,11 +161,13 @@ class SSDChatAPI(ls.LitAPI):
         self.engine = ContinuousEngine(self.vlm, drafter, policy, max_rows=limits.max_live_rows,
                                        max_slots=limits.max_prompt_tokens + limits.max_tokens_cap + room)
         self.generation_config = self.vlm.model.generation_config
+        text_config = getattr(self.vlm.model.config, "text_config", self.vlm.model.config)
+        self.max_positions: int | None = getattr(text_config, "max_position_embeddings", None)
         self.streams: dict[int, _Stream] = {}  # by engine id
         self.engine_ids: dict[str, int] = {}  # by LitServe uid
         where = f"SSD, n = {drafter.layer} of L = {L}, d = {cfg.draft}" if drafter else f"the full model, L = {L}"
-        print(f"lightning_ssd serve: {cfg.model_name} ({where}) on {device}, {limits.max_live_rows} rows; "
-              f"listening on {cfg.address}", file=sys.stderr, flush=True)
+        print(f"lightning_ssd serve: worker {worker}: {cfg.model_name} ({where}) on {device}, {limits.max_live_rows} "
+              f"rows; listening on {cfg.address}", file=sys.stderr, flush=True)
 
     def decode_request(self, request: ChatRequest) -> Any:
         """The engine `Request` of a checked chat request: the backbone's template, its processor, the token rule."""
@@ -169,11 +179,20 @@ class SSDChatAPI(ls.LitAPI):
         record = Record(image=0, sample_id=0, query=request.query or "", history=request.history)
         batch = self.collate[task]([Sample(request.image, record)])
         inputs = {"input_ids": batch["prompt_input_ids"], **vision_inputs(batch)}
-        length = inputs["input_ids"].shape[1]
-        if length > self.config.limits.max_prompt_tokens:
+        length, limits = inputs["input_ids"].shape[1], self.config.limits
+        if length > limits.max_prompt_tokens:
             raise RequestError(400, "messages", f"the prompt is {length} tokens (image placeholders included); this "
-                                                f"server takes at most {self.config.limits.max_prompt_tokens}")
-        return EngineRequest(inputs, request.max_tokens, rule=self.row_rule(request.sampling))
+                                                f"server takes at most {limits.max_prompt_tokens}")
+        room = limits.max_tokens_cap if self.max_positions is None else self.max_positions - length
+        if room < 1:
+            raise RequestError(400, "messages", f"the prompt is {length} tokens: it fills the model's "
+                                                f"{self.max_positions} positions")
+        if request.max_tokens is not None and request.max_tokens > room:
+            raise RequestError(400, "max_tokens", f"the prompt ({length} tokens) and max_tokens "
+                                                  f"({request.max_tokens}) exceed the model's {self.max_positions} "
+                                                  f"positions; ask for at most {room} tokens")
+        budget = request.max_tokens or min(limits.max_tokens_cap, room)
+        return EngineRequest(inputs, budget, rule=self.row_rule(request.sampling))
 
     def row_rule(self, sampling: Sampling):
         """Greedy for temperature 0; the checkpoint's generation config for what the request leaves unset."""
@@ -204,18 +223,31 @@ class SSDChatAPI(ls.LitAPI):
                                           request.stop, request.return_token_ids)
         self.engine_ids[uid] = engine_id
 
-    def cancel(self, uid: str) -> None:
-        """Frees the request's row (or drops it from the queue); nothing if it already ended."""
+    def cancel(self, uid: str) -> bool:
+        """Frees the request's row (or drops it from the engine's queue); False if this worker does not hold it."""
         engine_id = self.engine_ids.pop(uid, None)
-        if engine_id is not None:
-            self.engine.cancel(engine_id)
-            del self.streams[engine_id]
+        if engine_id is None:
+            return False
+        self.engine.cancel(engine_id)
+        del self.streams[engine_id]
+        return True
+
+    def take_cancellations(self) -> None:
+        """Cancels what the HTTP process posted since the last look; remembers the requests this worker may take
+        from LitServe's queue later, to drop them then."""
+        uids, self.cursor = self.board.read(self.cursor)
+        for uid in uids:
+            if not self.cancel(uid):
+                self.dropped[uid] = None
+                if len(self.dropped) > CANCEL_MEMORY:
+                    self.dropped.popitem(last=False)
 
     def has_active_requests(self) -> bool:
         return self.engine.has_work
 
     def has_capacity(self) -> bool:
-        return self.engine.live_rows < self.engine.state.max_rows
+        """A free row no queued request will take: what is left stays in LitServe's queue, for any worker."""
+        return self.engine.live_rows + self.engine.queued < self.engine.state.max_rows
 
     def step(self) -> list:
         """One engine step; (stream, event) for every request it advanced."""
@@ -289,8 +321,10 @@ class EngineLoop(LitLoop):
 
     def run(self, lit_api: SSDChatAPI, device, worker_id, request_queue, transport, workers_setup_status,
             callback_runner) -> None:
-        # 1. take what arrived (wait for it only when there is nothing to decode)
+        # 1. cancellations, then new requests while a row is free (wait for one only when there is nothing to decode)
+        lit_api.take_cancellations()
         self._take(lit_api, request_queue, transport, block=not lit_api.has_active_requests())
+        self._publish(lit_api)
         # 2. one engine step  3. stream what it accepted, finish what ended
         if lit_api.has_active_requests():
             try:
@@ -299,19 +333,23 @@ class EngineLoop(LitLoop):
                 logger.exception("engine step failed")
                 self._fail_all(lit_api, transport, exc)
                 return
+            self._publish(lit_api)  # before the messages: a client that reads its tokens sees its row counted
             for stream, event in advanced:
                 message, final = lit_api.encode_response(stream, event)
                 if message is not None:
                     status = LitAPIStatus.FINISH_STREAMING if final else LitAPIStatus.OK
                     self.put_response(transport, stream.queue_id, stream.uid, message, status,
                                       LoopResponseType.STREAMING)
-        # 4. gauges (tokens/s decays to 0 when idle: the wait above returns every second)
+
+    @staticmethod
+    def _publish(lit_api: SSDChatAPI) -> None:
+        """The gauges; tokens/s decays to 0 when idle (the wait for requests returns every second)."""
         lit_api.stats.record_tokens(0)
         lit_api.stats.set("live_rows", lit_api.engine.live_rows)
         lit_api.stats.set("queued", lit_api.engine.queued)
 
     def _take(self, lit_api: SSDChatAPI, request_queue, transport, block: bool) -> None:
-        while True:
+        while lit_api.has_capacity():
             try:
                 item = request_queue.get(timeout=1.0) if block else request_queue.get_nowait()
             except Empty:
@@ -320,8 +358,9 @@ class EngineLoop(LitLoop):
             if item == _SENTINEL_VALUE:
                 raise SystemExit(0)
             queue_id, uid, _, payload = item
-            if isinstance(payload, Cancel):
-                lit_api.cancel(uid)
+            lit_api.take_cancellations()  # a request may have been cancelled while it waited in LitServe's queue
+            if uid in lit_api.dropped:
+                del lit_api.dropped[uid]
                 continue
             try:
                 lit_api.add_request(uid, queue_id, payload)

@@ -22,8 +22,9 @@ class Limits:
         max_tokens_cap: the largest `max_tokens` a request may set; also the default when it sets none.
         max_prompt_tokens: prompt length (text and image placeholders) a request may reach; with
             `max_tokens_cap` it sizes each row's preallocated key/value cache.
-        max_live_rows: requests decoded at once (the engine's rows).
+        max_live_rows: requests decoded at once by each inference worker (its engine's rows).
         max_queue: requests waiting for a row; beyond rows + queue a request gets 429 with Retry-After.
+        workers: inference workers, each with `max_live_rows` rows.
         max_stop: stop strings per request (as OpenAI's API).
         max_messages: messages per request.
         max_text_chars: characters of text over all messages.
@@ -40,10 +41,11 @@ class Limits:
     max_messages: int = 32
     max_text_chars: int = 32_000
     image_root: Path | None = None
+    workers: int = 1
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_image_pixels", "max_tokens_cap", "max_prompt_tokens", "max_live_rows",
-                     "max_stop", "max_messages", "max_text_chars"):
+                     "max_stop", "max_messages", "max_text_chars", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_queue < 0:
@@ -54,4 +56,4 @@ class Limits:
     @property
     def max_in_flight(self) -> int:
         """Requests the server holds at once (decoding or queued); one more gets 429."""
-        return self.max_live_rows + self.max_queue
+        return self.workers * self.max_live_rows + self.max_queue

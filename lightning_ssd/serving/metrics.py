@@ -1,9 +1,9 @@
 """Prometheus metrics shared by the two processes of a LitServe server.
 
-LitServe decodes in an inference worker process and answers HTTP in another. The worker's figures (live rows,
-queue, tokens, acceptance) sit in a small shared-memory array written by the worker and read by the HTTP process when
-`/metrics` is scraped; the HTTP process counts requests by status itself. The array is created before the worker is
-spawned and travels with the LitAPI to it (`multiprocessing` shares it with the child).
+LitServe decodes in inference worker processes and answers HTTP in another. The workers' figures (live rows,
+queue, tokens, acceptance) sit in a small shared-memory array, one row per worker, read by the HTTP process when
+`/metrics` is scraped; the HTTP process counts requests by status itself. The array is created before the workers are
+spawned and travels with the LitAPI to them (`multiprocessing` shares it with the children).
 
 Exposed (all prefixed `ssd_`): `requests_total{status}`, `requests_in_flight`, `live_rows`, `queued_requests`,
 `generated_tokens_total`, `tokens_per_second` (over the last `WINDOW_S` seconds), `cycles_total`, `tau` (tokens per
@@ -25,26 +25,35 @@ _FIELDS = ("live_rows", "queued", "generated", "cycles", "spec_cycles", "spec_em
 
 
 class EngineStats:
-    """The worker's figures in shared memory; one writer (the worker), any number of readers."""
+    """The workers' figures in shared memory: one row per inference worker, written by that worker alone (so that
+    no two processes ever update one value), summed by the reader.
 
-    def __init__(self) -> None:
-        self._values = mp.get_context("spawn").Array("d", len(_FIELDS))
+    Args:
+        workers: inference workers; each calls `bind(worker_id)` once it runs.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        self._values = mp.get_context("spawn").Array("d", workers * len(_FIELDS))
+        self.workers, self._row = workers, 0
         self._window: deque[tuple[float, int]] = deque()
 
     def __getstate__(self) -> dict:
-        return {"_values": self._values}
+        return {"_values": self._values, "workers": self.workers}
 
     def __setstate__(self, state: dict) -> None:
-        self._values, self._window = state["_values"], deque()
+        self._values, self.workers, self._row, self._window = state["_values"], state["workers"], 0, deque()
 
-    def get(self, name: str) -> float:
-        return self._values[_FIELDS.index(name)]
+    def bind(self, worker_id: int) -> None:
+        """Writes go to this worker's row from now on."""
+        if not 0 <= worker_id < self.workers:
+            raise ValueError(f"worker {worker_id} of {self.workers}")
+        self._row = worker_id * len(_FIELDS)
 
     def add(self, name: str, amount: float) -> None:
-        self._values[_FIELDS.index(name)] += amount
+        self._values[self._row + _FIELDS.index(name)] += amount
 
     def set(self, name: str, value: float) -> None:
-        self._values[_FIELDS.index(name)] = value
+        self._values[self._row + _FIELDS.index(name)] = value
 
     def record_tokens(self, count: int) -> None:
         """Counts generated tokens and refreshes the tokens/s of the last `WINDOW_S` seconds."""
@@ -56,7 +65,9 @@ class EngineStats:
         self.set("tokens_per_s", sum(c for _, c in self._window) / WINDOW_S)
 
     def snapshot(self) -> dict[str, float]:
-        return {name: self._values[i] for i, name in enumerate(_FIELDS)}
+        """Every figure summed over the workers."""
+        values, width = self._values[:], len(_FIELDS)
+        return {name: sum(values[w * width + i] for w in range(self.workers)) for i, name in enumerate(_FIELDS)}
 
 
 class ServerMetrics:
@@ -83,7 +94,9 @@ class ServerMetrics:
         yield requests
         yield GaugeMetricFamily("ssd_requests_in_flight", "requests decoding or queued", value=self.in_flight)
         yield GaugeMetricFamily("ssd_live_rows", "requests being decoded (engine rows in use)", value=s["live_rows"])
-        yield GaugeMetricFamily("ssd_queued_requests", "requests waiting for a row", value=s["queued"])
+        # waiting: in LitServe's queue (where a request stays until a worker has a free row) or the engine's
+        queued = max(0, self.in_flight - s["live_rows"])
+        yield GaugeMetricFamily("ssd_queued_requests", "requests waiting for a row", value=queued)
         yield CounterMetricFamily("ssd_generated_tokens", "tokens generated", value=s["generated"])
         yield GaugeMetricFamily("ssd_tokens_per_second", f"tokens generated per second over the last {WINDOW_S:g} s",
                                 value=s["tokens_per_s"])

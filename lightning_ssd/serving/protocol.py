@@ -69,7 +69,8 @@ class ChatRequest:
         image: the decoded RGB image.
         query: the last user message's text; None when it has none (captioning).
         history: earlier (user, assistant) turns, oldest first.
-        max_tokens: the token budget (the server's cap when the request sets none).
+        max_tokens: the token budget; None when the request sets none (the server's cap, or what the model's
+            positions leave after the prompt, whichever is smaller).
         stop: strings that end the output (not included in it).
         return_token_ids: also answer the generated token ids (an extension, as vLLM's).
     """
@@ -77,7 +78,7 @@ class ChatRequest:
     image: Image.Image
     query: str | None
     history: tuple[tuple[str, str], ...] = ()
-    max_tokens: int = 16
+    max_tokens: int | None = None
     sampling: Sampling = field(default_factory=Sampling)
     stop: tuple[str, ...] = ()
     stream: bool = False
@@ -141,11 +142,11 @@ def _boolean(body: dict, key: str) -> bool:
     return value
 
 
-def _max_tokens(body: dict, limits: Limits) -> int:
+def _max_tokens(body: dict, limits: Limits) -> int | None:
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     value = _number(body, key, int, 1)
     if value is None:
-        return limits.max_tokens_cap
+        return None
     if value > limits.max_tokens_cap:
         raise RequestError(400, key, f"'{key}' = {value} is over this server's cap of {limits.max_tokens_cap} "
                                      "(--max-tokens-cap); ask for fewer tokens")

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from litserve.specs.openai import OpenAISpec
 from litserve.utils import LitAPIStatus, ResponseBufferItem
 
+from lightning_ssd.serving.cancel import CancelBoard
 from lightning_ssd.serving.limits import Limits
 from lightning_ssd.serving.metrics import ServerMetrics
 from lightning_ssd.serving.protocol import RequestError, parse_chat_request, parse_json
@@ -43,9 +44,9 @@ class ChatSpec(OpenAISpec):
         metrics: request counters and the worker's shared figures, exposed at `/metrics`.
     """
 
-    def __init__(self, limits: Limits, model_name: str, metrics: ServerMetrics) -> None:
+    def __init__(self, limits: Limits, model_name: str, metrics: ServerMetrics, board: CancelBoard) -> None:
         super().__init__()
-        self.limits, self.model_name, self.metrics = limits, model_name, metrics
+        self.limits, self.model_name, self.metrics, self.board = limits, model_name, metrics, board
 
     def pre_setup(self, lit_api) -> None:
         self.add_endpoint(self.api_path, self.chat_completion, ["POST"])
@@ -177,10 +178,8 @@ class ChatSpec(OpenAISpec):
             self.metrics.requests[status] += 1
 
     def _cancel(self, uid: str) -> None:
-        from lightning_ssd.serving.api import Cancel
-
         if uid in self.response_buffer:
-            self.request_queue.put((self.response_queue_id, uid, time.monotonic(), Cancel()))
+            self.board.post(uid)
             self._finish(uid, 499)
 
     def _error(self, exc: RequestError, uid: str | None = None) -> JSONResponse:

@@ -51,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image-root", default=None,
                    help="serve local image paths inside this folder (default: local paths are refused)")
     p.add_argument("--model-name", default=None, help="model id in /v1/models and responses (default: the backbone)")
-    p.add_argument("--accelerator", choices=["auto", "cpu", "cuda"], default="cpu")
+    p.add_argument("--accelerator", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--devices", type=int, default=1, help="with --accelerator cuda: GPUs to serve on (LitServe's)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="inference workers per device (LitServe's workers_per_device), each with its own copy of the "
+                        "model and its own --max-batch-size rows; on CPU give each its --threads")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads in the inference worker")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     return p
@@ -66,6 +70,10 @@ def _check(args: argparse.Namespace) -> None:
         raise SystemExit("--n is for the plain early exit; a --draft-head carries its own n: give one of them")
     if args.host not in ("127.0.0.1", "0.0.0.0", "::"):
         raise SystemExit(f"--host must be 127.0.0.1, 0.0.0.0 or '::' (LitServe binds these), got {args.host!r}")
+    if args.workers < 1 or args.devices < 1:
+        raise SystemExit(f"--workers and --devices must be >= 1, got {args.workers} and {args.devices}")
+    if args.devices > 1 and args.accelerator != "cuda":
+        raise SystemExit("--devices is for --accelerator cuda; on CPU, serve more workers with --workers")
     if not 1024 <= args.port <= 65535:
         raise SystemExit(f"--port must be in [1024, 65535], got {args.port}")
     if args.draft_head and not Path(args.draft_head).exists():
@@ -103,21 +111,22 @@ def build_server(args: argparse.Namespace):
     from lightning_ssd.serving.api import ServeConfig, SSDChatAPI
     from lightning_ssd.serving.limits import Limits
 
+    workers = args.devices * args.workers
     try:
         limits = Limits(max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
                         max_tokens_cap=args.max_tokens_cap, max_prompt_tokens=args.max_prompt_tokens,
                         max_live_rows=args.max_batch_size, max_queue=args.max_queue,
-                        image_root=Path(args.image_root) if args.image_root else None)
+                        image_root=Path(args.image_root) if args.image_root else None, workers=workers)
     except ValueError as exc:
         raise SystemExit(f"serve: {exc}") from None
     config = ServeConfig(
         backbone=args.backbone, draft_head=args.draft_head, n=args.n, mode=args.mode,
         draft=args.draft if args.draft in ("dynamic", "adaptive") else int(args.draft), limits=limits,
         model_name=args.model_name or Path(args.backbone).name, api_key=args.api_key or os.environ.get(API_KEY_ENV),
-        threads=args.threads, address=f"http://{args.host}:{args.port}/v1")
-    # one engine per server: cancellations reach the worker that holds the request (see docs/serving.md, Scale)
-    return ls.LitServer(SSDChatAPI(config), accelerator=args.accelerator, devices=1, workers_per_device=1,
-                        timeout=False, disable_openapi_url=True, model_metadata={"model": config.model_name})
+        threads=args.threads, workers=workers, address=f"http://{args.host}:{args.port}/v1")
+    return ls.LitServer(SSDChatAPI(config), accelerator=args.accelerator, devices=args.devices,
+                        workers_per_device=args.workers, timeout=False, disable_openapi_url=True,
+                        model_metadata={"model": config.model_name})
 
 
 _MAIN_PID = os.getpid()

@@ -1,11 +1,11 @@
 """`python -m lightning_ssd serve` end to end: real servers on free loopback ports, the real `openai` client.
 
 Five servers start together (their start-ups overlap): tiny LLaVA with a random draft head (SSD) and with the full
-model alone, tiny BLIP-2 OPT with the plain early exit (`--n 1`) and with the full model alone, tiny Qwen2.5-VL with
-the plain early exit and the adaptive draft length. Each serves a checkpoint
-folder whose weights were re-drawn larger (`chaotic_`), so that greedy answers vary with the image and the prompt
-instead of repeating one token. Their answers are compared, token for token, with the offline `generate` command on
-the same checkpoint folders, image files and prompts.
+model alone (two LitServe inference workers of one row each, 8192 positions), tiny BLIP-2 OPT with the plain early
+exit (`--n 1`) and with the full model alone, tiny Qwen2.5-VL with the plain early exit and the adaptive draft
+length. Each serves a checkpoint folder whose weights were re-drawn larger, so that greedy answers vary with the
+image and the prompt instead of repeating one token. Their answers are compared, token for token, with the offline
+`generate` command on the same checkpoint folders, image files and prompts.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from lightning_ssd.tools.generate import main as generate_main
 from tests.serving.servers import data_url, metric, random_image, start, stop, user, wait_ready
 
 MAX_NEW = 24
-CAP = 1500  # the greedy LLaVA server's cap: long enough to disconnect mid-stream
+CAP = 4000  # the greedy LLaVA server's cap: long enough to disconnect mid-stream
 PROMPT = "What is in the image?"
 KEY = "test-key-123"
 IMAGES = 4
@@ -45,6 +45,8 @@ def env(tmp_path_factory):
     (images / "link.png").symlink_to(root / "outside.png")
     llava, blip2, qwen = (_chaotic_checkpoint(name, root / "models" / name)
                           for name in ("tiny-llava", "tiny-blip2-opt", "tiny-qwen2.5-vl"))
+    # LLaVA's rotary positions have no table: 8192 positions let its requests run long enough to disconnect from
+    llava_long = _chaotic_checkpoint("tiny-llava", root / "models" / "tiny-llava-long", max_positions=8192)
     vlm = load_backbone(llava)
     torch.manual_seed(0)
     save_draft(ImitationNetwork(vlm.decoder.hidden_size, attention=True, residual=False).eval(), 2, vlm, llava,
@@ -54,10 +56,10 @@ def env(tmp_path_factory):
         "llava-ssd": ["--backbone", llava, "--draft-head", str(root / "draft"), "--draft", "3",
                       "--max-tokens-cap", "64", "--max-body-mb", "1", "--max-image-pixels", "100000",
                       "--max-prompt-tokens", "80", *common],
-        "llava-greedy": ["--backbone", llava, "--mode", "greedy", "--api-key", KEY, "--max-batch-size", "1",
-                         "--max-queue", "1", "--max-tokens-cap", str(CAP), *common],
+        "llava-greedy": ["--backbone", llava_long, "--mode", "greedy", "--api-key", KEY, "--workers", "2",
+                         "--max-batch-size", "1", "--max-queue", "1", "--max-tokens-cap", str(CAP), *common],
         "blip2-ssd": ["--backbone", blip2, "--n", "1", "--draft", "4", *common],
-        "blip2-greedy": ["--backbone", blip2, "--mode", "greedy", *common],
+        "blip2-greedy": ["--backbone", blip2, "--mode", "greedy", "--max-tokens-cap", "440", *common],
         "qwen-ssd": ["--backbone", qwen, "--n", "2", "--draft", "adaptive", *common],
     }
     with ExitStack() as stack:
@@ -66,16 +68,19 @@ def env(tmp_path_factory):
             servers[name] = start(args, root / f"{name}.log")
             stack.callback(stop, servers[name])
         references = {"tiny-llava": _offline(root, images, llava), "tiny-blip2-opt": _offline(root, images, blip2),
-                      "tiny-qwen2.5-vl": _offline(root, images, qwen)}
+                      "tiny-qwen2.5-vl": _offline(root, images, qwen), "tiny-llava-long": _offline(root, images,
+                                                                                                   llava_long)}
         for server in servers.values():
             wait_ready(server)
         yield {"root": root, "images": images, "servers": servers, "references": references}
 
 
-def _chaotic_checkpoint(preset: str, folder) -> str:
+def _chaotic_checkpoint(preset: str, folder, max_positions: int | None = None) -> str:
     """A checkpoint folder of `preset` with every matrix re-drawn at std 0.2 (the vision tower too, so that the
-    answer depends on the image)."""
+    answer depends on the image), and optionally another number of positions (rotary models only)."""
     vlm = load_backbone(preset)
+    if max_positions is not None:
+        vlm.model.config.text_config.max_position_embeddings = max_positions
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in vlm.model.parameters():
@@ -125,7 +130,7 @@ FAMILY = {"llava": "tiny-llava", "blip2": "tiny-blip2-opt", "qwen": "tiny-qwen2.
 @pytest.mark.parametrize("name", ["llava-ssd", "llava-greedy", "blip2-ssd", "blip2-greedy", "qwen-ssd"])
 def test_greedy_answers_equal_offline_generate(env, name):
     server = env["servers"][name]
-    references = env["references"][FAMILY[name.split("-")[0]]]
+    references = env["references"]["tiny-llava-long" if name == "llava-greedy" else FAMILY[name.split("-")[0]]]
     client = _client(server, KEY)
     for image, prompt in CASES:
         reply = _ask(client, image, prompt, max_tokens=MAX_NEW, temperature=0)
@@ -310,6 +315,17 @@ def test_the_api_key_is_enforced_on_v1_only(env):
     assert httpx.get(f"{server.url}/health").status_code == 200
 
 
+def test_max_tokens_must_fit_the_models_positions(env):
+    server = env["servers"]["blip2-greedy"]  # tiny BLIP-2 OPT: 512 learned positions; cap 440
+    client = _client(server)
+    text = "a b c d e f g h " * 12
+    with pytest.raises(openai.BadRequestError, match="exceed the model's 512 positions; ask for at most"):
+        _ask(client, 0, text, max_tokens=440, temperature=0)
+    reply = _ask(client, 0, text, temperature=0)  # no max_tokens: what the positions leave, under the cap
+    total = reply.usage.prompt_tokens + reply.usage.completion_tokens
+    assert total == 512 if reply.choices[0].finish_reason == "length" else total < 512
+
+
 def test_a_full_server_answers_429_with_retry_after(env):
     server = env["servers"]["llava-greedy"]  # 1 row, 1 queued
 
@@ -348,6 +364,37 @@ def test_a_client_that_disconnects_frees_its_row(env, stream):
         time.sleep(0.05)
     assert metric(server, 'ssd_requests_total{status="499"}') == cancelled + 1
     assert metric(server, "ssd_generated_tokens_total") - generated < CAP / 2  # stopped, not run to the cap
+
+
+def test_two_workers_answer_and_cancel_across_workers(env):
+    server = env["servers"]["llava-greedy"]  # 2 LitServe workers x 1 row, 1 queued
+    references = env["references"]["tiny-llava-long"]
+
+    async def together():
+        async with httpx.AsyncClient(base_url=server.url, timeout=120, headers={"X-API-Key": KEY}) as http:
+            return await asyncio.gather(*[
+                http.post("/v1/chat/completions", json={"messages": user(data_url(random_image(image)), prompt),
+                                                        "max_tokens": MAX_NEW, "temperature": 0,
+                                                        "return_token_ids": True}) for image, prompt in CASES[:3]])
+
+    for (image, prompt), answer in zip(CASES[:3], asyncio.run(together()), strict=True):
+        assert answer.json()["choices"][0]["token_ids"] == references[(image, prompt)]["tokens"]
+    # two streams, one on each worker, both dropped: each worker frees its row
+    cancelled = metric(server, 'ssd_requests_total{status="499"}') if _has(server, "499") else 0
+    with httpx.Client(timeout=60, headers={"X-API-Key": KEY}) as http, ExitStack() as streams:
+        for image in (0, 1):
+            body = {"messages": user(data_url(random_image(image))), "max_tokens": CAP, "temperature": 0,
+                    "stream": True}
+            lines = streams.enter_context(http.stream("POST", f"{server.url}/v1/chat/completions", json=body))
+            for _, _ in zip(range(3), lines.iter_lines(), strict=False):
+                pass
+        assert metric(server, "ssd_live_rows") == 2  # more rows than one worker has
+        assert metric(server, "ssd_tokens_per_second") > 0
+    start = time.monotonic()
+    while metric(server, "ssd_live_rows") != 0:
+        assert time.monotonic() - start < 5, "a row was not freed"
+        time.sleep(0.05)
+    assert metric(server, 'ssd_requests_total{status="499"}') == cancelled + 2
 
 
 def _has(server, status: str) -> bool:
