@@ -11,7 +11,8 @@ def test_help_lists_the_flags(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--backbone", "--draft-head", "--n", "--mode", "--draft", "--host", "--port", "--max-batch-size",
-                 "--max-queue", "--max-tokens-cap", "--api-key", "--image-root", "--threads"):
+                 "--max-queue", "--max-tokens-cap", "--api-key", "--image-root", "--threads", "--workers",
+                 "--devices"):
         assert flag in out
 
 
@@ -23,6 +24,8 @@ def test_help_lists_the_flags(capsys):
     (["--backbone", "tiny-llava", "--port", "80"], "--port must be"),
     (["--backbone", "tiny-llava", "--draft-head", "/nonexistent/draft"], "not found"),
     (["--backbone", "/nonexistent/model"], "neither a preset"),
+    (["--backbone", "tiny-llava", "--workers", "0"], "--workers and --devices must be >= 1"),
+    (["--backbone", "tiny-llava", "--devices", "2"], "--devices is for --accelerator cuda"),
 ])
 def test_impossible_settings_are_refused_at_once(argv, message):
     with pytest.raises(SystemExit, match=message):
