@@ -45,7 +45,8 @@ class ServeBenchConfig:
         max_tokens: each request's budget (EOS still ends it).
         max_batch_size: the servers' live rows.
         max_prompt_tokens: the servers' `--max-prompt-tokens` (with `max_tokens`, it sizes the preallocated cache).
-        threads: torch CPU threads in each server's worker.
+        threads: torch CPU threads in each server's inference worker.
+        workers: inference workers per server (each with `max_batch_size` rows).
         warmup: requests sent (one at a time) before measuring.
     """
 
@@ -60,6 +61,7 @@ class ServeBenchConfig:
     max_batch_size: int = 16
     max_prompt_tokens: int = 1024
     threads: int | None = 1
+    workers: int = 1
     warmup: int = 2
 
 
@@ -270,7 +272,7 @@ def serve_benchmark(cfg: ServeBenchConfig, log: Callable[[str], None] = lambda s
             backbone, n = _redundant_copy(cfg, Path(tmp) / "redundant")
         common = ["--backbone", backbone, "--max-batch-size", str(cfg.max_batch_size), "--max-queue",
                   str(max(cfg.concurrency)), "--max-tokens-cap", str(cfg.max_tokens), "--max-prompt-tokens",
-                  str(cfg.max_prompt_tokens), "--log-level", "error"]
+                  str(cfg.max_prompt_tokens), "--workers", str(cfg.workers), "--log-level", "error"]
         if cfg.threads:
             common += ["--threads", str(cfg.threads)]
         ssd = ["--draft", cfg.draft] + (["--draft-head", cfg.draft_head] if cfg.draft_head else

@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-prompt-tokens", type=int, default=d.max_prompt_tokens,
                    help="the servers' --max-prompt-tokens (sizes their preallocated key/value cache)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads in each server")
+    p.add_argument("--workers", type=int, default=d.workers, help="inference workers per server")
     p.add_argument("--warmup", type=int, default=d.warmup, help="requests before measuring")
     p.add_argument("--output", default="bench_serve.json", help="JSON report path")
     return p
