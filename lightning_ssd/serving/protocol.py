@@ -88,8 +88,9 @@ class ChatRequest:
 def parse_json(raw: bytes) -> dict:
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(400, None, f"the request body is not valid JSON ({exc}); send a JSON object") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting too deep
+        raise RequestError(400, None, f"the request body is not valid JSON ({type(exc).__name__}: {exc}); send a "
+                                      "JSON object") from exc
     if not isinstance(body, dict):
         raise RequestError(400, None, f"the request body must be a JSON object, got {type(body).__name__}")
     return body

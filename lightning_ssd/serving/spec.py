@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections import deque
@@ -31,6 +32,7 @@ from lightning_ssd.serving.limits import Limits
 from lightning_ssd.serving.metrics import ServerMetrics
 from lightning_ssd.serving.protocol import RequestError, parse_chat_request, parse_json
 
+logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 1
 _POLL_S = 0.25  # how often a non-streaming request checks that its client is still there
 
@@ -77,6 +79,11 @@ class ChatSpec(OpenAISpec):
         except RequestError as exc:
             self.metrics.in_flight -= 1
             return self._error(exc)
+        except Exception as exc:  # a check that failed on input nobody foresaw: the request only
+            self.metrics.in_flight -= 1
+            logger.exception("a request could not be read")
+            return self._error(RequestError(500, None, f"the request could not be read ({type(exc).__name__})",
+                                            code="server_error"))
         uid = str(uuid.uuid4())
         item = ResponseBufferItem(event=asyncio.Event(), response_queue=deque())
         self.response_buffer[uid] = item

@@ -243,6 +243,8 @@ def _bad_cases(env) -> list[tuple[str, object, int, str]]:
     root = env["root"]
     return [
         ("malformed JSON", b"{not json", 400, "not valid JSON"),
+        ("JSON nested too deep", b"[" * 100_000 + b"]" * 100_000, 400, "not valid JSON"),
+        ("JSON that is no object", b"[1, 2]", 400, "must be a JSON object"),
         ("messages not a list", {"messages": "hi"}, 400, "'messages' must be a non-empty list"),
         ("no image", {"messages": [{"role": "user", "content": "hi"}]}, 400, "exactly one image"),
         ("two images", {"messages": [{"role": "user", "content": user(good)[0]["content"] * 2}]}, 400,
