@@ -314,9 +314,9 @@ class SSDChatAPI(ls.LitAPI):
 
 def check_family(family: str, backbone: str) -> None:
     if family == "blip2-t5":
-        raise ValueError(f"{backbone} is a BLIP-2 Flan-T5 (encoder-decoder) backbone, which the continuous-batching "
-                         "engine does not serve yet; serve a decoder-only family (BLIP-2 OPT, LLaVA, LLaVA-NeXT, "
-                         "Qwen2.5-VL), or use `python -m lightning_ssd generate` offline")
+        raise ValueError(f"{backbone} is a BLIP-2 Flan-T5 (encoder-decoder) backbone, which this server does not "
+                         "serve yet; serve a decoder-only family (BLIP-2 OPT, LLaVA, LLaVA-NeXT, Qwen2.5-VL), or use "
+                         "`python -m lightning_ssd generate` offline")
 
 
 class EngineLoop(LitLoop):
