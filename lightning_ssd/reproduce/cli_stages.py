@@ -96,15 +96,17 @@ def chosen_n(path: Path) -> int:
                          ) from err
 
 
-def finetune(ctx: RunContext, config: Path, out: Path) -> None:
-    """Stage 1 from the preset: fine-tune, export the backbone to out/backbone, choose n (out/chosen_n.yaml) by the
-    settings' `exit_rule`, whatever rule `config` itself names."""
+def finetune(ctx: RunContext, config: Path, out: Path, overrides: tuple[str, ...] = (),
+             backbone: str | None = None) -> None:
+    """Stage 1 from the preset (`backbone`, default the settings'): fine-tune, export the backbone to out/backbone,
+    choose n (out/chosen_n.yaml) by the settings' `exit_rule`, whatever rule `config` itself names; `overrides` come
+    last (another task, its lengths)."""
     s = ctx.settings
     rule = callbacks_with_exit_rule(config, s.exit_rule, ctx.fragments / f"{config.stem}_{s.exit_rule}_callbacks.yaml")
     cli = _cli(["fit", "--config", str(config), "--config", str(rule), "--trainer.default_root_dir", str(out),
-                "--trainer.max_epochs", str(s.finetune_epochs), "--model.init_args.backbone", s.backbone,
+                "--trainer.max_epochs", str(s.finetune_epochs), "--model.init_args.backbone", backbone or s.backbone,
                 "--model.init_args.backbone_seed", str(ctx.seed), "--model.init_args.export_dir", str(out / "backbone"),
-                *_validate_last(s.finetune_epochs, "full"), *_common(ctx)])
+                *_validate_last(s.finetune_epochs, "full"), *_common(ctx), *overrides])
     atomic_write_json(out / "stage.json", {"backbone": str(out / "backbone"), "n": chosen_n(out / "chosen_n.yaml"),
                                            "L": cli.model.vlm.decoder.num_layers,
                                            "metrics": _metrics(cli, "train/") | _metrics(cli, "val/")})
@@ -115,8 +117,8 @@ def imitation(ctx: RunContext, out: Path, backbone: Path, n: int, epochs: int, o
     """Stage 2 on the frozen backbone at layer n; `overrides` set the loss weights, fusion, ..."""
     cli = _cli(["fit", "--config", str(config), "--config", str(ctx.fit_callbacks),
                 "--trainer.default_root_dir", str(out), "--trainer.max_epochs", str(epochs),
-                "--model.init_args.backbone", str(backbone), "--model.init_args.n", str(n), *overrides,
-                *_validate_last(epochs, "draft_imit"), *_common(ctx)])
+                "--model.init_args.backbone", str(backbone), "--model.init_args.n", str(n),
+                *_validate_last(epochs, "draft_imit"), *_common(ctx), *overrides])
     atomic_write_json(out / "stage.json", {"checkpoint": str(out / "checkpoints" / "last.ckpt"), "n": n,
                                            "epochs": epochs, "overrides": list(overrides),
                                            "metrics": _metrics(cli, "train/") | _metrics(cli, "val/")})

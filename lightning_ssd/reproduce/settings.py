@@ -65,6 +65,13 @@ class Settings:
         seeds: training seeds; each seed's stages go to a folder of their own.
         progress_bar: Lightning's progress bars in the training stages.
         preset: "default" or "quick", for the report.
+        t5_backbone: the BLIP-2 Flan-T5 preset of Table 3's analogue (dialog and zero-shot captions).
+        llava_backbone: the LLaVA preset of Table 2's analogue (long answers) and Appendix A.2's (VQA).
+        task_imitation_epochs: imitation epochs of those tasks' rows (their fine-tunes take `finetune_epochs`).
+        long_max_new_tokens: generation cap (and target length) of the long answers (the descriptions: 47-63 tokens).
+        vqa_max_new_tokens: generation cap of the one-word VQA answers.
+        length_caps: the output lengths of the output-length stage (end-of-sequence off).
+        length_images: test images decoded at each of `length_caps`, one at a time.
     """
 
     backbone: str = "base-llava"
@@ -91,6 +98,13 @@ class Settings:
     seeds: tuple[int, ...] = (0,)
     progress_bar: bool = True
     preset: str = "default"
+    t5_backbone: str = "base-blip2-t5"
+    llava_backbone: str = "base-llava"
+    task_imitation_epochs: int = 6
+    long_max_new_tokens: int = 80
+    vqa_max_new_tokens: int = 8
+    length_caps: tuple[int, ...] = (16, 64, 256)
+    length_images: int = 20
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -109,6 +123,8 @@ QUICK = Settings(
     backbone="tiny-blip2-opt", finetune_epochs=1, imitation_epochs=1, ablation_epochs=1, figure_epochs=2,
     num_train=24, num_val=8, num_test=8, batch_size=8, eval_batch_size=8, test_batch_size=4, max_new_tokens=8,
     sweep_drafts=(1, 2, 4), dv_trials=3, dv_search_images=4, meteor=False, progress_bar=False, preset="quick",
+    t5_backbone="tiny-blip2-t5", llava_backbone="tiny-llava", task_imitation_epochs=1, long_max_new_tokens=16,
+    vqa_max_new_tokens=4, length_caps=(4, 8, 16), length_images=2,
 )
 
 

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dv-trials", type=int, default=None, help="TPE trials of Draft & Verify's skip-set search")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (a JVM start per decoding mode)")
     add_threads_argument(p)
+    p.add_argument("--parts", nargs="+", choices=("tables", "rest"), default=None,
+                   help="tables: Tables 1, 5, 6 and figures 1, 6-9; rest: Tables 2, 3, 4, A.2 and the output-length "
+                        "question (default: both)")
     p.add_argument("--dry-run", action="store_true", help="print the stages and the estimate, run nothing")
     return p
 
@@ -71,13 +74,13 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from(a)
     from lightning_ssd.reproduce.cli_stages import write_fragments
     from lightning_ssd.reproduce.plan import PlanFailed, pending_minutes, run_plan
-    from lightning_ssd.reproduce.stages import build_plan
+    from lightning_ssd.reproduce.stages import PARTS, build_plan
 
     # --quick's tiny models run fastest on one thread; the LightningCLI stages run in this process and keep the count
     set_threads(1 if a.threads is None and a.quick else a.threads)
     root, out = Path(a.root), Path(a.out)
     command = " ".join(["python -m lightning_ssd reproduce", *map(shlex.quote, args)])
-    stages = build_plan(settings, root, out, command)
+    stages = build_plan(settings, root, out, command, tuple(a.parts or PARTS))
     total = sum(s.estimate_min for s in stages)
     est = Estimates(with_overrides(Settings(), test_batch_size=settings.test_batch_size))  # the default sizes
     print(f"reproduce: {len(stages)} stages, estimated {total:.0f} min in all, {pending_minutes(stages):.0f} min "

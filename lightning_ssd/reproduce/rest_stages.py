@@ -1,0 +1,148 @@
+"""The rest of the paper as stages (issue 22): Table 3's dialog and zero-shot splits, Table 2's long answers,
+Appendix A.2's one-word answers, and the output-length question.
+
+Each task block fine-tunes its own backbone on its task (the paper fine-tunes BLIP-2 per task; the embedded default
+is trained from random initialisation, so a captioner cannot answer dialog questions), trains the imitation network
+on it at the n the fine-tune chose, and decodes the task's test split(s) in-process with every decoder of its table
+(`task_eval.run_task_eval`). The zero-shot block is trained on in-domain scenes only and tested on the in-, near- and
+out-of-domain splits (`lightning_ssd.data.synth.domains`): its near and out rows are also the distribution-shift
+question's first half (imitation trained in-domain, tested shifted). Blocks share nothing with Tables 1, 5 and 6, so
+`--parts rest` runs them alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightning_ssd.configs import EXPERIMENTS
+from lightning_ssd.reproduce import cli_stages
+from lightning_ssd.reproduce.cli_stages import RunContext
+from lightning_ssd.reproduce.plan import Stage
+from lightning_ssd.reproduce.results import need_record
+from lightning_ssd.reproduce.settings import Estimates, Settings
+from lightning_ssd.reproduce.task_eval import run_length_eval, run_task_eval
+
+SYNTHETIC = EXPERIMENTS / "synthetic"
+ZERO_SHOT_SPLITS: tuple[str, ...] = ("in", "near", "out")
+LENGTH_BLOCK = "long"
+
+
+@dataclass(frozen=True)
+class TaskBlock:
+    """One task's backbone, imitation network and test decodes.
+
+    Attributes:
+        name: folder and stage names ("dialog", "zeroshot", "vqa", "long").
+        family: "t5" (the settings' t5_backbone) or "llava" (its llava_backbone).
+        task: the SyntheticDataModule task.
+        splits: test domains decoded (None: the whole world, one split).
+        draft_verify: also decode with Draft & Verify (skip set searched on this task's validation prompts).
+        length: "long" or "vqa" for the task's own generation cap; None for the settings' max_new_tokens.
+    """
+
+    name: str
+    family: str
+    task: str
+    splits: tuple[str | None, ...] = (None,)
+    draft_verify: bool = False
+    length: str | None = None
+
+    def backbone(self, s: Settings) -> str:
+        return s.t5_backbone if self.family == "t5" else s.llava_backbone
+
+    def max_new_tokens(self, s: Settings) -> int:
+        return {"long": s.long_max_new_tokens, "vqa": s.vqa_max_new_tokens}.get(self.length or "", s.max_new_tokens)
+
+    def data(self, s: Settings, split: str | None) -> dict:
+        """SyntheticDataModule arguments of this block (the training ones when `split` is "in" or None)."""
+        found: dict = {"task": self.task, "max_target_length": max(32, self.max_new_tokens(s))}
+        trained_in_domain = self.splits != (None,)
+        if trained_in_domain:
+            found["test_domain"] = split or "in"
+        return found
+
+    def overrides(self, s: Settings) -> tuple[str, ...]:
+        data = self.data(s, None)
+        args = [f"--data.init_args.{k}={v}" for k, v in data.items()]
+        return (*args, "--model.init_args.max_new_tokens", str(self.max_new_tokens(s)))
+
+
+BLOCKS: tuple[TaskBlock, ...] = (
+    TaskBlock("dialog", "t5", "visdial", draft_verify=True),
+    TaskBlock("zeroshot", "t5", "caption", splits=ZERO_SHOT_SPLITS),
+    TaskBlock("vqa", "llava", "vqa", length="vqa"),
+    TaskBlock("long", "llava", "long", draft_verify=True, length="long"),
+)
+
+
+@dataclass(frozen=True)
+class RestLayout:
+    """The files of one seed's task blocks under `root/seed<seed>/rest`."""
+
+    folder: Path
+
+    def block(self, name: str) -> Path:
+        return self.folder / "rest" / name
+
+    def finetune_record(self, name: str) -> Path:
+        return self.block(name) / "finetune" / "stage.json"
+
+    def backbone(self, name: str) -> Path:
+        return self.block(name) / "finetune" / "backbone"
+
+    def imitation_record(self, name: str) -> Path:
+        return self.block(name) / "imitation" / "stage.json"
+
+    def checkpoint(self, name: str) -> Path:
+        return self.block(name) / "imitation" / "checkpoints" / "last.ckpt"
+
+    def eval_record(self, name: str, split: str | None) -> Path:
+        return self.block(name) / f"test_{split or 'all'}.json"
+
+    @property
+    def length_record(self) -> Path:
+        return self.block(LENGTH_BLOCK) / "length.json"
+
+
+def rest_stages(ctx: RunContext, layout: RestLayout, prefix: str) -> list[Stage]:
+    """One seed's stages of every task block, then the output-length stage on the long-answer block."""
+    s, est = ctx.settings, Estimates(ctx.settings)
+    stages: list[Stage] = []
+
+    def add(name: str, outputs: tuple[Path, ...], run, minutes: float, deps: tuple[str, ...] = ()) -> None:
+        stages.append(Stage(f"{prefix}{name}", outputs, run, tuple(f"{prefix}{d}" for d in deps), (), minutes))
+
+    for block in BLOCKS:
+        b = block.name
+        folder = layout.block(b)
+        # T5 runs an encoder as deep as its decoder: about twice the training time
+        scale = 2.0 if block.family == "t5" else 1.0
+        add(f"finetune {b}", (layout.finetune_record(b),),
+            lambda block=block, folder=folder: cli_stages.finetune(
+                ctx, SYNTHETIC / "finetune.yaml", folder / "finetune", block.overrides(s), block.backbone(s)),
+            est.finetune() * scale)
+        add(f"imitation {b}", (layout.imitation_record(b),),
+            lambda block=block, folder=folder: cli_stages.imitation(
+                ctx, folder / "imitation", layout.backbone(block.name), _n(layout, block.name),
+                s.task_imitation_epochs, block.overrides(s)),
+            est.imitation(s.task_imitation_epochs) * scale, deps=(f"finetune {b}",))
+        for split in block.splits:
+            label = f"test {b}" + (f" {split}" if split else "")
+            add(label, (layout.eval_record(b, split),),
+                lambda block=block, split=split: run_task_eval(
+                    layout.backbone(block.name), layout.checkpoint(block.name), s, ctx.seed, block.data(s, split),
+                    block.max_new_tokens(s), layout.eval_record(block.name, split), block.draft_verify),
+                est.test(5 if block.draft_verify else 4) * (2.5 if block.length == "long" else 1.0),
+                deps=(f"imitation {b}",))
+    long = next(b for b in BLOCKS if b.name == LENGTH_BLOCK)
+    add("output length", (layout.length_record,),
+        lambda: run_length_eval(layout.backbone(long.name), layout.checkpoint(long.name), s, long.data(s, None),
+                                layout.length_record),
+        est.decode(2) * s.length_images / max(s.num_test, 1) * sum(s.length_caps) / s.max_new_tokens,
+        deps=(f"imitation {long.name}",))
+    return stages
+
+
+def _n(layout: RestLayout, block: str) -> int:
+    return int(need_record(layout.finetune_record(block))["n"])
