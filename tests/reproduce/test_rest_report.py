@@ -1,0 +1,76 @@
+"""The rest of the paper's tables and sentences from hand-written records: cells, buckets, words chosen by numbers."""
+
+import math
+
+import pytest
+
+from lightning_ssd.reproduce.rest_figures import length_sentence, natural_buckets
+from lightning_ssd.reproduce.rest_report import _zero_shot_sentences
+from lightning_ssd.reproduce.rest_tables import PAPER_TABLE3, Col, markdown, speed_words, value
+
+
+def _seq(length: int, seconds: float, cycles: int, accepted: int, judged: int) -> dict:
+    return {"length": length, "cycles": cycles, "accepted": accepted, "judged": judged, "prefill_s": 0.0,
+            "decode_s": seconds}
+
+
+def _record(ssd_speedup: float, cider: float, alpha: float) -> dict:
+    return {"n": 2, "L": 8, "metrics": {
+        "test/full/CIDEr": cider, "test/ssd/CIDEr": cider, "test/ssd/speedup": ssd_speedup, "test/ssd/alpha": alpha,
+        "test/ssd/tau": 3.0, "test/ssd_identical": 1.0, "test/draft/CIDEr": cider / 2, "test/draft/speedup": 3.0},
+        "per_sequence": {"full": [_seq(10, 1.0, 10, 0, 0)], "ssd": [_seq(10, 0.5, 3, 7, 9)]}}
+
+
+def test_value_reads_modes_and_defaults():
+    r = _record(1.5, 100.0, 0.9)
+    assert value(r, "full", "speedup") == 1.0
+    assert value(r, "ssd", "identical") == 100.0
+    assert value(r, "ssd", "length") == 10
+    assert math.isnan(value(r, "draft_verify", "speedup")) and math.isnan(value(None, "ssd", "CIDEr"))
+
+
+def test_markdown_marks_rows_not_run_and_shows_paper_values():
+    text = markdown("T", (Col("CIDEr", "CIDEr"), Col("Spd.", "speedup", digits=2, suffix="x"),
+                          Col("Spd. (paper)", paper="Spd.", digits=2, suffix="x")),
+                    {None: [_record(1.5, 100.0, 0.9), _record(1.7, 110.0, 0.9)]}, PAPER_TABLE3, ["a note"])
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "105.0 [100.0–110.0]" in rows["ours: SSD"] and "1.60x [1.50–1.70]" in rows["ours: SSD"]
+    assert "1.55x" in rows["ours: SSD"]
+    assert "LayerSkip (not run)" in rows and "Draft & Verify (not run)" in rows
+    assert "- a note" in text and "LayerSkip needs its own fine-tune" in text
+
+
+@pytest.mark.parametrize(("ours", "words"), [(0.8, "slowdown"), (1.6, "matches"), (2.5, "above"), (1.1, "below")])
+def test_speed_words(ours, words):
+    assert words in speed_words(ours, 1.55)
+
+
+def test_zero_shot_sentence_follows_the_numbers():
+    zs = {"in": [_record(2.0, 120.0, 0.95)], "near": [_record(1.8, 100.0, 0.9)], "out": [_record(1.5, 60.0, 0.8)]}
+    first, shift = _zero_shot_sentences(zs)
+    assert "120.0 / 100.0 / 60.0" in first and "falls by 60.0" in first
+    assert "alpha 0.950 in, 0.900 near, 0.800 out" in shift and "2.00x, 1.80x, 1.50x" in shift
+    flat = {s: [_record(2.0, 120.0, 0.95)] for s in ("in", "near", "out")}
+    assert "drop is small" in _zero_shot_sentences(flat)[0]
+
+
+def test_natural_buckets_pool_tasks_by_the_full_models_length():
+    short = {"per_sequence": {"full": [_seq(3, 0.3, 3, 0, 0)], "ssd": [_seq(3, 0.6, 2, 1, 2)]}}
+    long = {"per_sequence": {"full": [_seq(40, 4.0, 40, 0, 0), _seq(50, 5.0, 50, 0, 0)],
+                             "ssd": [_seq(40, 2.0, 10, 30, 36), _seq(50, 2.5, 10, 40, 46)]}}
+    rows = natural_buckets({"vqa": short, "long": long, "missing": None})
+    assert [r["sequences"] for r in rows] == [1, 2, 0]
+    assert rows[0]["tasks"] == ["vqa"] and rows[1]["tasks"] == ["long"]
+    assert rows[0]["speedup"] == pytest.approx(0.5) and rows[1]["speedup"] == pytest.approx(2.0)
+    assert rows[1]["tau"] == pytest.approx(90 / 20) and rows[1]["alpha"] == pytest.approx(70 / 82)
+    assert math.isnan(rows[2]["speedup"])
+
+
+def test_length_sentence_says_whether_the_speedup_holds():
+    def cap(full_ms: float, ssd_ms: float) -> dict:
+        return {"metrics": {"test/full/ms_per_token": full_ms, "test/ssd/ms_per_token": ssd_ms,
+                            "test/ssd/speedup": full_ms / ssd_ms}}
+
+    length = {"caps": {"16": cap(4.0, 2.0), "64": cap(4.4, 2.0), "256": cap(6.0, 2.4)}}
+    text = length_sentence(length)
+    assert "from 4.00 to 6.00 ms (1.50x)" in text and "grows with length (2.00x, 2.20x, 2.50x" in text
