@@ -5,6 +5,9 @@ and with imitation, Draft & Verify, the LayerSkip and Kangaroo hooks, and imitat
 Table 5 (fusion strategies), Table 6 (lambda -> n, the n <= L/2 limit lifted), figure 9 (speedup and BLEU-4 against
 d), figure 6 (acceptance against output position t) and figures 1, 7, 8 (joint, frozen and mixed training) are
 measured, and written next to the paper's numbers under --out: table1.md, table5.md, table6.md, PNGs and a README.
+The rest of the paper (--parts rest) fine-tunes a backbone per task and writes Table 3 (dialog MRR; zero-shot in-,
+near- and out-of-domain captions), Table 2 (long answers), Table 9 of Appendix A.2 (one-word VQA answers), Table 4's
+note and the output-length question (length.md, fig_length.png).
 
 Stages whose outputs exist are skipped, so an interrupted run resumes where it stopped (rerun the same command);
 every stage's wall time goes to <root>/timings.json. --quick runs the whole plan on a tiny backbone in about a
