@@ -87,6 +87,8 @@ class SyntheticDataModule(VLDataModule):
         dialog_rounds: VisDial rounds per image.
         test_domain: None for the whole world; "in", "near" or "out" trains and validates on in-domain scenes only
             and tests on that domain (the zero-shot splits, ``lightning_ssd.data.synth.domains``).
+        train_domain: with ``test_domain``, trains and validates on this domain instead of "in" (a shifted
+            fine-tune).
         **kwargs: see :class:`~lightning_ssd.data.base.VLDataModule`.
     """
 
@@ -97,7 +99,7 @@ class SyntheticDataModule(VLDataModule):
                  num_val: int = 200, num_test: int = 200, seed: int = 0, image_size: int = 64,
                  root: str | None = None, captions_per_image: int = 5, questions_per_image: int = 3,
                  dialog_rounds: int = 5, test_domain: Literal["in", "near", "out"] | None = None,
-                 **kwargs: Any) -> None:
+                 train_domain: Literal["in", "near", "out"] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if task not in TASKS:
             raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
@@ -105,7 +107,7 @@ class SyntheticDataModule(VLDataModule):
         self.config = SyntheticConfig(seed=seed, num_train=num_train, num_val=num_val, num_test=num_test,
                                       image_size=image_size, captions_per_image=captions_per_image,
                                       questions_per_image=questions_per_image, dialog_rounds=dialog_rounds,
-                                      test_domain=test_domain)
+                                      test_domain=test_domain, train_domain=train_domain)
         self.root = Path(root) if root is not None else None
 
     def required_files(self, split: str) -> list[Path]:

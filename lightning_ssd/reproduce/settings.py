@@ -72,6 +72,8 @@ class Settings:
         vqa_max_new_tokens: generation cap of the one-word VQA answers.
         length_caps: the output lengths of the output-length stage (end-of-sequence off).
         length_images: test images decoded at each of `length_caps`, one at a time.
+        shift_images: shifted training images of the distribution-shift fine-tune (near and out, each).
+        shift_epochs: its epochs, from the in-domain imitation network's weights.
     """
 
     backbone: str = "base-llava"
@@ -105,6 +107,8 @@ class Settings:
     vqa_max_new_tokens: int = 8
     length_caps: tuple[int, ...] = (16, 64, 256)
     length_images: int = 20
+    shift_images: int = 300
+    shift_epochs: int = 2
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -125,6 +129,7 @@ QUICK = Settings(
     sweep_drafts=(1, 2, 4), dv_trials=3, dv_search_images=4, meteor=False, progress_bar=False, preset="quick",
     t5_backbone="tiny-blip2-t5", llava_backbone="tiny-llava", task_imitation_epochs=1, long_max_new_tokens=16,
     vqa_max_new_tokens=4, length_caps=(4, 8, 16), length_images=2,
+    shift_images=16, shift_epochs=1,
 )
 
 

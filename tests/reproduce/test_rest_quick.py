@@ -35,7 +35,13 @@ def test_quick_rest_writes_every_table_and_the_figure(quick, capsys):
     dialog = _rows((out / "table3.md").read_text().split("# Table 3 (b)")[0])
     assert math.isfinite(_number(dialog["ours: SSD"]["MRR"])) and dialog["ours: SSD"]["MRR (paper)"] == "43.9"
     assert dialog["ours: SSD"]["identical to full model"] == "100.0%"
-    zero_shot = _rows("# Table 3 (b)" + (out / "table3.md").read_text().split("# Table 3 (b)")[1])
+    table3 = (out / "table3.md").read_text()
+    zero_shot = _rows("# Table 3 (b)" + table3.split("# Table 3 (b)")[1].split("# Table 3 (c)")[0])
+    _, shift = _table("# Table 3 (c)" + table3.split("# Table 3 (c)")[1])
+    assert [(r[0], r[1].split(" on ")[-1]) for r in shift] == [
+        ("in", "in-domain"), ("near", "in-domain"), ("near", "16 near images"), ("out", "in-domain"),
+        ("out", "16 out images")]
+    assert all(r[-1] == "100.0%" for r in shift)
     for split in ("in", "near", "out"):
         assert math.isfinite(_number(zero_shot["ours: SSD"][f"Spd. {split}"]))
         assert math.isfinite(_number(zero_shot["full model"][f"{split} CIDEr"]))
@@ -64,6 +70,15 @@ def test_zero_shot_tests_decode_their_own_domain(quick):
         assert record["data"]["test_domain"] == split
         config = SyntheticConfig(num_test=QUICK.num_test, test_domain=split)
         assert all(scene_domain(generate_item(config, "test", i).scene) == split for i in range(QUICK.num_test))
+
+
+def test_the_shift_fine_tune_starts_from_the_in_domain_imitation(quick):
+    root, _ = quick
+    rest = root / "runs" / "seed0" / "rest"
+    for split in ("near", "out"):
+        stage = json.loads((rest / "shift" / split / "imitation" / "stage.json").read_text())
+        assert stage["start"] == str(rest / "zeroshot" / "imitation" / "checkpoints" / "last.ckpt")
+        assert "--data.init_args.train_domain" in stage["overrides"] and split in stage["overrides"]
 
 
 def test_second_quick_rest_run_skips_every_stage(quick, capsys):

@@ -34,7 +34,8 @@ class SyntheticConfig:
 
     ``test_domain`` None draws every scene from the whole world (the benchmark of every other experiment). "in",
     "near" or "out" restricts training and validation scenes to the in-domain ones and draws test scenes from that
-    domain (``lightning_ssd.data.synth.domains``): the zero-shot splits.
+    domain (``lightning_ssd.data.synth.domains``): the zero-shot splits. ``train_domain`` (with ``test_domain``
+    set) draws training and validation scenes from another domain instead: a fine-tune on shifted images.
     """
 
     seed: int = 0
@@ -46,16 +47,20 @@ class SyntheticConfig:
     questions_per_image: int = 3
     dialog_rounds: int = 5
     test_domain: str | None = None
+    train_domain: str | None = None
 
     def __post_init__(self) -> None:
-        if self.test_domain is not None and self.test_domain not in DOMAINS:
-            raise ValueError(f"test_domain must be None or one of {list(DOMAINS)}, got {self.test_domain!r}")
+        for name in ("test_domain", "train_domain"):
+            if getattr(self, name) not in (None, *DOMAINS):
+                raise ValueError(f"{name} must be None or one of {list(DOMAINS)}, got {getattr(self, name)!r}")
+        if self.train_domain is not None and self.test_domain is None:
+            raise ValueError("train_domain needs test_domain: without it every split is the whole world")
 
     def domain(self, split: str) -> str | None:
         """The domain the scenes of `split` are drawn from (None: unrestricted)."""
         if self.test_domain is None:
             return None
-        return self.test_domain if split == "test" else "in"
+        return self.test_domain if split == "test" else self.train_domain or "in"
 
     def split_size(self, split: str) -> int:
         return {"train": self.num_train, "val": self.num_val, "test": self.num_test}[split]

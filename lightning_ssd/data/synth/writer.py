@@ -37,8 +37,9 @@ def image_name(split: str, image_id: int) -> str:
 
 def _marker(config: SyntheticConfig) -> dict[str, Any]:
     fields = dataclasses.asdict(config)
-    if fields["test_domain"] is None:  # benchmarks written before the zero-shot splits keep their marker
-        del fields["test_domain"]
+    for name in ("test_domain", "train_domain"):
+        if fields[name] is None:  # benchmarks written before the zero-shot splits keep their marker
+            del fields[name]
     return {"format_version": FORMAT_VERSION, "config": fields}
 
 

@@ -57,6 +57,14 @@ def test_splits_share_training_data_and_differ_in_test() -> None:
 
 
 def test_default_benchmark_is_unchanged() -> None:
-    assert "test_domain" not in _marker(SyntheticConfig())["config"]
+    assert not {"test_domain", "train_domain"} & set(_marker(SyntheticConfig())["config"])
     with pytest.raises(ValueError, match="test_domain"):
         SyntheticConfig(test_domain="far")
+    with pytest.raises(ValueError, match="train_domain needs test_domain"):
+        SyntheticConfig(train_domain="out")
+
+
+def test_a_shifted_fine_tune_trains_on_its_domain() -> None:
+    config = SyntheticConfig(num_train=5, test_domain="out", train_domain="out")
+    assert all(scene_domain(generate_item(config, split, i).scene) == "out" for split in ("train", "val", "test")
+               for i in range(5))
