@@ -33,7 +33,13 @@ from lightning_ssd.reproduce.settings import Settings
 from lightning_ssd.timing import check_speedup
 
 REFERENCE = "full"
-DRAFT_ONLY = ("draft", "draft_imit")  # decoders that emit the shallow model's own tokens, unverified
+VERIFIED_DRAFTS = ("draft_verify",)
+
+
+def is_draft_only(mode: str) -> bool:
+    """Decoders that emit the shallow model's own tokens, unverified, are named "draft" or "draft_<variant>"
+    (draft_imit, the size grid's draft_<capacity>); Draft & Verify's "draft_verify" verifies."""
+    return mode == "draft" or mode.startswith("draft_") and mode not in VERIFIED_DRAFTS
 
 
 def split_batches(backbone: str | Path, settings: Settings, split: str, images: int | None = None,
@@ -100,7 +106,7 @@ def _evaluate(vlm: SplitVLM, decoders: Mapping[str, BatchDecoder], batches: list
         raise ValueError(f"evaluate_decoders needs a decoder named {REFERENCE!r}: the speed and identity reference")
     stats = {m: AcceptanceStats(sync_on_compute=False) for m in decoders}
     quality = {m: quality_metric(batches[0]["task"], meteor, sync_on_compute=False) for m in decoders}
-    same: dict[str, list[bool]] = {m: [] for m in decoders if m != REFERENCE and m not in DRAFT_ONLY}
+    same: dict[str, list[bool]] = {m: [] for m in decoders if m != REFERENCE and not is_draft_only(m)}
     mismatches: dict[str, list[dict[str, Any]]] = {m: [] for m in same}
     ranking = {m: VisDialRanking(sync_on_compute=False) for m in decoders} if "candidates" in batches[0] else {}
     per_sequence: dict[str, list[dict[str, float]]] = {m: [] for m in decoders}

@@ -15,6 +15,7 @@ from lightning_ssd.backbones.presets import PRESETS
 from lightning_ssd.files import atomic_write_text
 from lightning_ssd.reproduce import rest_figures
 from lightning_ssd.reproduce.context import ReportContext
+from lightning_ssd.reproduce.grid_report import fig_grid, grid_markdown
 from lightning_ssd.reproduce.layout import MAIN_ROW
 from lightning_ssd.reproduce.rest_stages import BLOCKS, SHIFTED, ZERO_SHOT_SPLITS, RestLayout
 from lightning_ssd.reproduce.rest_tables import (
@@ -32,7 +33,8 @@ from lightning_ssd.reproduce.rest_tables import (
 )
 from lightning_ssd.reproduce.results import read_record
 
-REST_FILES = ("table3.md", "table2.md", "tableA2.md", "table4.md", "length.md", "fig_length.png")
+REST_FILES = ("table3.md", "table2.md", "tableA2.md", "table4.md", "length.md", "fig_length.png", "grid.md",
+              "fig_grid.png")
 REST_INDEX = (
     ("table3.md", "Table 3: visual dialog MRR; zero-shot in-, near- and out-of-domain captions; distribution shift"),
     ("table2.md", "Table 2: long answers on the LLaVA family"),
@@ -40,6 +42,8 @@ REST_INDEX = (
     ("table4.md", "Table 4: CLIP vision + Llama (which rows answer it)"),
     ("length.md", "Open question: speedup, tau, alpha and per-token time by output length"),
     ("fig_length.png", "Output length: per-token time and speedup at 16, 64 and 256 tokens"),
+    ("grid.md", "Open question: draft-to-full size ratio, exit layer n x imitation capacity"),
+    ("fig_grid.png", "The size-ratio grid's speedup surface"),
 )
 SPEED = (Col("Spd.", "speedup", digits=2, suffix="x"), Col("Spd. (paper)", paper="Spd.", digits=2, suffix="x"))
 ACCEPT = (Col("tau", "tau", digits=2), Col("alpha", "alpha", digits=3),
@@ -287,6 +291,12 @@ def write_rest_report(ctx: ReportContext) -> None:
     blocks = {b.name: read_record(RestLayout(ctx.first.folder).eval_record(b.name, b.splits[0])) for b in BLOCKS}
     rest_figures.fig_length(length, out / "fig_length.png")
     atomic_write_text(out / "length.md", rest_figures.length_markdown(ctx, length, blocks))
+    rest = RestLayout(ctx.first.folder)
+    grid = {n: read_record(rest.grid_record(n)) for n in ctx.settings.grid_ns}
+    chosen = read_record(rest.finetune_record("long"))
+    fig_grid(grid, out / "fig_grid.png")
+    atomic_write_text(out / "grid.md", grid_markdown(grid, None if chosen is None else int(chosen["n"]),
+                                                     ctx.settings.grid_epochs))
 
 
 def index_lines(out: Path) -> list[str]:

@@ -8,7 +8,8 @@ on it at the n the fine-tune chose, and decodes the task's test split(s) in-proc
 out-of-domain splits (`lightning_ssd.data.synth.domains`): its near and out rows are also the distribution-shift
 question's first half (imitation trained in-domain, tested shifted). Blocks share nothing with Tables 1, 5 and 6, so
 `--parts rest` runs them alone. Its second half: the in-domain imitation network fine-tuned briefly on a few hundred
-near- or out-of-domain training images (`shift_images`, `shift_epochs`), and tested on that split again.
+near- or out-of-domain training images (`shift_images`, `shift_epochs`), and tested on that split again. The size-
+ratio grid (`grid.py`) trains imitation networks of several capacities at several n on the long-answer backbone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from lightning_ssd.configs import EXPERIMENTS
 from lightning_ssd.reproduce import cli_stages
 from lightning_ssd.reproduce.cli_stages import RunContext
+from lightning_ssd.reproduce.grid import CAPACITIES, run_grid_test, slug
 from lightning_ssd.reproduce.plan import Stage
 from lightning_ssd.reproduce.results import need_record
 from lightning_ssd.reproduce.settings import Estimates, Settings
@@ -123,6 +125,12 @@ class RestLayout:
     def shift_record(self, split: str) -> Path:
         return self.shift(split) / "test.json"
 
+    def grid_cell(self, n: int, capacity: str) -> Path:
+        return self.block("grid") / f"n{n}" / slug(capacity)
+
+    def grid_record(self, n: int) -> Path:
+        return self.block("grid") / f"n{n}" / "test.json"
+
     @property
     def length_record(self) -> Path:
         return self.block(LENGTH_BLOCK) / "length.json"
@@ -133,8 +141,9 @@ def rest_stages(ctx: RunContext, layout: RestLayout, prefix: str) -> list[Stage]
     s, est = ctx.settings, Estimates(ctx.settings)
     stages: list[Stage] = []
 
-    def add(name: str, outputs: tuple[Path, ...], run, minutes: float, deps: tuple[str, ...] = ()) -> None:
+    def add(name: str, outputs: tuple[Path, ...], run, minutes: float, deps: tuple[str, ...] = ()) -> str:
         stages.append(Stage(f"{prefix}{name}", outputs, run, tuple(f"{prefix}{d}" for d in deps), (), minutes))
+        return name
 
     for block in BLOCKS:
         b = block.name
@@ -175,6 +184,21 @@ def rest_stages(ctx: RunContext, layout: RestLayout, prefix: str) -> list[Stage]
                 zs.data(s, split), zs.max_new_tokens(s), layout.shift_record(split)),
             est.test(4), deps=(f"shift finetune {split}",))
     long = next(b for b in BLOCKS if b.name == LENGTH_BLOCK)
+    for n in s.grid_ns:
+        cells = []
+        for cap, overrides in CAPACITIES.items():
+            folder = layout.grid_cell(n, cap)
+            cells.append(add(f"grid n={n} {cap}", (folder / "stage.json",),
+                             lambda n=n, folder=folder, overrides=overrides: cli_stages.imitation(
+                                 ctx, folder, layout.backbone(long.name), n, s.grid_epochs,
+                                 (*long.overrides(s), *overrides)),
+                             est.imitation(s.grid_epochs) * long.train_cost, deps=(f"finetune {long.name}",)))
+        add(f"grid test n={n}", (layout.grid_record(n),),
+            lambda n=n: run_grid_test(
+                layout.backbone(long.name), {cap: layout.grid_cell(n, cap) / "checkpoints" / "last.ckpt"
+                                             for cap in CAPACITIES}, n, s, long.data(s, None),
+                long.max_new_tokens(s), layout.grid_record(n)),
+            est.decode(3 + 2 * len(CAPACITIES)) * s.grid_images / max(s.num_test, 1) * long.test_cost, deps=cells)
     add("output length", (layout.length_record,),
         lambda: run_length_eval(layout.backbone(long.name), layout.checkpoint(long.name), s, long.data(s, None),
                                 layout.length_record),

@@ -74,6 +74,9 @@ class Settings:
         length_images: test images decoded at each of `length_caps`, one at a time.
         shift_images: shifted training images of the distribution-shift fine-tune (near and out, each).
         shift_epochs: its epochs, from the in-domain imitation network's weights.
+        grid_ns: the exit layers of the size-ratio grid (on the long-answer backbone).
+        grid_epochs: imitation epochs of each grid cell.
+        grid_images: long-answer test images each grid cell is decoded on.
     """
 
     backbone: str = "base-llava"
@@ -109,6 +112,9 @@ class Settings:
     length_images: int = 20
     shift_images: int = 300
     shift_epochs: int = 2
+    grid_ns: tuple[int, ...] = (1, 2, 4, 8)
+    grid_epochs: int = 3
+    grid_images: int = 40
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -129,7 +135,7 @@ QUICK = Settings(
     sweep_drafts=(1, 2, 4), dv_trials=3, dv_search_images=4, meteor=False, progress_bar=False, preset="quick",
     t5_backbone="tiny-blip2-t5", llava_backbone="tiny-llava", task_imitation_epochs=1, long_max_new_tokens=16,
     vqa_max_new_tokens=4, length_caps=(4, 8, 16), length_images=2,
-    shift_images=16, shift_epochs=1,
+    shift_images=16, shift_epochs=1, grid_ns=(1, 2), grid_epochs=1, grid_images=4,
 )
 
 

@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the whole plan on a tiny preset, in about a minute")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: 0)")
     p.add_argument("--backbone", default=None, help="preset fine-tuned from random initialisation")
+    p.add_argument("--t5-backbone", default=None, help="BLIP-2 Flan-T5 preset of Table 3 (dialog, zero-shot, shift)")
+    p.add_argument("--llava-backbone", default=None, help="LLaVA preset of Table 2 (long answers) and A.2 (VQA)")
     p.add_argument("--finetune-epochs", type=int, default=None)
     p.add_argument("--imitation-epochs", type=int, default=None, help="Tables 1 and 5")
     p.add_argument("--ablation-epochs", type=int, default=None, help="imitation epochs of Table 6's rows")
@@ -63,7 +65,8 @@ def settings_from(a: argparse.Namespace) -> Settings:
     tuples = {k: tuple(v) if v is not None else None for k, v in
               (("seeds", a.seeds), ("sweep_drafts", a.sweep_drafts), ("lambdas", a.lambdas))}
     return with_overrides(
-        QUICK if a.quick else Settings(), backbone=a.backbone, finetune_epochs=a.finetune_epochs,
+        QUICK if a.quick else Settings(), backbone=a.backbone, t5_backbone=a.t5_backbone,
+        llava_backbone=a.llava_backbone, finetune_epochs=a.finetune_epochs,
         imitation_epochs=a.imitation_epochs, ablation_epochs=a.ablation_epochs, figure_epochs=a.figure_epochs,
         mixed_joint_epochs=a.mixed_joint_epochs, num_train=a.num_train, num_val=a.num_val, num_test=a.num_test,
         draft=a.draft, test_batch_size=a.test_batch_size, dv_trials=a.dv_trials,

@@ -52,12 +52,18 @@ def test_quick_rest_writes_every_table_and_the_figure(quick, capsys):
     assert "nothing to draft" in (out / "tableA2.md").read_text()
     length = (out / "length.md").read_text()
     assert "| 16 |" in length and "<= 16" in length and "65-256" in length
+    _, grid = _table((out / "grid.md").read_text())
+    assert [(r[0], r[1]) for r in grid[:2]] == [("1", "none"), ("1", "1 linear")] and len(grid) == 10
+    assert all(math.isfinite(_number(r[3])) and math.isfinite(_number(r[4])) for r in grid)  # Spd., NAS reward
+    params = [_number(r[2].replace(",", "")) for r in grid[:5]]
+    assert params[0] == 0 and params == sorted(params)  # capacities in order of size
     for name in REST_FILES:
         if name.endswith(".md"):
             assert "\n- " in (out / name).read_text(), name  # the sentences under each table
-    with Image.open(out / "fig_length.png") as image:
-        assert image.format == "PNG" and image.width > 300
-        assert max(ImageStat.Stat(image.convert("L")).stddev) > 5
+    for name in ("fig_length.png", "fig_grid.png"):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.width > 300
+            assert max(ImageStat.Stat(image.convert("L")).stddev) > 5, name
 
 
 def test_zero_shot_tests_decode_their_own_domain(quick):

@@ -74,3 +74,28 @@ def test_length_sentence_says_whether_the_speedup_holds():
     length = {"caps": {"16": cap(4.0, 2.0), "64": cap(4.4, 2.0), "256": cap(6.0, 2.4)}}
     text = length_sentence(length)
     assert "from 4.00 to 6.00 ms (1.50x)" in text and "grows with length (2.00x, 2.20x, 2.50x" in text
+
+
+def _grid_record(n: int, speed: dict[str, float], reward: dict[str, float]) -> dict:
+    from lightning_ssd.reproduce.grid import LABELS, slug
+
+    metrics = {f"test/ssd_{slug(c)}/{k}": v for c in LABELS for k, v in (("speedup", speed[c]), ("alpha", 0.9),
+                                                                         ("tau", 4.0))}
+    return {"n": n, "L": 24, "d": 6, "images": 4, "metrics": metrics, "params": dict.fromkeys(LABELS, 10),
+            "reward": reward}
+
+
+def test_grid_sentence_names_the_fastest_cell_and_whether_the_reward_finds_it():
+    from lightning_ssd.reproduce.grid import LABELS
+    from lightning_ssd.reproduce.grid_report import grid_markdown, grid_sentence
+
+    flat = dict.fromkeys(LABELS, 1.5)
+    records = {1: _grid_record(1, flat | {"2 linear": 2.4}, flat | {"none": 3.0}),
+               2: _grid_record(2, flat, flat)}
+    text = grid_sentence(records, chosen_n=2)
+    assert "n = 1 of L = 24" in text and "imitation 2 linear at 2.40x" in text
+    assert "chose n = 2: not the winning n" in text
+    assert "ranks n = 1, none first (3.00x predicted): not the fastest cell; measured there 1.50x" in text
+    same = {1: _grid_record(1, flat | {"2 linear": 2.4}, flat | {"2 linear": 2.0})}
+    assert "so the search would have found it" in grid_sentence(same, chosen_n=1)
+    assert grid_markdown({1: None}, None, 3).count("| 1 |") == len(LABELS)
