@@ -76,7 +76,8 @@ def _draft_sentence(recs, key: str, paper: dict[str, dict[str, float]], paper_ke
     full, raw, imit = (median(recs, m, key) for m in ("full", "draft", "draft_imit"))
     p_full, p_raw, p_imit = (paper[m][paper_key] for m in ("full", "draft", "draft_imit"))
     text = (f"The draft without imitation reaches {raw:.1f} {name} ({pct(raw, full)} of the full model's; paper "
-            f"{pct(p_raw, p_full)}), with imitation {imit:.1f} ({pct(imit, full)}; paper {pct(p_imit, p_full)}).")
+            f"{pct(p_raw, p_full)} in {paper_key}), with imitation {imit:.1f} ({pct(imit, full)}; paper "
+            f"{pct(p_imit, p_full)}).")
     if math.isfinite(raw) and math.isfinite(full) and full > 0 and raw / full > 3 * p_raw / p_full + 0.05:
         text += (" The raw early exit is far better than the paper's: this backbone is trained from scratch with its "
                  "shallow layers under the same head, so their states are not foreign to it as a pretrained LLM's "

@@ -2,7 +2,7 @@
 
 The defaults are the embedded default's (`python -m lightning_ssd demo`): base-llava fine-tuned from random
 initialisation for 2 epochs on 2000 synthetic images, imitation for 12 epochs, 200 test images, d = 6. `QUICK` is a
-smoke-test preset on a tiny backbone (a test runs the whole plan with it in about a minute).
+smoke-test preset on tiny backbones (a test runs each part of the plan with it in about a minute).
 """
 
 from __future__ import annotations

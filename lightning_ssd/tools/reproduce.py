@@ -7,11 +7,12 @@ d), figure 6 (acceptance against output position t) and figures 1, 7, 8 (joint, 
 measured, and written next to the paper's numbers under --out: table1.md, table5.md, table6.md, PNGs and a README.
 The rest of the paper (--parts rest) fine-tunes a backbone per task and writes Table 3 (dialog MRR; zero-shot in-,
 near- and out-of-domain captions), Table 2 (long answers), Table 9 of Appendix A.2 (one-word VQA answers), Table 4's
-note and the output-length question (length.md, fig_length.png).
+note, the distribution shift, the output-length question (length.md, fig_length.png) and the size-ratio grid
+(grid.md, fig_grid.png).
 
 Stages whose outputs exist are skipped, so an interrupted run resumes where it stopped (rerun the same command);
-every stage's wall time goes to <root>/timings.json. --quick runs the whole plan on a tiny backbone in about a
-minute (a smoke test: its numbers mean nothing); --seeds 0 1 2 repeats the training stages per seed and the tables
+every stage's wall time goes to <root>/timings.json. --quick runs the whole plan on tiny backbones in a few
+minutes (a smoke test: its numbers mean nothing); --seeds 0 1 2 repeats the training stages per seed and the tables
 give the median and range.
 """
 
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="runs/reproduce", help="stage outputs: checkpoints, logs, records")
     p.add_argument("--out", default="results/paper", help="the report: tables, figures, README.md")
-    p.add_argument("--quick", action="store_true", help="the whole plan on a tiny preset, in about a minute")
+    p.add_argument("--quick", action="store_true", help="the whole plan on tiny presets, in a few minutes")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: 0)")
     p.add_argument("--backbone", default=None, help="preset fine-tuned from random initialisation")
     p.add_argument("--t5-backbone", default=None, help="BLIP-2 Flan-T5 preset of Table 3 (dialog, zero-shot, shift)")

@@ -99,3 +99,11 @@ def test_grid_sentence_names_the_fastest_cell_and_whether_the_reward_finds_it():
     same = {1: _grid_record(1, flat | {"2 linear": 2.4}, flat | {"2 linear": 2.0})}
     assert "so the search would have found it" in grid_sentence(same, chosen_n=1)
     assert grid_markdown({1: None}, None, 3).count("| 1 |") == len(LABELS)
+
+
+def test_readme_indexes_the_rest_files_that_exist(tmp_path):
+    from lightning_ssd.reproduce.rest_report import index_lines
+
+    assert index_lines(tmp_path) == []
+    (tmp_path / "table3.md").write_text("x")
+    assert len(index_lines(tmp_path)) == 1 and "[table3.md](table3.md)" in index_lines(tmp_path)[0]
