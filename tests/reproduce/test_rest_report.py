@@ -107,3 +107,25 @@ def test_readme_indexes_the_rest_files_that_exist(tmp_path):
     assert index_lines(tmp_path) == []
     (tmp_path / "table3.md").write_text("x")
     assert len(index_lines(tmp_path)) == 1 and "[table3.md](table3.md)" in index_lines(tmp_path)[0]
+
+
+@pytest.mark.parametrize("backbone", ["base-llava", "base-blip2-opt"])
+def test_table4_is_answered_by_table1_on_a_llava_backbone(tmp_path, backbone):
+    import json
+
+    from lightning_ssd.reproduce.context import ReportContext
+    from lightning_ssd.reproduce.layout import MAIN_ROW, Layout
+    from lightning_ssd.reproduce.rest_report import table4
+    from lightning_ssd.reproduce.settings import Settings
+
+    layout = Layout(tmp_path, 0)
+    record = layout.test_metrics("table1", MAIN_ROW)
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"metrics": {"test/full/CIDEr": 150.0, "test/ssd/CIDEr": 150.0,
+                                              "test/ssd/speedup": 1.9}}))
+    ctx = ReportContext(Settings(backbone=backbone), (layout,), tmp_path / "out", {}, "cmd", tmp_path / "t.json")
+    text = table4(ctx)
+    if backbone == "base-llava":
+        assert "| ours: SSD (CE+CS+KD) | 150.0 | 1.90x | 136.5 | 1.77x |" in text and "LLaVA-1.5 architecture" in text
+    else:
+        assert "| ours: SSD (CE+CS+KD) | — | — | 136.5 | 1.77x |" in text and "not CLIP + Llama" in text
