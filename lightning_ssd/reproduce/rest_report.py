@@ -258,7 +258,7 @@ def tablea2(ctx: ReportContext) -> str:
     return markdown("Appendix A.2 (Table 9): one-word VQA answers (LLaVA family)", cols, recs, PAPER_VQA, [
         _setting(ctx, "vqa", "the synthetic VQA questions (counts, colours, shapes, positions, sizes, yes/no)"),
         why, _draft_sentence(r, "accuracy", PAPER_VQA, "VQAv2", "accuracy"),
-        "Draft & Verify and LayerSkip are not run on this task. VQA accuracy is VQAv2's, against 10 identical answers.",
+        "Draft & Verify is not run on this task. VQA accuracy is VQAv2's, against 10 identical answers.",
     ])
 
 
