@@ -3,6 +3,7 @@
 from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder
 from lightning_ssd.backbones.loading import (
     CheckpointError,
+    check_backbone,
     family_of,
     load_backbone,
     load_processor,
@@ -19,6 +20,7 @@ __all__ = [
     "Family",
     "SplitDecoder",
     "SplitVLM",
+    "check_backbone",
     "family_of",
     "load_backbone",
     "load_processor",

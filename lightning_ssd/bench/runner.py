@@ -32,6 +32,7 @@ from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import GenerationResult
 from lightning_ssd.decoding.skip_drafter import AdaptiveThreshold
+from lightning_ssd.errors import UsageError
 
 
 @dataclass
@@ -142,7 +143,7 @@ def make_redundant(vlm: SplitVLM, n: int) -> None:
                     linear.bias.zero_()
 
 
-def load_imitation(spec: str, vlm: SplitVLM) -> nn.Module | None:
+def load_imitation(spec: str, vlm: SplitVLM, backbone: str = "the backbone") -> nn.Module | None:
     from lightning_ssd.models.components.imitation import ImitationNetwork
 
     if spec == "none":
@@ -151,7 +152,7 @@ def load_imitation(spec: str, vlm: SplitVLM) -> nn.Module | None:
         return ImitationNetwork(vlm.decoder.hidden_size).eval()
     from lightning_ssd.models.checkpoint import load_imitation_network
 
-    return load_imitation_network(spec, vlm).eval()
+    return load_imitation_network(spec, vlm, backbone, "--imitation", "--backbone").eval()
 
 
 def _hf_new_tokens(vlm: SplitVLM, batch: dict, out: torch.Tensor) -> list[list[int]]:
@@ -307,11 +308,11 @@ def _record(m: _Method, batch_size: int, reference: list[list[int]] | None, base
 
 def _check(cfg: BenchConfig) -> None:
     if cfg.repeats < 1 or cfg.num_samples < 1 or cfg.max_new_tokens < 2:
-        raise ValueError("bench needs repeats >= 1, num_samples >= 1 and max_new_tokens >= 2")
+        raise UsageError("bench needs repeats >= 1, num_samples >= 1 and max_new_tokens >= 2")
     if not cfg.batch_sizes or min(cfg.batch_sizes) < 1:
-        raise ValueError(f"bench --batch-size must be >= 1, got {cfg.batch_sizes}")
+        raise UsageError(f"bench --batch-size must be >= 1, got {cfg.batch_sizes}")
     if cfg.skip_search_trials < 0 or cfg.skip_search_samples < 1:
-        raise ValueError("bench --skip-search-trials must be >= 0 and --skip-search-samples >= 1, got "
+        raise UsageError("bench --skip-search-trials must be >= 0 and --skip-search-samples >= 1, got "
                          f"{cfg.skip_search_trials} and {cfg.skip_search_samples}")
 
 
@@ -357,13 +358,13 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: print
     dtype = getattr(torch, cfg.dtype)
     vlm = load_backbone(cfg.backbone, dtype=dtype).to(device)
     L = vlm.decoder.num_layers
-    imitation = load_imitation(cfg.imitation, vlm)
+    imitation = load_imitation(cfg.imitation, vlm, cfg.backbone)
     trained_n = getattr(imitation, "n", None)
     if trained_n is not None and cfg.n not in (None, trained_n):
-        raise ValueError(f"--n {cfg.n} differs from the layer n={trained_n} the imitation checkpoint was trained at")
+        raise UsageError(f"--n {cfg.n} differs from the layer n={trained_n} the imitation checkpoint was trained at")
     n = cfg.n if cfg.n is not None else trained_n if trained_n is not None else max(1, L // 4)
     if not 1 <= n <= L - 1:
-        raise ValueError(f"--n {n}: the draft exit layer n must be in [1, L-1] = [1, {L - 1}] for {cfg.backbone}")
+        raise UsageError(f"--n {n}: the draft exit layer n must be in [1, L-1] = [1, {L - 1}] for {cfg.backbone}")
     if cfg.redundant_deep_layers:
         make_redundant(vlm, n)
     if imitation is not None:

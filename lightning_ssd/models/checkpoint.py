@@ -96,8 +96,12 @@ def _network(draft: dict[str, Any], hidden_size: int, source: Path) -> nn.Module
     return net.eval()
 
 
-def load_imitation_network(path: str | Path, vlm: SplitVLM) -> nn.Module:
+def load_imitation_network(path: str | Path, vlm: SplitVLM, backbone: str = "the backbone",
+                           draft_setting: str = "draft", backbone_setting: str = "backbone") -> nn.Module:
     """The trained imitation network of an imitation-stage checkpoint or a draft folder, checked against `vlm`.
+
+    `backbone` is the name or folder `vlm` was loaded from; `draft_setting` and `backbone_setting` name the flags
+    (or keys) that gave the draft and the backbone, so that an error speaks of what the user typed.
 
     Raises:
         FileNotFoundError: no such checkpoint file or folder, or a draft folder without its files.
@@ -105,8 +109,9 @@ def load_imitation_network(path: str | Path, vlm: SplitVLM) -> nn.Module:
             trained on another backbone (family, sizes or weights differ).
     """
     source, draft = _read(path)
-    backbone = draft["backbone"]
-    check_fingerprint(backbone["fingerprint"], backbone_fingerprint(vlm), backbone["path"], "the given backbone")
+    saved = draft["backbone"]
+    check_fingerprint(saved["fingerprint"], backbone_fingerprint(vlm), saved["path"], backbone,
+                      f"{draft_setting} {path}", backbone_setting)
     return _network(draft, vlm.decoder.hidden_size, source)
 
 

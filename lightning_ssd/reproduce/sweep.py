@@ -30,7 +30,7 @@ def run_sweep(backbone: Path, checkpoint: Path, settings: Settings, out: Path) -
     """Decodes the test split with greedy, SSD at each d, and SSD without imitation; writes out (JSON)."""
     s = settings
     vlm = load_backbone(str(backbone)).eval()
-    imitation = load_imitation_network(checkpoint, vlm).eval()
+    imitation = load_imitation_network(checkpoint, vlm, str(backbone)).eval()
     n, eos = imitation.n, vlm.eos_token_id
 
     def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:

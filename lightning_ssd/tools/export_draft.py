@@ -8,11 +8,15 @@ it was trained on) and model.safetensors (its weights). Every command that takes
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from lightning_ssd.errors import ToolParser, UsageError
+from lightning_ssd.tools import checks
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lightning_ssd export-draft", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(prog="python -m lightning_ssd export-draft", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a .ckpt written by the imitation stage")
     p.add_argument("out_dir", help="folder to write (replaced whole if it exists)")
     return p
@@ -20,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    checks.draft_source(args.checkpoint, "CHECKPOINT")
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise UsageError(f"OUT_DIR {args.out_dir} is a file; give a folder to write the draft into")
     from lightning_ssd.models.checkpoint import export_draft
 
     out = export_draft(args.checkpoint, args.out_dir)

@@ -17,10 +17,13 @@ import json
 import sys
 from pathlib import Path
 
+from lightning_ssd.errors import ToolParser, UsageError, at_least
+from lightning_ssd.tools import checks
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lightning_ssd generate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(prog="python -m lightning_ssd generate", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", required=True, help="backbone checkpoint folder (or preset name)")
     p.add_argument("--draft-head", help="imitation checkpoint (.ckpt) or draft folder (export-draft); needed for ssd")
     p.add_argument("--images", required=True, help="folder, glob pattern or .jsonl of {image, prompt, id}")
@@ -28,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="JSONL file to write")
     p.add_argument("--mode", choices=["ssd", "greedy"], default="ssd",
                    help="ssd: self-speculative decoding; greedy: the full model alone (same tokens when greedy)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=at_least(1), default=8)
+    p.add_argument("--max-new-tokens", type=at_least(1), default=64)
     p.add_argument("--draft", default="6", help="draft tokens per cycle d, or 'dynamic' (paper eq. 5)")
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding (lossless for SSD)")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -41,16 +44,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
-        raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.max_new_tokens < 1:
-        raise SystemExit(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if args.draft != "dynamic" and (not args.draft.isdigit() or int(args.draft) < 1):
-        raise SystemExit(f"--draft must be an integer d >= 1 or 'dynamic', got {args.draft!r}")
+    """Every flag that can be checked before a model loads, in the order they are typed."""
+    checks.backbone(args.backbone)
     if args.mode == "ssd" and not args.draft_head:
-        raise SystemExit("--mode ssd needs --draft-head (an imitation checkpoint or a draft folder)")
-    if Path(args.output).is_dir():
-        raise SystemExit(f"--output {args.output} is a folder; give a file name such as captions.jsonl")
+        raise UsageError("--mode ssd needs --draft-head (an imitation checkpoint or a draft folder); or use "
+                         "--mode greedy")
+    if args.draft_head:
+        checks.draft_source(args.draft_head, "--draft-head")
+    checks.output_file(args.output)
+    checks.draft_length(args.draft)
+    checks.sampling(args.do_sample, args.temperature, args.top_k, args.top_p)
+    checks.device(args.device)
 
 
 def _read_images(records, log):
@@ -70,6 +74,9 @@ def _read_images(records, log):
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     _check(args)
+    from lightning_ssd.data.readers.images import load_image_records, task_of
+
+    records = load_image_records(args.images, args.prompt, require_images=False, source="--images")
     log = lambda s: print(s, file=sys.stderr)  # noqa: E731
     import torch
     from tqdm.auto import tqdm
@@ -78,7 +85,6 @@ def main(argv: list[str] | None = None) -> None:
     from lightning_ssd.backbones.vlm import vision_inputs
     from lightning_ssd.data.collate import VLCollator
     from lightning_ssd.data.readers.base import Sample
-    from lightning_ssd.data.readers.images import load_image_records, task_of
     from lightning_ssd.decoding.acceptance import with_strategy
     from lightning_ssd.decoding.factory import build_decoder
     from lightning_ssd.decoding.generate import generate
@@ -89,7 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     vlm = load_backbone(args.backbone).to(device)
     processor = load_processor(args.backbone)
-    imitation = load_imitation_network(args.draft_head, vlm).to(device) if args.mode == "ssd" else None
+    imitation = None
+    if args.mode == "ssd":
+        imitation = load_imitation_network(args.draft_head, vlm, args.backbone, "--draft-head", "--backbone").to(device)
     n = getattr(imitation, "n", None)
     draft = args.draft if args.draft == "dynamic" else int(args.draft)
     decoder = build_decoder("ssd" if args.mode == "ssd" else "full", vlm.decoder, vlm.eos_token_id, n, imitation,
@@ -97,7 +105,6 @@ def main(argv: list[str] | None = None) -> None:
     config = with_strategy(vlm.model.generation_config, args.do_sample, args.temperature, args.top_k, args.top_p)
     generator = torch.Generator(device).manual_seed(args.seed) if args.do_sample else None
 
-    records = load_image_records(args.images, args.prompt, require_images=False)
     collate = VLCollator(processor, vlm.family, task_of(records))
     tokenizer = processor.tokenizer
     output = Path(args.output)
@@ -129,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
             decode_s += out.prefill_time_s + out.decode_time_s
             results.append(out)
         if written == 0:  # raised inside the block: the temporary file goes, an earlier output stays
-            raise SystemExit(f"no image of {args.images} could be read; {output} was not written")
+            raise UsageError(f"--images {args.images}: no image could be read (each is named above); {output} was "
+                             "not written")
     summary = f"{written} images, {skipped} skipped, {num_tokens} tokens at {num_tokens / max(decode_s, 1e-9):.1f}/s"
     if args.mode == "ssd" and results:
         merged = GenerationResult(tuple(s for r in results for s in r.sequences))

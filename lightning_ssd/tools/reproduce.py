@@ -20,31 +20,34 @@ import sys
 import time
 from pathlib import Path
 
+from lightning_ssd.errors import ToolParser, UsageError, at_least
 from lightning_ssd.reproduce.settings import QUICK, Estimates, Settings, with_overrides
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lightning_ssd reproduce", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(prog="python -m lightning_ssd reproduce", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="runs/reproduce", help="stage outputs: checkpoints, logs, records")
     p.add_argument("--out", default="results/paper", help="the report: tables, figures, README.md")
     p.add_argument("--quick", action="store_true", help="the whole plan on a tiny preset, in about a minute")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: 0)")
     p.add_argument("--backbone", default=None, help="preset fine-tuned from random initialisation")
-    p.add_argument("--finetune-epochs", type=int, default=None)
-    p.add_argument("--imitation-epochs", type=int, default=None, help="Tables 1 and 5")
-    p.add_argument("--ablation-epochs", type=int, default=None, help="imitation epochs of Table 6's rows")
-    p.add_argument("--figure-epochs", type=int, default=None, help="epochs of the joint / frozen / mixed runs")
-    p.add_argument("--mixed-joint-epochs", type=int, default=None, help="joint epochs of the mixed run (fig. 8)")
-    p.add_argument("--num-train", type=int, default=None)
-    p.add_argument("--num-val", type=int, default=None, help="validation images (choice of n, D&V search, figures)")
-    p.add_argument("--num-test", type=int, default=None)
-    p.add_argument("--draft", type=int, default=None, help="d of the SSD tests")
-    p.add_argument("--test-batch-size", type=int, default=None,
+    p.add_argument("--finetune-epochs", type=at_least(1), default=None)
+    p.add_argument("--imitation-epochs", type=at_least(1), default=None, help="Tables 1 and 5")
+    p.add_argument("--ablation-epochs", type=at_least(1), default=None, help="imitation epochs of Table 6's rows")
+    p.add_argument("--figure-epochs", type=at_least(1), default=None, help="epochs of the joint / frozen / mixed runs")
+    p.add_argument("--mixed-joint-epochs", type=at_least(0), default=None,
+                   help="joint epochs of the mixed run (fig. 8)")
+    p.add_argument("--num-train", type=at_least(1), default=None)
+    p.add_argument("--num-val", type=at_least(1), default=None,
+                   help="validation images (choice of n, D&V search, figures)")
+    p.add_argument("--num-test", type=at_least(1), default=None)
+    p.add_argument("--draft", type=at_least(1), default=None, help="d of the SSD tests")
+    p.add_argument("--test-batch-size", type=at_least(1), default=None,
                    help="test images decoded per batch (default 1: per-image latency, as the paper's speedups)")
-    p.add_argument("--sweep-drafts", type=int, nargs="+", default=None, help="the values of d of figure 9")
+    p.add_argument("--sweep-drafts", type=at_least(1), nargs="+", default=None, help="the values of d of figure 9")
     p.add_argument("--lambdas", nargs="+", default=None, help="Table 6's costs per layer: 1/L, 1/10, 0.05, ...")
-    p.add_argument("--dv-trials", type=int, default=None, help="TPE trials of Draft & Verify's skip-set search")
+    p.add_argument("--dv-trials", type=at_least(0), default=None, help="TPE trials of Draft & Verify's skip-set search")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (a JVM start per decoding mode)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (--quick: 1)")
     p.add_argument("--dry-run", action="store_true", help="print the stages and the estimate, run nothing")
@@ -67,7 +70,16 @@ def main(argv: list[str] | None = None) -> None:
     """Runs (or resumes) the reproduction; exits with status 1 when a stage failed (rerun to retry it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(args)
-    settings = settings_from(a)
+    if a.backbone is not None:
+        from lightning_ssd.backbones import PRESETS
+
+        if a.backbone not in PRESETS:
+            raise UsageError(f"--backbone {a.backbone}: reproduce fine-tunes a preset from random initialisation; "
+                             f"give one of {', '.join(sorted(PRESETS))}")
+    try:
+        settings = settings_from(a)
+    except ValueError as err:  # the settings' own checks, whose messages name the flags
+        raise UsageError(str(err)) from err
     import torch
 
     from lightning_ssd.reproduce.cli_stages import write_fragments

@@ -1,0 +1,94 @@
+"""Errors a user caused, and how the command line reports them.
+
+A `UserError` is a wrong flag, file or config key: its message names it as the user typed it and says what to do.
+`python -m lightning_ssd ...` prints such an error as one line, `lightning_ssd <command>: error: <message>`, and exits
+with status 2; `--verbose` (anywhere on the command line) or `LIGHTNING_SSD_VERBOSE=1` prints the traceback first.
+Any other exception is a bug and keeps its full traceback. Under LightningCLI an error raised while a class is built
+from the config reaches the top wrapped in jsonargparse's "Does not validate against any of the Union subtypes": the
+wrapped error is found through the exception's causes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+VERBOSE_ENV = "LIGHTNING_SSD_VERBOSE"
+VERBOSE_HELP = f"on an error, print the traceback too (also: {VERBOSE_ENV}=1)"
+USER_ERROR_STATUS = 2
+
+
+class UserError(Exception):
+    """An error in what the user gave (a flag, a file, a config key); reported as one line, without a traceback."""
+
+
+class UsageError(UserError, ValueError):
+    """A command-line flag or config value that cannot work; the message names it and says what to do."""
+
+
+def verbose_requested(argv: list[str]) -> tuple[bool, list[str]]:
+    """Whether `--verbose` is in `argv` or set in the environment, and `argv` without it."""
+    rest = [a for a in argv if a != "--verbose"]
+    verbose = len(rest) < len(argv) or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # processes started by this one (DDP ranks) report the same way
+    return verbose, rest
+
+
+def user_error_in(exc: BaseException) -> UserError | None:
+    """The first `UserError` among `exc` and the exceptions it was raised from or while handling."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextmanager
+def reported(command: str, verbose: bool, stream=None) -> Iterator[None]:
+    """Runs the block; a `UserError` (also one wrapped in other exceptions) is printed as one line and ends the
+    process with status 2, after its traceback when `verbose`. Other exceptions propagate unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        error = user_error_in(exc)
+        if error is None:
+            raise
+        stream = stream or sys.stderr
+        if verbose:
+            traceback.print_exception(exc, file=stream)
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"lightning_ssd {command}: error: {message}", file=stream, flush=True)
+        raise SystemExit(USER_ERROR_STATUS) from None
+
+
+class ToolParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are `UsageError`s (one line naming the flag), with a `--verbose` flag."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse `type`: an integer >= `minimum` (argparse puts the flag in front of the message)."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes an integer, got {value!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {number}")
+        return number
+
+    return parse
