@@ -16,10 +16,16 @@ to TensorBoard as Lightning's default does, without its placeholder `hp_metric`.
 With `--ckpt_path`, LightningCLI replaces the model's arguments by the hyperparameters stored in the checkpoint
 (backbone, n, imitation architecture, fusion, loss weights); evaluation settings (draft, max_new_tokens, eval_modes,
 meteor, num_samples) are not stored, so the config's values apply.
+
+Before any model loads, the config is checked (`lightning_ssd.cli_checks`): the `--config` files, then the data
+files, then `--ckpt_path`, then the backbone and n. Errors, jsonargparse's parse errors included, are raised as
+`UsageError`s (or other `UserError`s) whose one-line message names the key and the config file that set it.
 """
 
 from __future__ import annotations
 
+import sys
+from argparse import ArgumentError
 from pathlib import Path
 
 from jsonargparse import Namespace
@@ -29,7 +35,17 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_ssd.callbacks.guards import FiniteLossGuard
 from lightning_ssd.callbacks.predictions import PredictionWriter
+from lightning_ssd.cli_checks import check_ckpt_path, check_config_files, check_data, check_model, describe_parser_error
+from lightning_ssd.errors import UsageError
 from lightning_ssd.models.base import SSDModule
+
+
+class SSDArgumentParser(LightningArgumentParser):
+    """A parser that raises its errors (to be reported in one line) instead of printing usage and exiting."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("exit_on_error", False)
+        super().__init__(*args, **kwargs)
 
 
 class SSDLightningCLI(LightningCLI):
@@ -44,8 +60,23 @@ class SSDLightningCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict | Namespace) else []
+        check_config_files(argv)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            subcommand = next((a for a in argv if a in self.subcommands()), None)
+            raise UsageError(describe_parser_error(str(err), argv, subcommand)) from err
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        check_data(config)
+        check_ckpt_path(config, argv)
+        if not config.get("ckpt_path"):  # else the checkpoint's model arguments replace these, checked later
+            check_model(config)
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        check_model(config)
         root = config.trainer.default_root_dir or "."
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(Path(root) / "checkpoints")
@@ -65,6 +96,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SSDLightningCLI
         parser_kwargs={"parser_mode": "omegaconf"},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,  # each module defines its AdamW + warm-up/cosine schedule
+        parser_class=SSDArgumentParser,
         args=args,
         run=run,
     )

@@ -17,6 +17,7 @@ from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
 from lightning_ssd.decoding.engine import check_confidence_threshold
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
+from lightning_ssd.errors import UsageError
 from lightning_ssd.models.evaluation import DecodingEvaluator, EvalSummary, check_modes
 
 
@@ -112,10 +113,10 @@ class SSDModule(LightningModule):
         self.vlm = load_backbone(backbone, dtype=getattr(torch, backbone_dtype), seed=backbone_seed)
         L = self.vlm.decoder.num_layers
         if n is not None and not 1 <= n <= L - 1:
-            raise ValueError(f"model.init_args.n={n}: the draft exit layer must be in [1, {L - 1}] for backbone "
+            raise UsageError(f"model.init_args.n={n}: the draft exit layer must be in [1, {L - 1}] for backbone "
                              f"{backbone!r} (L={L})")
         if max_new_tokens < 1:
-            raise ValueError(f"model.init_args.max_new_tokens must be >= 1, got {max_new_tokens}")
+            raise UsageError(f"model.init_args.max_new_tokens must be >= 1, got {max_new_tokens}")
         self.n = n
         self.draft = draft
         check_confidence_threshold(confidence_threshold, "model.init_args.confidence_threshold")

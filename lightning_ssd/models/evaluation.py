@@ -21,6 +21,7 @@ from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
 from lightning_ssd.decoding.factory import MODES
 from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import GenerationResult, SequenceResult
+from lightning_ssd.errors import UsageError
 from lightning_ssd.metrics import CaptionScores, VQAAccuracy
 from lightning_ssd.metrics.acceptance import AcceptanceStats
 
@@ -78,15 +79,15 @@ class EvalSummary:
 
 def check_modes(modes: Sequence[str], has_imitation: bool, n: int | None) -> tuple[str, ...]:
     if not modes:
-        raise ValueError(f"eval_modes is empty; give at least one of {', '.join(MODES)}, or null for the stage's "
+        raise UsageError(f"eval_modes is empty; give at least one of {', '.join(MODES)}, or null for the stage's "
                          "default")
     unknown = [m for m in modes if m not in MODES]
     if unknown:
-        raise ValueError(f"eval_modes: unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
+        raise UsageError(f"eval_modes: unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
     if not has_imitation and "draft_imit" in modes:
-        raise ValueError("eval_modes: 'draft_imit' needs an imitation network; this module has none")
+        raise UsageError("eval_modes: 'draft_imit' needs an imitation network; this module has none")
     if n is None and any(m != "full" for m in modes):
-        raise ValueError(f"eval_modes {list(modes)} decode with a draft model: set n (the draft exit layer)")
+        raise UsageError(f"eval_modes {list(modes)} decode with a draft model: set n (the draft exit layer)")
     return tuple(modes)
 
 
