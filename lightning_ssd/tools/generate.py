@@ -44,17 +44,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
-    """Every flag that can be checked before a model loads, in the order they are typed."""
-    checks.backbone(args.backbone)
+    """Every flag that can be checked before a model loads: the flags alone first, then the files they name."""
+    checks.draft_length(args.draft)
+    checks.sampling(args.do_sample, args.temperature, args.top_k, args.top_p)
     if args.mode == "ssd" and not args.draft_head:
         raise UsageError("--mode ssd needs --draft-head (an imitation checkpoint or a draft folder); or use "
                          "--mode greedy")
+    checks.output_file(args.output)
+    checks.device(args.device)
     if args.draft_head:
         checks.draft_source(args.draft_head, "--draft-head")
-    checks.output_file(args.output)
-    checks.draft_length(args.draft)
-    checks.sampling(args.do_sample, args.temperature, args.top_k, args.top_p)
-    checks.device(args.device)
+    checks.backbone(args.backbone)
 
 
 def _read_images(records, log):
@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     from lightning_ssd.data.readers.images import load_image_records, task_of
 
     records = load_image_records(args.images, args.prompt, require_images=False, source="--images")
-    log = lambda s: print(s, file=sys.stderr)  # noqa: E731
     import torch
     from tqdm.auto import tqdm
+
+    log = lambda s: tqdm.write(s, file=sys.stderr)  # noqa: E731  (a line of its own, not inside the progress bar)
 
     from lightning_ssd.backbones import load_backbone, load_processor
     from lightning_ssd.backbones.vlm import vision_inputs
