@@ -98,7 +98,9 @@ def _generate(**flags: str) -> list[str]:
     return args
 
 
-# (id, command line, text the first line must contain: the flag, file or key as typed)
+# (id, command line, text the first line must contain: the flag, file or key as typed); SLOW + (...): a case left to
+# the slow run (-m slow), so that the default run stays near two minutes with every kind of input still in it
+SLOW = ("slow",)
 CASES = [
     ("backbone folder missing", _generate(backbone="{root}/finetuned_backbone"),
      ["--backbone", "{root}/finetuned_backbone"]),
@@ -116,28 +118,30 @@ CASES = [
     ("draft length not a number", _generate(draft="fast"), ["--draft 'fast'"]),
     ("output is a folder", _generate(output="{root}/images"), ["--output {root}/images"]),
     ("images folder missing", _generate(images="{root}/photos"), ["--images", "{root}/photos"]),
-    ("no image in the folder", _generate(images="{root}/no_images"), ["--images", "{root}/no_images"]),
+    SLOW + ("no image in the folder", _generate(images="{root}/no_images"), ["--images", "{root}/no_images"]),
     ("malformed JSONL", _generate(images="{root}/prompts.jsonl"), ["--images", "prompts.jsonl line 2"]),
     ("bench n out of range", ["bench", "--backbone", "tiny-llava", "--n", "99", "--output", "{root}/bench.json"],
      ["--n 99", "[1, 3]"]),
-    ("bench imitation missing", ["bench", "--backbone", "tiny-llava", "--imitation", "{root}/imit.ckpt",
+    SLOW + ("bench imitation missing", ["bench", "--backbone", "tiny-llava", "--imitation", "{root}/imit.ckpt",
                                  "--output", "{root}/bench.json"], ["--imitation {root}/imit.ckpt"]),
     ("export-draft of a text file", ["export-draft", "{root}/notes.txt", "{root}/exported"], ["{root}/notes.txt"]),
-    ("reproduce lambda", ["reproduce", "--lambdas", "1/0", "--dry-run"], ["--lambdas", "'1/0'"]),
-    ("demo on a folder backbone", ["demo", "--backbone", "{root}/images", "--root", "{root}/demo"], ["--backbone"]),
+    SLOW + ("reproduce lambda", ["reproduce", "--lambdas", "1/0", "--dry-run"], ["--lambdas", "'1/0'"]),
+    SLOW + ("demo on a folder backbone", ["demo", "--backbone", "{root}/images", "--root", "{root}/demo"],
+            ["--backbone"]),
     ("unknown subcommand", ["fitt", "--config", "{root}/ok.yaml"], ["'fitt'"]),
-    ("config file missing", ["fit", "--config", "{root}/missing.yaml"], ["--config {root}/missing.yaml"]),
-    ("config not YAML", ["fit", "--config", "{root}/broken.yaml"], ["--config {root}/broken.yaml", "line 3"]),
+    SLOW + ("config file missing", ["fit", "--config", "{root}/missing.yaml"], ["--config {root}/missing.yaml"]),
+    SLOW + ("config not YAML", ["fit", "--config", "{root}/broken.yaml"], ["--config {root}/broken.yaml", "line 3"]),
     ("data root missing", ["fit", "--config", "{root}/no_data.yaml"],
      ["data.init_args.root", "{root}/coco/dataset_coco.json"]),
     ("key of the wrong type", ["fit", "--config", "{root}/wrong_type.yaml"],
      ["trainer.max_epochs in --config {root}/wrong_type.yaml", "'abc'"]),
-    ("unknown key", ["fit", "--config", "{root}/unknown_key.yaml"], ["model.init_args.not_a_key"]),
+    SLOW + ("unknown key", ["fit", "--config", "{root}/unknown_key.yaml"], ["model.init_args.not_a_key"]),
     ("n beyond the backbone", ["fit", "--config", "{root}/n_too_deep.yaml"], ["model.init_args.n=9", "[1, 3]"]),
-    ("config backbone missing", ["fit", "--config", "{root}/no_backbone.yaml"],
+    SLOW + ("config backbone missing", ["fit", "--config", "{root}/no_backbone.yaml"],
      ["model.init_args.backbone", "{root}/finetuned_backbone"]),
-    ("draft length in a config", ["fit", "--config", "{root}/bad_draft.yaml"], ["model.init_args.draft", "'fast'"]),
-    ("flag of the wrong type", ["validate", "--config", "{root}/ok.yaml", "--trainer.max_epochs", "x"],
+    SLOW + ("draft length in a config", ["fit", "--config", "{root}/bad_draft.yaml"],
+            ["model.init_args.draft", "'fast'"]),
+    SLOW + ("flag of the wrong type", ["validate", "--config", "{root}/ok.yaml", "--trainer.max_epochs", "x"],
      ["--trainer.max_epochs", "'x'"]),
     ("truncated ckpt_path", ["test", "--config", "{root}/ok.yaml", "--ckpt_path", "{root}/truncated.ckpt"],
      ["--ckpt_path {root}/truncated.ckpt"]),
@@ -173,7 +177,10 @@ def _check_clean_failure(result: subprocess.CompletedProcess, culprits: list[str
     return lines[0]
 
 
-@pytest.mark.parametrize(("args", "culprits"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+PARAMS = [pytest.param(*c[-2:], id=c[-3], marks=[pytest.mark.slow] if c[0] == "slow" else []) for c in CASES]
+
+
+@pytest.mark.parametrize(("args", "culprits"), PARAMS)
 def test_a_bad_input_is_one_line_naming_it(bad, args, culprits):
     before = _digest(bad)
     result = _run(args, bad)
@@ -216,7 +223,7 @@ def test_unreadable_images_are_each_named_and_nothing_is_written(bad):
 
 @pytest.mark.parametrize(("args", "env"), [
     ([*_generate(top_p="1.5"), "--verbose"], None),
-    (["fit", "--config", "{root}/no_data.yaml"], {"LIGHTNING_SSD_VERBOSE": "1"}),
+    pytest.param(["fit", "--config", "{root}/no_data.yaml"], {"LIGHTNING_SSD_VERBOSE": "1"}, marks=pytest.mark.slow),
 ], ids=["--verbose", "LIGHTNING_SSD_VERBOSE"])
 def test_verbose_shows_the_traceback_then_the_line(bad, args, env):
     result = _run(args, bad, env)
@@ -238,3 +245,11 @@ def test_a_bug_keeps_its_traceback(bad, tmp_path):
     result = _run(["fit", "--config", path], bad, {"PYTHONPATH": f"{REPO}:{tmp_path}"})
     assert result.returncode == 1 and "Traceback (most recent call last)" in result.stderr
     assert "KeyError: 'a bug'" in result.stderr
+
+
+def test_a_paper_config_without_its_data_reports_the_data_root_first(tmp_path):
+    """experiments/coco.yaml run where neither its data nor its backbone exists: the data root is named first."""
+    result = subprocess.run([sys.executable, "-m", "lightning_ssd", "fit", "--config", str(REPO / "experiments" /
+                             "coco.yaml")], env=cli_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    first = _check_clean_failure(result, ["data.init_args.root 'data/coco'", "data/coco/dataset_coco.json"], tmp_path)
+    assert "backbone" not in first and "n=" not in first
