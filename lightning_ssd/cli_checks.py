@@ -133,6 +133,9 @@ def describe_parser_error(message: str, argv: list[str], subcommand: str | None)
     command = f"python -m lightning_ssd {subcommand or '<subcommand>'}"
     if message.startswith("unrecognized arguments"):
         return f"{lines[0]}; {command} --help lists the options"
+    if message.startswith("the following arguments are required"):
+        missing = lines[0].replace(f"{subcommand}.", "") if subcommand else lines[0]
+        return f"{missing}; give a config with --config (experiments/ holds one per benchmark) or set them as flags"
     if not lines:
         return "the command line could not be parsed"
     path, class_path, body = _innermost(lines) if _HEADER.search(lines[0]) else ([], None, lines)

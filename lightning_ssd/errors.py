@@ -5,7 +5,7 @@ A `UserError` is a wrong flag, file or config key: its message names it as the u
 with status 2; `--verbose` (anywhere on the command line) or `LIGHTNING_SSD_VERBOSE=1` prints the traceback first.
 Any other exception is a bug and keeps its full traceback. Under LightningCLI an error raised while a class is built
 from the config reaches the top wrapped in jsonargparse's "Does not validate against any of the Union subtypes": the
-wrapped error is found through the exception's causes.
+wrapped error is found through the exception's causes, and for a bug its first line is repeated under the traceback.
 """
 
 from __future__ import annotations
@@ -58,14 +58,30 @@ def reported(command: str, verbose: bool, stream=None) -> Iterator[None]:
         yield
     except Exception as exc:
         error = user_error_in(exc)
-        if error is None:
-            raise
         stream = stream or sys.stderr
+        if error is None:
+            cause = _root_cause(exc)
+            if cause is exc:
+                raise
+            traceback.print_exception(exc, file=stream)
+            line = (str(cause).strip().splitlines() or [""])[0]
+            print(f"lightning_ssd {command}: unexpected error, traceback above: {type(cause).__name__}: {line}",
+                  file=stream, flush=True)
+            raise SystemExit(1) from None
         if verbose:
             traceback.print_exception(exc, file=stream)
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"lightning_ssd {command}: error: {message}", file=stream, flush=True)
         raise SystemExit(USER_ERROR_STATUS) from None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The exception at the bottom of `exc`'s chain of explicit causes (`raise ... from`)."""
+    seen = {id(exc)}
+    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        exc = exc.__cause__
+        seen.add(id(exc))
+    return exc
 
 
 class ToolParser(argparse.ArgumentParser):

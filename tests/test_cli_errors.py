@@ -232,19 +232,21 @@ def test_verbose_shows_the_traceback_then_the_line(bad, args, env):
     assert result.stderr.strip().splitlines()[-1].startswith("lightning_ssd ")
 
 
-def test_a_bug_keeps_its_traceback(bad, tmp_path):
-    """An error that is not the user's (here: a data module whose constructor fails) is not shortened."""
-    module = tmp_path / "broken_data.py"
-    module.write_text("from lightning_ssd.data.coco import CocoCaptionDataModule\n\n\n"
-                      "class BrokenData(CocoCaptionDataModule):\n"
-                      "    def __init__(self, root: str) -> None:\n"
-                      "        raise KeyError('a bug')\n")
+def test_a_bug_keeps_its_traceback_and_its_cause_is_the_last_line(bad, tmp_path):
+    """An error that is not the user's (here: a model whose constructor fails, which jsonargparse wraps in "Does not
+    validate against any of the Union subtypes") keeps its traceback; its own first line comes last."""
+    (tmp_path / "broken_model.py").write_text(
+        "from lightning_ssd.models import ImitationModule\n\n\n"
+        "class BrokenModel(ImitationModule):\n"
+        "    def __init__(self, backbone: str, n: int | None = None, max_new_tokens: int = 4) -> None:\n"
+        "        raise KeyError('a bug')\n")
     config = yaml.safe_load((bad / "ok.yaml").read_text())
-    config["data"] = {"class_path": "broken_data.BrokenData", "init_args": {"root": str(bad)}}
+    config["model"]["class_path"] = "broken_model.BrokenModel"
     path = _write_yaml(tmp_path / "c.yaml", config)
     result = _run(["fit", "--config", path], bad, {"PYTHONPATH": f"{REPO}:{tmp_path}"})
     assert result.returncode == 1 and "Traceback (most recent call last)" in result.stderr
-    assert "KeyError: 'a bug'" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("lightning_ssd fit: unexpected error, traceback above: "
+                                                      "KeyError: 'a bug'")
 
 
 def test_a_paper_config_without_its_data_reports_the_data_root_first(tmp_path):
