@@ -210,7 +210,7 @@ def check_ckpt_path(config: Any, argv: list[str]) -> None:
                          "<trainer.default_root_dir>/checkpoints/last.ckpt), or 'last' to resume the latest")
     if not zipfile.is_zipfile(path):
         raise UsageError(f"{flag} {value} is not a checkpoint written by torch.save (no complete zip archive: the "
-                         "file is truncated or of another kind)")
+                         "file is truncated or of another kind); give a .ckpt written by fit")
 
 
 def check_model(config: Any) -> None:

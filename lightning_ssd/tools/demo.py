@@ -105,7 +105,6 @@ def _check(a: argparse.Namespace) -> None:
     from lightning_ssd.backbones import PRESETS
 
     if not a.quick and a.backbone not in PRESETS:
-        checks.backbone(a.backbone)  # names a close preset when there is one
         raise UsageError(f"--backbone {a.backbone}: the demo fine-tunes a preset from random initialisation; give "
                          f"one of {', '.join(sorted(PRESETS))}")
     checks.draft_length(a.draft)

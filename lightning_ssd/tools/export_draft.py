@@ -24,9 +24,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    checks.draft_source(args.checkpoint, "CHECKPOINT")
+    checks.draft_source(args.checkpoint, "checkpoint")
     if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
-        raise UsageError(f"OUT_DIR {args.out_dir} is a file; give a folder to write the draft into")
+        raise UsageError(f"out_dir {args.out_dir} is a file; give a folder to write the draft into")
     from lightning_ssd.models.checkpoint import export_draft
 
     out = export_draft(args.checkpoint, args.out_dir)

@@ -27,7 +27,9 @@ def find_images(spec: str | Path, source: str = DATASET) -> list[Path]:
     elif glob.has_magic(str(spec)):
         found = [Path(p) for p in glob.glob(str(spec), recursive=True) if is_image_file(Path(p))]
     else:
-        raise DatasetFileError(f"{source}: {spec} is neither a folder, a glob pattern nor a .jsonl file")
+        what = "is a file but not a .jsonl" if path.exists() else "does not exist"
+        raise DatasetFileError(f"{source}: {spec} {what}; give a folder of images, a glob pattern or a .jsonl file of "
+                               "{\"image\": path} lines")
     if not found:
         raise DatasetFileError(f"{source}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}, any case) "
                                f"found in {spec}")
