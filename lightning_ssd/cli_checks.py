@@ -233,6 +233,10 @@ def check_model(config: Any) -> None:
     draft = init.get("draft")
     if isinstance(draft, int) and draft < 1:
         raise UsageError(f"model.init_args.draft={draft}: the draft length d must be >= 1, or 'dynamic'")
+    threshold = init.get("confidence_threshold")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise UsageError(f"model.init_args.confidence_threshold={threshold}: a draft confidence threshold is a "
+                         "probability in [0, 1], or null for none")
     from lightning_ssd.decoding.factory import MODES
 
     unknown = [m for m in init.get("eval_modes") or [] if m not in MODES]

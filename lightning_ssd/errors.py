@@ -3,9 +3,11 @@
 A `UserError` is a wrong flag, file or config key: its message names it as the user typed it and says what to do.
 `python -m lightning_ssd ...` prints such an error as one line, `lightning_ssd <command>: error: <message>`, and exits
 with status 2; `--verbose` (anywhere on the command line) or `LIGHTNING_SSD_VERBOSE=1` prints the traceback first.
-Any other exception is a bug and keeps its full traceback. Under LightningCLI an error raised while a class is built
-from the config reaches the top wrapped in jsonargparse's "Does not validate against any of the Union subtypes": the
-wrapped error is found through the exception's causes, and for a bug its first line is repeated under the traceback.
+Under LightningCLI an error raised while a class is built from the config reaches the top wrapped in jsonargparse's
+"Does not validate against any of the Union subtypes"; the wrapped error is found through the exception's causes. A
+plain `ValueError` raised there by a constructor is taken, as jsonargparse takes it, for a value of the config that
+does not validate, and reported as a user error too. Any other exception is a bug and keeps its full traceback; when
+jsonargparse wrapped it, its own first line is repeated under the traceback.
 """
 
 from __future__ import annotations
@@ -39,15 +41,22 @@ def verbose_requested(argv: list[str]) -> tuple[bool, list[str]]:
     return verbose, rest
 
 
-def user_error_in(exc: BaseException) -> UserError | None:
-    """The first `UserError` among `exc` and the exceptions it was raised from or while handling."""
-    seen: set[int] = set()
+_JSONARGPARSE_WRAPPERS = ("Does not validate against any of the Union subtypes", "Problem with given class_path")
+
+
+def user_error_in(exc: BaseException) -> Exception | None:
+    """The first `UserError` among `exc` and the exceptions it was raised from or while handling; else a plain
+    `ValueError` that a class's constructor raised while jsonargparse built it from the config."""
+    chain, seen = [], set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, UserError):
             return exc
+        chain.append(exc)
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return None
+    wrapped = any(str(e).startswith(_JSONARGPARSE_WRAPPERS) for e in chain)
+    root = chain[-1] if chain else None
+    return root if wrapped and type(root) is ValueError else None
 
 
 @contextmanager

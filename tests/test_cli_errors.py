@@ -255,3 +255,14 @@ def test_a_paper_config_without_its_data_reports_the_data_root_first(tmp_path):
                              "coco.yaml")], env=cli_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
     first = _check_clean_failure(result, ["data.init_args.root 'data/coco'", "data/coco/dataset_coco.json"], tmp_path)
     assert "backbone" not in first and "n=" not in first
+
+
+def test_a_value_a_constructor_refuses_is_one_line(bad, tmp_path):
+    """A ValueError raised by a class built from the config (jsonargparse's "does not validate") is the user's."""
+    config = yaml.safe_load((bad / "ok.yaml").read_text())
+    config["model"]["init_args"]["imitation"] = {
+        "class_path": "lightning_ssd.models.components.imitation.ImitationNetwork", "init_args": {"num_linear": 5}}
+    result = _run(["fit", "--config", _write_yaml(tmp_path / "c.yaml", config)], bad)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = _message_lines(result.stderr)[-1]
+    assert last == "lightning_ssd fit: error: imitation num_linear must be 0, 1 or 2, got 5"
