@@ -177,7 +177,12 @@ def _data_error(data: Any) -> str | None:
     if cls.prepare_data is not VLDataModule.prepare_data:
         return None
     init = (data.get("init_args") or Namespace()).as_dict()
-    module = cls(**init)
+    try:
+        module = cls(**init)
+    except ValueError as err:
+        if type(err) is not ValueError:
+            raise
+        raise UsageError(f"data ({data.class_path}): {err}") from err  # as the later, real instantiation would
     for split in module.splits:
         for path in module.required_files(split):
             if path.exists():
