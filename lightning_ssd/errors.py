@@ -60,14 +60,15 @@ def user_error_in(exc: BaseException) -> Exception | None:
 
 
 @contextmanager
-def reported(command: str, verbose: bool, stream=None) -> Iterator[None]:
-    """Runs the block; a `UserError` (also one wrapped in other exceptions) is printed as one line and ends the
-    process with status 2, after its traceback when `verbose`. Other exceptions propagate unchanged."""
+def reported(command: str, verbose: bool) -> Iterator[None]:
+    """Runs the block; a user's error (see `user_error_in`) is printed as one line and ends the process with status
+    2, after its traceback when `verbose`. Any other exception keeps its traceback; when it wraps another one (as
+    jsonargparse does), the wrapped error's first line follows the traceback and the status is 1."""
     try:
         yield
     except Exception as exc:
         error = user_error_in(exc)
-        stream = stream or sys.stderr
+        stream = sys.stderr
         if error is None:
             cause = _root_cause(exc)
             if cause is exc:
