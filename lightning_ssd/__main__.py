@@ -10,6 +10,8 @@ from lightning_ssd.errors import VERBOSE_HELP, UsageError, reported, verbose_req
 _TOOLS = {
     "generate": ("lightning_ssd.tools.generate", "SSD over your own images (folder, glob or JSONL), written as JSONL"),
     "bench": ("lightning_ssd.tools.bench", "decoding speed of every method on one model, as JSON and a table"),
+    "bench-stream": ("lightning_ssd.tools.bench_stream",
+                     "a request stream through continuous batching (plain vs SSD), and cost against output length"),
     "demo": ("lightning_ssd.tools.demo", "the embedded default end to end, offline, and its results table"),
     "choose-n": ("lightning_ssd.tools.choose_n", "pick the draft exit layer n on validation data"),
     "export-draft": ("lightning_ssd.tools.export_draft", "write a trained draft as a shareable folder (safetensors)"),

@@ -13,31 +13,62 @@ NaN/inf loss; and a `PredictionWriter` (key `predictions`) through which `predic
 to `predictions.output` (default `<trainer.default_root_dir>/predictions.jsonl`). Without a logger set, runs log
 to TensorBoard as Lightning's default does, without its placeholder `hp_metric`.
 
+`--threads N` (or `threads: N` in a config) sets torch's CPU threads before the model is built; its default is the
+rule of `lightning_ssd.threads` (1 on a 2-core machine).
+
 With `--ckpt_path`, LightningCLI replaces the model's arguments by the hyperparameters stored in the checkpoint
 (backbone, n, imitation architecture, fusion, loss weights); evaluation settings (draft, max_new_tokens, eval_modes,
-meteor, num_samples) are not stored, so the config's values apply.
+meteor, num_samples) are not stored, so the config's values apply. A checkpoint records its backbone folder by
+absolute path, so it works from any directory; a backbone typed on the command line (`--model.init_args.backbone`
+or `--model.backbone`) wins over the recorded one, for a backbone that has moved, and is checked against the
+checkpoint's fingerprint like any other.
 
 Before any model loads, the config is checked (`lightning_ssd.cli_checks`): the `--config` files, then the data
-files, then `--ckpt_path`, then the backbone and n. Errors, jsonargparse's parse errors included, are raised as
-`UsageError`s (or other `UserError`s) whose one-line message names the key and the config file that set it.
+files, then `--ckpt_path` (complete, and readable weights-only), then the backbone and n, then `--threads`. Errors,
+jsonargparse's parse errors included, are raised as `UsageError`s (or other `UserError`s) whose one-line message
+names the key and the config file that set it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from argparse import ArgumentError
 from pathlib import Path
+from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from lightning_ssd.backbones import PRESETS, CheckpointError
 from lightning_ssd.callbacks.guards import FiniteLossGuard
 from lightning_ssd.callbacks.predictions import PredictionWriter
-from lightning_ssd.cli_checks import check_ckpt_path, check_config_files, check_data, check_model, describe_parser_error
+from lightning_ssd.cli_checks import (
+    check_ckpt_path,
+    check_config_files,
+    check_data,
+    check_model,
+    check_threads,
+    describe_parser_error,
+)
 from lightning_ssd.errors import UsageError
 from lightning_ssd.models.base import SSDModule
+from lightning_ssd.threads import THREADS_HELP, set_threads
+
+BACKBONE_FLAGS = ("--model.init_args.backbone", "--model.backbone")
+
+
+def typed_backbone(args: list[str]) -> str | None:
+    """The backbone typed last on a command line as `--model.init_args.backbone` (or `--model.backbone`), given as
+    `--flag VALUE` or `--flag=VALUE`; None when it is not typed."""
+    value = None
+    for i, arg in enumerate(args):
+        flag, equals, rest = arg.partition("=")
+        if flag in BACKBONE_FLAGS:
+            value = rest if equals else (args[i + 1] if i + 1 < len(args) else None)
+    return value
 
 
 class SSDArgumentParser(LightningArgumentParser):
@@ -59,9 +90,13 @@ class SSDLightningCLI(LightningCLI):
         parser.add_lightning_class_args(FiniteLossGuard, "finite_loss")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.link_arguments("model.init_args.backbone", "data.init_args.backbone")
+        parser.add_argument("--threads", type=int | None, default=None, help=THREADS_HELP)
 
-    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict | Namespace) else []
+        # Read before LightningCLI copies a checkpoint's hyperparameters over the parsed config (see
+        # before_instantiate_classes): a backbone typed on the command line must survive that copy.
+        self.typed_backbone = typed_backbone(argv)
         check_config_files(argv)
         try:
             super().parse_arguments(parser, args)
@@ -73,9 +108,15 @@ class SSDLightningCLI(LightningCLI):
         check_ckpt_path(config, argv)
         if not config.get("ckpt_path"):  # else the checkpoint's model arguments replace these, checked later
             check_model(config)
+        check_threads(config, argv)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        set_threads(config.threads)  # before the model is built: loading and every stage run on these threads
+        if self.typed_backbone is not None:
+            config.model.init_args.backbone = config.data.init_args.backbone = self.typed_backbone
+        elif config.get("ckpt_path") and Path(config.ckpt_path).is_file():
+            _check_recorded_backbone(config.ckpt_path, config.model.init_args.backbone)
         check_model(config)
         root = config.trainer.default_root_dir or "."
         if config.checkpoint.dirpath is None:
@@ -84,6 +125,16 @@ class SSDLightningCLI(LightningCLI):
             # Lightning's default TensorBoard logger, less the hp_metric of -1 it would log for every run
             config.trainer.logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
                                               init_args=Namespace(save_dir=root, default_hp_metric=False))
+
+
+def _check_recorded_backbone(ckpt_path: str, backbone: str) -> None:
+    if backbone in PRESETS or Path(backbone).is_dir():
+        return
+    raise CheckpointError(
+        f"--ckpt_path {ckpt_path}: its backbone {backbone!r} is neither a preset nor a folder here (a relative path is "
+        f"read from the current directory, {os.getcwd()}); give the backbone the checkpoint was trained on with "
+        "--model.init_args.backbone PATH"
+    )
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> SSDLightningCLI:

@@ -2,8 +2,9 @@
 condensed to one line that names the key as the user typed it (and the config file it came from).
 
 The checks run in the order a user can fix them: the `--config` files themselves (present, valid YAML), then the
-data the config points at (a missing data root is reported before any model loads), then `--ckpt_path`, then the
-backbone and the settings that depend on it (n within [1, L - 1]).
+data the config points at (a missing data root is reported before any model loads), then `--ckpt_path` (a complete
+file that LightningCLI's weights-only read of its hyperparameters accepts), then the backbone and the settings that
+depend on it (n within [1, L - 1]), then `--threads`.
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ def check_data(config: Any) -> None:
 
 
 def check_ckpt_path(config: Any, argv: list[str]) -> None:
-    """`--ckpt_path` names a complete checkpoint file (or one of Lightning's names such as 'last')."""
+    """`--ckpt_path` names a complete checkpoint file that weights-only loading reads (or one of Lightning's names
+    such as 'last')."""
     value = config.get("ckpt_path")
     if not value or value in _LIGHTNING_CKPT_NAMES or str(value).startswith("registry:"):
         return
@@ -216,6 +218,28 @@ def check_ckpt_path(config: Any, argv: list[str]) -> None:
     if not zipfile.is_zipfile(path):
         raise UsageError(f"{flag} {value} is not a checkpoint written by torch.save (no complete zip archive: the "
                          "file is truncated or of another kind); give a .ckpt written by fit")
+    import torch
+
+    from lightning_ssd.models.checkpoint import UnsafeCheckpointError
+
+    # LightningCLI reads the checkpoint's hyperparameters with torch.load(weights_only=True) before any model loads
+    try:
+        needs = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except (RuntimeError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise UsageError(f"{flag} {value} is not a checkpoint written by torch.save, or it is damaged "
+                         f"({type(err).__name__}); give a .ckpt written by fit") from None
+    if needs:
+        raise UnsafeCheckpointError(f"{flag} {value} needs more than weights to load (its pickle calls "
+                                    f"{', '.join(needs)}), which could run code: it is refused; give a .ckpt "
+                                    "written by fit")
+
+
+def check_threads(config: Any, argv: list[str]) -> None:
+    """`threads` is unset or >= 0, as `lightning_ssd.threads.set_threads` needs (checked before the seed is set)."""
+    threads = config.get("threads")
+    if threads is not None and threads < 0:
+        where = _locate("threads", str(threads), argv) or "threads"
+        raise UsageError(f"{where}: must be an integer >= 0 (0: leave torch's count alone), got {threads}")
 
 
 def check_model(config: Any) -> None:

@@ -62,3 +62,17 @@ def reference_generate(vlm: SplitVLM, batch: dict, max_new_tokens: int, **kwargs
         out = vlm.model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens, **kwargs)
     skip = 1 if vlm.decoder.is_encoder_decoder else batch["input_ids"].shape[1]
     return out[:, skip:]
+
+
+def fabricated_result(emitted_per_row: list[list[int]], seconds_per_row: float, drafts: int = 3):
+    """A decoded batch with hand-made cycles and times: each row emits `emitted_per_row[r]` tokens per cycle
+    (after the prefill's first token) and took `seconds_per_row` in all; `drafts` = 0 makes plain greedy steps."""
+    from lightning_ssd.decoding.result import Cycle, GenerationResult, SequenceResult
+
+    rows = []
+    for emitted in emitted_per_row:
+        cycles = tuple(Cycle(drafted=drafts, accepted=min(e - 1, drafts) if drafts else 0, emitted=e, deep_passes=1,
+                             draft_time_s=0.0, verify_time_s=0.0) for e in emitted)
+        rows.append(SequenceResult(tokens=tuple(range(1 + sum(emitted))), cycles=cycles,
+                                   prefill_time_s=0.0, decode_time_s=seconds_per_row))
+    return GenerationResult(tuple(rows))

@@ -1,17 +1,20 @@
 """The command line: help, clear errors, linked arguments, forced callbacks, stage composition and resume."""
 
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lightning_ssd.backbones import load_backbone, load_processor, save_backbone
+from lightning_ssd.backbones import CheckpointError, load_backbone, load_processor, save_backbone
 from lightning_ssd.callbacks import FiniteLossGuard
 from lightning_ssd.cli import cli_main
 from lightning_ssd.errors import UsageError
@@ -91,6 +94,60 @@ def test_stages_compose_and_a_changed_backbone_is_refused(tmp_path):
     save_backbone(load_backbone("tiny-blip2-opt", seed=7), load_processor(backbone), backbone)
     with pytest.raises(BackboneMismatchError, match="weights: checkpoint"):
         cli_main(["test", "--config", str(test_path), "--ckpt_path", str(ckpt)])
+
+
+@pytest.fixture(scope="module")
+def trained_elsewhere(tmp_path_factory):
+    """An imitation checkpoint trained as the shipped configs do: from its project folder, on a backbone folder
+    named by a relative path."""
+    project = tmp_path_factory.mktemp("project")
+    save_backbone(load_backbone("tiny-blip2-opt"), load_processor("tiny-blip2-opt"), project / "backbone")
+    config = tiny_config(Path("im"), backbone="backbone", max_steps=2, limit_val_batches=0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        cli_main(["fit", "--config", str(write_config(project / "im.yaml", config))])
+    return project, project / "im" / "checkpoints" / "last.ckpt"
+
+
+def test_a_checkpoint_predicts_from_another_directory(trained_elsewhere, tmp_path, monkeypatch):
+    project, ckpt = trained_elsewhere
+    monkeypatch.chdir(tmp_path)
+    # the config names the backbone relative to the project, as experiments/synthetic/ssd_test.yaml does
+    config = write_config(tmp_path / "predict.yaml", tiny_config(Path("out"), backbone="backbone"))
+    cli = cli_main(["predict", "--config", str(config), "--ckpt_path", str(ckpt)])
+    assert cli.model.hparams.backbone == str(project / "backbone") == cli.datamodule.backbone
+    rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(row["tokens"] for row in rows)
+
+
+def test_a_backbone_typed_on_the_command_line_wins_over_the_checkpoint(trained_elsewhere, tmp_path, monkeypatch):
+    project, ckpt = trained_elsewhere
+    monkeypatch.chdir(project)
+    moved = shutil.copytree(project / "backbone", tmp_path / "moved")
+    config = write_config(tmp_path / "predict.yaml", tiny_config(tmp_path / "out", backbone="backbone"))
+    for flag in ("--model.init_args.backbone", "--model.backbone"):
+        cli = cli_main(["predict", "--config", str(config), "--ckpt_path", str(ckpt), flag, str(moved)])
+        assert cli.model.hparams.backbone == str(moved) == cli.datamodule.backbone
+    # the typed backbone is the one checked against the checkpoint
+    save_backbone(load_backbone("tiny-blip2-opt", seed=7), load_processor("tiny-blip2-opt"), tmp_path / "other")
+    with pytest.raises(BackboneMismatchError, match="weights: checkpoint"):
+        cli_main(["predict", "--config", str(config), "--ckpt_path", str(ckpt),
+                  f"--model.init_args.backbone={tmp_path / 'other'}"])
+
+
+def test_a_checkpoint_that_recorded_a_relative_backbone_says_what_to_type(trained_elsewhere, tmp_path, monkeypatch):
+    project, ckpt = trained_elsewhere
+    old = torch.load(ckpt, map_location="cpu", weights_only=True)
+    old["hyper_parameters"]["backbone"] = old["backbone"]["path"] = "backbone"  # as checkpoints written before
+    torch.save(old, tmp_path / "old.ckpt")
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path / "predict.yaml", tiny_config(Path("out"), backbone="backbone"))
+    with pytest.raises(CheckpointError, match=r"old\.ckpt: its backbone 'backbone' is neither a preset nor a folder "
+                                              r"here .*--model.init_args.backbone PATH"):
+        cli_main(["predict", "--config", str(config), "--ckpt_path", str(tmp_path / "old.ckpt")])
+    cli = cli_main(["predict", "--config", str(config), "--ckpt_path", str(tmp_path / "old.ckpt"),
+                    "--model.init_args.backbone", str(project / "backbone")])
+    assert cli.model.hparams.backbone == str(project / "backbone")
 
 
 def _global_step(path):

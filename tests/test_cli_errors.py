@@ -8,6 +8,7 @@ preset. Progress bars (tqdm lines) are not message lines: they are left out befo
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import re
 import subprocess
@@ -16,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -65,6 +67,7 @@ def bad(tmp_path_factory) -> Path:
     (root / "exported").mkdir()
     (root / "exported" / "config.json").write_text('{"earlier": true}\n')
     (root / "broken.yaml").write_text("trainer:\n  max_epochs: 1\n model: [\n")
+    torch.save({"when": datetime.date(2026, 1, 1)}, root / "unsafe.ckpt")  # its pickle calls datetime.date
 
     config = tiny_config(root / "run", backbone="tiny-llava")
     configs = {
@@ -125,6 +128,14 @@ CASES = [
     SLOW + ("bench imitation missing", ["bench", "--backbone", "tiny-llava", "--imitation", "{root}/imit.ckpt",
                                  "--output", "{root}/bench.json"], ["--imitation {root}/imit.ckpt"]),
     ("export-draft of a text file", ["export-draft", "{root}/notes.txt", "{root}/exported"], ["{root}/notes.txt"]),
+    ("export-draft of a checkpoint that could run code", ["export-draft", "{root}/unsafe.ckpt", "{root}/exported"],
+     ["{root}/unsafe.ckpt", "datetime.date", "--trust"]),
+    SLOW + ("export-draft of a damaged checkpoint", ["export-draft", "{root}/whole.ckpt", "{root}/exported"],
+            ["{root}/whole.ckpt", "damaged"]),
+    ("bench-stream load above 1", ["bench-stream", "--load", "1.5", "--output", "{root}/bench.json"], ["--load 1.5"]),
+    SLOW + ("bench-stream draft not a number", ["bench-stream", "--draft", "fast", "--output", "{root}/bench.json"],
+            ["--draft 'fast'"]),
+    ("negative threads", ["generate", *GENERATE[1:], "--threads", "-1"], ["--threads", "-1"]),
     SLOW + ("reproduce lambda", ["reproduce", "--lambdas", "1/0", "--dry-run"], ["--lambdas", "'1/0'"]),
     SLOW + ("demo on a folder backbone", ["demo", "--backbone", "{root}/images", "--root", "{root}/demo"],
             ["--backbone"]),
@@ -145,6 +156,10 @@ CASES = [
      ["--trainer.max_epochs", "'x'"]),
     ("truncated ckpt_path", ["test", "--config", "{root}/ok.yaml", "--ckpt_path", "{root}/truncated.ckpt"],
      ["--ckpt_path {root}/truncated.ckpt"]),
+    ("ckpt_path that could run code", ["test", "--config", "{root}/ok.yaml", "--ckpt_path", "{root}/unsafe.ckpt"],
+     ["--ckpt_path {root}/unsafe.ckpt", "datetime.date"]),
+    SLOW + ("negative threads in a stage", ["validate", "--config", "{root}/ok.yaml", "--threads", "-1"],
+            ["--threads", "-1"]),
 ]
 
 

@@ -3,6 +3,7 @@
 from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder
 from lightning_ssd.backbones.loading import (
     CheckpointError,
+    absolute_backbone,
     check_backbone,
     family_of,
     load_backbone,
@@ -20,6 +21,7 @@ __all__ = [
     "Family",
     "SplitDecoder",
     "SplitVLM",
+    "absolute_backbone",
     "check_backbone",
     "family_of",
     "load_backbone",

@@ -43,8 +43,13 @@ def range_causal_mask(
 
     One new token attends to every real slot of the cache: under SDPA that needs no mask without padding, and the
     padding mask itself, (B, 1, 1, S) booleans, with it. These are transformers' own answers for the case, returned
-    here without building its arguments, since drafting asks for a mask at every token.
+    here without building its arguments, since drafting asks for a mask at every token. A cache that knows each
+    row's own offsets (a `slot_attention_mask` method: the preallocated cache of `decoding/kv_cache.py`) builds the
+    mask itself.
     """
+    slot_mask = getattr(cache, "slot_attention_mask", None)
+    if slot_mask is not None:
+        return slot_mask(x.shape[1], x.dtype, additive=getattr(config, "_attn_implementation", None) == "eager")
     if (allow_is_causal_skip and cache is not None and x.shape[1] == 1
             and getattr(config, "_attn_implementation", None) == "sdpa"
             and getattr(config, "sliding_window", None) is None):

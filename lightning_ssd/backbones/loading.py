@@ -105,6 +105,12 @@ def family_of(name_or_path: str) -> Family:
     return "blip2-t5" if text_type in ("t5", "mt5", "umt5") else "blip2-opt"
 
 
+def absolute_backbone(name_or_path: str) -> str:
+    """A preset name as it is, a checkpoint folder as an absolute path: what a checkpoint records, so that it names
+    the same backbone from any working directory."""
+    return name_or_path if name_or_path in PRESETS else os.path.abspath(name_or_path)
+
+
 def _token_id(tokenizer, token: str) -> int:
     token_id = tokenizer.convert_tokens_to_ids(token)
     if token_id is None or token_id == tokenizer.unk_token_id:

@@ -75,7 +75,8 @@ class T5SplitDecoder(SplitDecoder):
             attention_mask=encoder.attention_mask,
             encoder_hidden_states=encoder.hidden_states,
         )
-        position_bias = self._position_bias(x, past, position_ids, attention_mask)
+        slots = getattr(self_cache, "slot_attention_mask", None) is not None  # decoding/kv_cache.py
+        position_bias = self._position_bias(x, past, position_ids, attention_mask, slots)
         for layer in self.layers[lo:hi]:
             x, _, _ = layer(
                 x,
@@ -88,13 +89,20 @@ class T5SplitDecoder(SplitDecoder):
         return x
 
     def _position_bias(
-        self, x: torch.Tensor, past: int, position_ids: torch.Tensor, attention_mask: torch.Tensor | None
+        self, x: torch.Tensor, past: int, position_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+        slots: bool = False,
     ) -> torch.Tensor:
-        """(1 or B, H, T, past + T) relative position bias of the new tokens against every cached slot."""
+        """(1 or B, H, T, past + T) relative position bias of the new tokens against every cached slot.
+
+        With `slots` (a per-row slot cache whose `past` is the pass's width), slot j holds position j in every row.
+        """
         attention = self.layers[0].layer[0].SelfAttention
-        if attention_mask is None:
+        if slots:
+            key_positions = torch.arange(past, device=x.device).unsqueeze(0)  # (1, W)
+        elif attention_mask is None:
             return attention.compute_bias(x.shape[1], past + x.shape[1], x.device, past_seen_tokens=past)
-        key_positions = attention_mask.long().cumsum(-1) - 1  # (B, past + T): true positions of real slots
+        else:
+            key_positions = attention_mask.long().cumsum(-1) - 1  # (B, past + T): true positions of real slots
         relative = key_positions[:, None, :] - position_ids[:, :, None]  # (B, T, past + T)
         buckets = attention._relative_position_bucket(
             relative,

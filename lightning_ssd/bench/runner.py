@@ -2,13 +2,19 @@
 
 Each batch size is benchmarked on its own: the same images, cut into left-padded batches of that size, and every
 method decodes each batch as one batch. Timing definitions (all per run over the same samples):
+
 - e2e: vision encoder + prompt prefill + decoding, wall clock around the whole call;
 - decode: producing tokens 2..T after the first one. The engine times it directly; for transformers'
   generate it is e2e(max_new_tokens) - e2e(1 token), both medians of the same repeats;
 - throughput: tokens decoded per second over the whole batch (the prefill's first tokens excluded).
+
 Speedups are against the FASTER of transformers' batched generate and the engine's own batched plain loop, at the
 same batch size and generation settings, and the report names which one that was, so no speedup is borrowed from
 a slow baseline. Under greedy decoding every method's tokens are compared with transformers' on the same batches.
+Every method is warmed up (`warmup` untimed runs), the methods are timed in turn within each repeat, so that a busy
+CPU slows them alike, and medians over the repeats are reported. A speculative method's speedup above what its
+measured acceptance allows (`lightning_ssd.timing`) is flagged: a warning, `speedup_flag` in its record and a mark
+in the table.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import GenerationResult
 from lightning_ssd.decoding.skip_drafter import AdaptiveThreshold
 from lightning_ssd.errors import UsageError
+from lightning_ssd.threads import set_threads
+from lightning_ssd.timing import FLAG, check_speedup, marked, speedup_bound
 
 
 @dataclass
@@ -49,15 +57,23 @@ class BenchConfig:
         num_samples: test images decoded by each method per repeat.
         batch_sizes: batch sizes to benchmark, each on its own.
         max_new_tokens: tokens generated per sample.
-        repeats: timed repeats per method (medians are reported); warmup: untimed runs first.
+        repeats: timed repeats per method (medians are reported).
+        warmup: untimed runs first.
         task: "caption" (short outputs) or "long" (detailed description prompt).
-        do_sample, temperature, top_k, top_p: sampling settings (do_sample=False: greedy); seed: sampling seed.
+        do_sample: sample instead of greedy decoding (False: greedy).
+        temperature: sampling temperature.
+        top_k: sampling top-k.
+        top_p: sampling top-p.
+        seed: sampling seed.
         skip_layers: run the Draft & Verify baseline with this skip set (layers its draft skips).
         skip_search_trials: without skip_layers, find the skip set first by this many TPE trials on
             `skip_search_samples` validation images (0: no Draft & Verify method).
         dv_threshold: Draft & Verify's starting draft-exiting threshold, adapted to the acceptance rate as the
             original does; it drafts up to the largest integer d of `drafts`.
-        device, dtype, threads: where and how to run.
+        device: the torch device to run on.
+        dtype: the model's torch dtype, by name ("float32").
+        threads: torch CPU threads (None: the default rule of `lightning_ssd.threads`, 0: leave torch's count
+            alone).
     """
 
     backbone: str = "small-llava"
@@ -114,6 +130,8 @@ class MethodRecord:
     predicted_speedup: float | None = None  # SSD's cost model (decoding/cost.py); None for Draft & Verify
     ceiling_speedup: float | None = None
     fraction_of_predicted: float | None = None
+    speedup_bound: float | None = None  # the most that tau allows (lightning_ssd.timing); speculative methods only
+    speedup_flag: str | None = None  # why the speedup cannot be right, when it exceeds that bound
 
 
 @dataclass
@@ -303,7 +321,18 @@ def _record(m: _Method, batch_size: int, reference: list[list[int]] | None, base
                                                               [c.drafted for c in merged.cycles])
             record.ceiling_speedup = cost.ceiling
             record.fraction_of_predicted = record.speedup_decode / record.predicted_speedup
+        record.speedup_bound = speedup_bound(m.results)
     return record
+
+
+def _flag(records: list[MethodRecord], baseline: dict) -> None:
+    """Checks each speculative method's speedup per decoded token (the decode-time ratio when its tokens are the
+    baseline's) against the bound its acceptance allows."""
+    base = next(r for r in records if r.method == baseline["decode_method"])
+    for r in records:
+        if r.speedup_bound is not None:
+            speedup = r.speedup_decode if r.tokens_identical else r.tokens_per_s / base.tokens_per_s
+            r.speedup_flag = check_speedup(speedup, r.speedup_bound, f"bench {r.method} at batch {r.batch_size}")
 
 
 def _check(cfg: BenchConfig) -> None:
@@ -345,15 +374,16 @@ def _run_batch_size(cfg: BenchConfig, vlm: SplitVLM, processor: ProcessorMixin, 
         "e2e_s": statistics.median(faster_e2e.e2e),
     }
     reference = None if cfg.do_sample else hf.tokens
-    return baseline, [_record(m, batch_size, reference, baseline, cost) for m in methods]
+    records = [_record(m, batch_size, reference, baseline, cost) for m in methods]
+    _flag(records, baseline)
+    return baseline, records
 
 
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
     """Runs the benchmark and returns the report (config, cost model, baselines, one record per method and batch
     size; `baseline` is that of the first batch size)."""
     _check(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     device = torch.device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
     vlm = load_backbone(cfg.backbone, dtype=dtype).to(device)
@@ -401,12 +431,16 @@ def format_table(report: dict) -> str:
     cols = ["batch_size", "method", "tokens_identical", "speedup_decode", "speedup_e2e", "tokens_per_s",
             "mean_accepted_len", "acceptance_rate", "predicted_speedup", "fraction_of_predicted", "peak_rss_mb"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    flags = []
     for rec in report["methods"]:
         cells = []
         for c in cols:
             v = rec.get(c)
             cells.append(f"{v:.3f}" if isinstance(v, float) else "" if v is None else str(v))
+        cells[cols.index("speedup_decode")] = marked(cells[cols.index("speedup_decode")], bool(rec.get("speedup_flag")))
+        flags += [rec["speedup_flag"]] if rec.get("speedup_flag") else []
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"\n{FLAG} {flag}" for flag in flags]
     for b in report["baselines"].values():
         lines.append(f"\nbatch {b['batch_size']} baseline: decode {b['decode_method']} ({b['decode_s']:.3f}s), "
                      f"e2e {b['e2e_method']} ({b['e2e_s']:.3f}s)")

@@ -6,7 +6,7 @@ from typing import Any
 
 from lightning_ssd.data.base import VLDataModule
 from lightning_ssd.data.readers.base import VLDataset
-from lightning_ssd.data.readers.images import DATASET, load_image_records, task_of
+from lightning_ssd.data.readers.images import DATASET, load_image_records, task_of, with_instruction
 
 
 class ImagesDataModule(VLDataModule):
@@ -39,5 +39,5 @@ class ImagesDataModule(VLDataModule):
         return [] if glob.has_magic(self.images) else [Path(self.images)]  # a glob's matches are found in setup
 
     def build_dataset(self, split: str) -> VLDataset:
-        records = load_image_records(self.images, self.prompt, skip_bad=self.skip_bad_samples)
+        records = with_instruction(load_image_records(self.images, self.prompt, skip_bad=self.skip_bad_samples))
         return VLDataset(records, task_of(records), self.dataset_name, self.skip_bad_samples)

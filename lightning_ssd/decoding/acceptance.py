@@ -1,6 +1,7 @@
 """Acceptance rules: how tokens are chosen from logits, and how the full model judges a batch of drafts.
 
 A rule does three things, all batched over rows:
+
   - `pick`: the next token from a model's logits (plain decoding, and the prefill's first token);
   - `propose`: a draft token from the draft's logits, with the draft distribution q when the rule needs it;
   - `judge`: the number of leading drafts each row accepts and the token that follows them.

@@ -17,7 +17,6 @@ from torch import nn
 
 from lightning_ssd.backbones.decoder import SplitDecoder
 from lightning_ssd.decoding.acceptance import AcceptanceRule
-from lightning_ssd.decoding.state import BatchState
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,11 @@ class Draft:
 
 
 class Drafter(ABC):
-    """Proposes draft tokens on a `BatchState`.
+    """Proposes draft tokens on a decoding state (`BatchState` for a batch, `SlotState` for continuous batching).
+
+    Hooks, in the order a decoder calls them: `observe_prompt` once per admitted prompt, then per cycle `propose`
+    and, after verification, `feedback`. A drafter reads each live row's tokens from `state.histories` where the
+    state keeps them (`SlotState` does).
 
     Attributes:
         layer: the exit layer: the prompt is prefilled through [0, layer) and handed to `observe_prompt`, and
@@ -52,15 +55,92 @@ class Drafter(ABC):
     imitation: nn.Module | None = None
 
     @abstractmethod
-    def observe_prompt(self, state: BatchState, x: torch.Tensor) -> None:
+    def observe_prompt(self, state, x: torch.Tensor) -> None:
         """Sees the prompt's states at `layer` (B, T, D) before decoding starts."""
 
     @abstractmethod
-    def propose(self, state: BatchState, last: torch.Tensor, budget: torch.Tensor, rule: AcceptanceRule) -> Draft:
+    def propose(self, state, last: torch.Tensor, budget: torch.Tensor, rule: AcceptanceRule) -> Draft:
         """Drafts up to budget[b] tokens after each row's last token `last` (B,)."""
 
+    def feedback(self, state, draft: Draft, accepted: torch.Tensor) -> None:  # noqa: B027 (optional hook)
+        """Sees how many of each row's drafts (B,) verification accepted; the state has already committed them."""
 
-class ShallowDrafter(Drafter):
+
+class AutoregressiveDrafter(Drafter):
+    """A draft model run token by token from the exit layer's states: the loop shared by SSD's shallow draft and
+    Draft & Verify's skipped-layer draft, with hooks for the draft step and for what ends a row's draft.
+
+    Each step j feeds the state x of the row's j-th token of the cycle (its last token, then its drafts) through
+    `draft_logits`, proposes a token by the rule, and runs that token through layers [0, layer) for the next
+    step and for verification. A row stops at a drafted EOS, at its budget, and below its confidence threshold
+    (`thresholds`): with `propose_first_unsure` the unconfident token is still proposed (Draft & Verify),
+    otherwise it is not (the paper's SSD). `finish` runs once the loop ends.
+    """
+
+    propose_first_unsure: bool = False
+    eos: torch.Tensor
+
+    @abstractmethod
+    def draft_logits(self, state, x: torch.Tensor, offset: int) -> torch.Tensor:
+        """(B, V) draft logits from the states x (B, 1, H) at `layer` of the tokens `offset` slots past the
+        committed ones."""
+
+    def thresholds(self, state) -> torch.Tensor | float | None:
+        """Each row's confidence threshold for this cycle, (B,) or one for all; None: draft the whole budget."""
+        return None
+
+    def finish(self, state, x: torch.Tensor, offset: int, fed: bool) -> None:
+        """After the loop: x (B, 1, H) is the last state computed, at `offset`; `fed` whether a draft step read it."""
+
+    def propose(self, state, last: torch.Tensor, budget: torch.Tensor, rule: AcceptanceRule) -> Draft:
+        if self.eos.device != last.device:
+            self.eos = self.eos.to(last.device)  # once, not every cycle
+        threshold = self.thresholds(state)
+        # Whether every row has stopped (EOS drafted, budget spent) is free to ask on CPU; on GPU it is a sync, so
+        # there the loop runs to D (rows that stopped draft on, masked) unless a confidence threshold asks anyway.
+        check_stop = last.device.type == "cpu" or threshold is not None
+        D = int(budget.max())
+        reach = budget.unsqueeze(0) > torch.arange(D + 1, device=last.device).unsqueeze(1)  # (D + 1, B)
+        x = state.token_states(last, 0, self.layer)  # (B, 1, H)
+        states, tokens, qs, sure = [x], [], [], []
+        going = torch.ones_like(reach[0])  # no EOS drafted yet, and confident so far
+        fed, offset = False, 0
+        for j in range(D):
+            logits = self.draft_logits(state, x, j)
+            token, q = rule.propose(logits)
+            fed = True
+            confident = None
+            if threshold is not None:
+                confident = rule.confidence(logits, q) >= threshold
+                sure.append(confident)
+                if not self.propose_first_unsure:
+                    going = going & confident
+                    if not bool((going & reach[j]).any()):
+                        break  # this token is proposed by no row; its state is not needed
+            tokens.append(token)
+            qs.append(q)
+            x = state.token_states(token, j + 1, self.layer)
+            states.append(x)
+            fed, offset = False, j + 1
+            if j + 1 == D:
+                break
+            going = going & torch.isin(token, self.eos, invert=True)
+            if confident is not None and self.propose_first_unsure:
+                going = going & confident
+            if check_stop and not bool((going & reach[j + 1]).any()):
+                break
+        self.finish(state, x, offset, fed)
+        sure = sure[: len(tokens)]
+        return Draft(
+            tokens=torch.stack(tokens, 1) if tokens else last.new_zeros(last.shape[0], 0),
+            lengths=draft_lengths(tokens, sure, reach, self.eos, self.propose_first_unsure),
+            q=torch.stack(qs, 1) if tokens and qs[0] is not None else None,
+            states=torch.cat(states, 1),
+            layer=self.layer,
+        )
+
+
+class ShallowDrafter(AutoregressiveDrafter):
     """The paper's draft model: layers [0, n) + imitation network, read out through the final norm and LM head.
 
     Args:
@@ -83,49 +163,18 @@ class ShallowDrafter(Drafter):
         self.eos = torch.tensor(list(eos_token_id), dtype=torch.long)
         self.confidence_threshold = confidence_threshold
 
-    def observe_prompt(self, state: BatchState, x: torch.Tensor) -> None:
+    def observe_prompt(self, state, x: torch.Tensor) -> None:
         state.observe(x, None)
 
-    def propose(self, state: BatchState, last: torch.Tensor, budget: torch.Tensor, rule: AcceptanceRule) -> Draft:
-        n, threshold = self.layer, self.confidence_threshold
-        if self.eos.device != last.device:
-            self.eos = self.eos.to(last.device)  # once, not every cycle
-        eos = self.eos
-        # Whether every row has stopped (EOS drafted, budget spent) is free to ask on CPU; on GPU it is a sync, so
-        # there the loop runs to D (rows that stopped draft on, masked) unless a confidence threshold asks anyway.
-        check_stop = last.device.type == "cpu"
-        D = int(budget.max())
-        reach = budget.unsqueeze(0) > torch.arange(D + 1, device=last.device).unsqueeze(1)  # (D + 1, B)
-        x_n = state.token_states(last, 0, n)  # (B, 1, H)
-        states, tokens, qs, sure = [x_n], [], [], []
-        going = torch.ones_like(reach[0])  # no EOS drafted yet, and confident so far
-        for j in range(D):
-            logits = self.decoder.head(state.imitate(x_n, j))[:, -1]  # (B, V)
-            token, q = rule.propose(logits)
-            if threshold is not None:
-                confident = rule.confidence(logits, q) >= threshold
-                going = going & confident
-                if not bool((going & reach[j]).any()):
-                    break  # this token is proposed by no row; its state is not needed
-                sure.append(confident)
-            tokens.append(token)
-            qs.append(q)
-            x_n = state.token_states(token, j + 1, n)
-            states.append(x_n)
-            if check_stop and j + 1 < D:
-                going = going & torch.isin(token, eos, invert=True)
-                if not bool((going & reach[j + 1]).any()):
-                    state.observe(x_n, j + 1)  # the last saved state fed no draft step
-                    break
-        else:
-            state.observe(x_n, D)
-        return Draft(
-            tokens=torch.stack(tokens, 1) if tokens else last.new_zeros(last.shape[0], 0),
-            lengths=draft_lengths(tokens, sure, reach, eos),
-            q=torch.stack(qs, 1) if tokens and qs[0] is not None else None,
-            states=torch.cat(states, 1),
-            layer=n,
-        )
+    def draft_logits(self, state, x: torch.Tensor, offset: int) -> torch.Tensor:
+        return self.decoder.head(state.imitate(x, offset))[:, -1]
+
+    def thresholds(self, state) -> float | None:
+        return self.confidence_threshold
+
+    def finish(self, state, x: torch.Tensor, offset: int, fed: bool) -> None:
+        if not fed:  # the imitation's attention state must hold every committed slot
+            state.observe(x, offset)
 
 
 def draft_lengths(tokens: list[torch.Tensor], sure: list[torch.Tensor], reach: torch.Tensor, eos: torch.Tensor,

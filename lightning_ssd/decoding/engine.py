@@ -6,6 +6,7 @@ timings compare like with like. Tokens are chosen by an `AcceptanceRule` (greedy
 `decode` by `generate()` from the generation config.
 
 Speculative cycle (paper Algorithm 1), with the shallow KV cache shared between draft and verification:
+
   1. draft: the drafter proposes up to d tokens per row (`SelfSpeculativeDecoder`: layers [0, n) + imitation net +
      head, autoregressively) and keeps the layer-n states x_n of the row's last token and of each draft;
   2. verify deep layers: ONE pass of layers [n, L) over those saved states (the shallow layers are never recomputed);
@@ -234,6 +235,7 @@ class SpeculativeDecoder:
         verdict = rule.judge(draft.tokens, draft.lengths, draft.q, logits)
         # 4. crop / compact caches: keep each row's last token and its accepted drafts; the new token is fed next
         state.commit(verdict.accepted + 1, L)
+        self.drafter.feedback(state, draft, verdict.accepted)
         accepted, drafted = verdict.accepted.tolist(), draft.lengths.tolist()
         drafts, following = draft.tokens.tolist(), verdict.next_tokens.tolist()
         t2 = clock()

@@ -1,6 +1,7 @@
 """One place that builds a decoder from a mode name, for the LightningModules, the bench and the callbacks.
 
 Modes (names follow the paper's table rows):
+
   - full: the full model, plain KV-cached decoding (the speed reference);
   - draft: layers [0, n) -> final norm -> head alone ("Draft w/o Im");
   - draft_imit: layers [0, n) + imitation network alone ("Draft w Im");

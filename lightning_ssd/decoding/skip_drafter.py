@@ -26,7 +26,7 @@ import torch
 
 from lightning_ssd.backbones.decoder import SplitDecoder
 from lightning_ssd.decoding.acceptance import AcceptanceRule
-from lightning_ssd.decoding.drafters import Draft, Drafter, draft_lengths
+from lightning_ssd.decoding.drafters import AutoregressiveDrafter, Draft
 from lightning_ssd.decoding.engine import check_confidence_threshold
 from lightning_ssd.decoding.state import BatchState
 
@@ -85,7 +85,7 @@ def _kept_segments(skip: frozenset[int], lo: int, hi: int) -> tuple[tuple[int, i
     return tuple(segments)
 
 
-class SkipLayerDrafter(Drafter):
+class SkipLayerDrafter(AutoregressiveDrafter):
     """Draft & Verify's draft model: the full model without the layers in `skip_layers`.
 
     Args:
@@ -100,6 +100,8 @@ class SkipLayerDrafter(Drafter):
     Attributes:
         layer: m, the first skipped layer (L - 1 for an empty skip set): verification runs layers [m, L).
     """
+
+    propose_first_unsure = True  # the original verifies the first unconfident draft too
 
     def __init__(
         self,
@@ -136,57 +138,28 @@ class SkipLayerDrafter(Drafter):
         if self.confidence_threshold is not None:
             self._rows = _RowStats(state.batch_size, self.confidence_threshold, state.device)
 
-    def propose(self, state: BatchState, last: torch.Tensor, budget: torch.Tensor, rule: AcceptanceRule) -> Draft:
-        m, L = self.layer, self.decoder.num_layers
-        if self.eos.device != last.device:
-            self.eos = self.eos.to(last.device)  # once, not every cycle
-        threshold = None
-        if self._rows is not None:
-            if self.adaptive is not None:
-                self._rows.adapt(state, self.adaptive)
-            threshold = self._rows.threshold[state.rows]  # (B,)
-        # As in ShallowDrafter: asking whether every row has stopped is free on CPU and a sync on GPU, where the
-        # loop runs to D unless a threshold, which ends drafts early by design, makes the question worth it.
-        check_stop = last.device.type == "cpu" or threshold is not None
-        D = int(budget.max())
-        reach = budget.unsqueeze(0) > torch.arange(D + 1, device=last.device).unsqueeze(1)  # (D + 1, B)
-        x_m = state.token_states(last, 0, m)  # (B, 1, H), exact: layers [0, m) are the full model's
-        states, tokens, qs, sure = [x_m], [], [], []
-        going = torch.ones_like(reach[0])  # no EOS drafted yet, and confident so far
-        for j in range(D):
-            logits = self.decoder.head(self._skipped_rest(state, x_m, j))[:, -1]  # (B, V)
-            token, q = rule.propose(logits)
-            tokens.append(token)
-            qs.append(q)
-            x_m = state.token_states(token, j + 1, m)
-            states.append(x_m)
-            if j + 1 == D:
-                break
-            going = going & torch.isin(token, self.eos, invert=True)
-            if threshold is not None:
-                confident = rule.confidence(logits, q) >= threshold
-                sure.append(confident)
-                going = going & confident
-            if check_stop and not bool((going & reach[j + 1]).any()):
-                break
-        # the draft's keys/values past layer m are not the full model's: verification rewrites those slots
-        state.discard(m, L)
-        lengths = draft_lengths(tokens, sure, reach, self.eos, propose_first_unsure=True)
-        if self._rows is not None:
-            self._rows.record(state, lengths, budget)
-        return Draft(
-            tokens=torch.stack(tokens, 1) if tokens else last.new_zeros(last.shape[0], 0),
-            lengths=lengths,
-            q=torch.stack(qs, 1) if tokens and qs[0] is not None else None,
-            states=torch.cat(states, 1),
-            layer=m,
-        )
+    def thresholds(self, state: BatchState) -> torch.Tensor | None:
+        if self._rows is None:
+            return None
+        if self.adaptive is not None:
+            self._rows.adapt(state, self.adaptive)
+        return self._rows.threshold[state.rows]  # (B,)
 
-    def _skipped_rest(self, state: BatchState, x_m: torch.Tensor, offset: int) -> torch.Tensor:
-        """The draft's x_L (B, 1, H) from x_m: the kept layers of [m, L), `offset` slots past the committed ones."""
+    def draft_logits(self, state: BatchState, x_m: torch.Tensor, offset: int) -> torch.Tensor:
+        """The draft's logits from x_m: the kept layers of [m, L), `offset` slots past the committed ones."""
         for lo, hi in self._segments:
             x_m = state.run(x_m, lo, hi, offset)
-        return x_m
+        return self.decoder.head(x_m)[:, -1]
+
+    def finish(self, state: BatchState, x: torch.Tensor, offset: int, fed: bool) -> None:
+        # the draft's keys/values past layer m are not the full model's: verification rewrites those slots
+        state.discard(self.layer, self.decoder.num_layers)
+
+    def propose(self, state: BatchState, last: torch.Tensor, budget: torch.Tensor, rule: AcceptanceRule) -> Draft:
+        draft = super().propose(state, last, budget, rule)
+        if self._rows is not None:
+            self._rows.record(state, draft.lengths, budget)
+        return draft
 
 
 class _RowStats:

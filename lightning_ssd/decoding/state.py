@@ -1,6 +1,7 @@
 """The decoding state of a batch: one KV cache whose rows advance by different amounts each cycle.
 
 Layout: ragged rows under a mask, over transformers' own `DynamicCache`.
+
 - Every cache layer holds S slots for each of the B live rows. A speculative cycle appends the same number of slots
   to every row (its last token and the d drafts); row b keeps k_b + 1 of them. The slots past max_b(k_b + 1) are
   cropped from every row; row b's other rejected slots stay in place as holes, marked 0 in `valid` (B, S).

@@ -9,8 +9,11 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from lightning_ssd.decoding.result import GenerationResult
+from lightning_ssd.timing import batch_counts, bound_from_counts
 
-_COUNTS = ("sequences", "tokens", "cycles", "emitted", "drafted", "judged", "accepted")
+# batch_longest / batch_most_cycles: per batch, the longest row's tokens from cycles and the most cycles of a row
+_COUNTS = ("sequences", "tokens", "cycles", "emitted", "drafted", "judged", "accepted", "batch_longest",
+           "batch_most_cycles")
 
 
 class AcceptanceStats(Metric):
@@ -21,7 +24,9 @@ class AcceptanceStats(Metric):
     draft tokens, a draft token being judged when every draft before it in its cycle was accepted. A draft token's
     output step t is its index in the generated sequence (paper fig. 6); the first token, from the prefill, is
     never drafted. Times are wall-clock seconds, prefill included, so ``seconds_per_token`` is the per-token
-    latency a user sees. Plain greedy or draft-only results contribute time and tokens only.
+    latency a user sees. Plain greedy or draft-only results contribute time and tokens only. ``speedup_bound`` is
+    the largest speedup over plain decoding that the acceptance allows (`lightning_ssd.timing`), for the check of a
+    measured one.
 
     Args:
         max_draft: draft positions tracked per cycle (d up to this); later positions are counted in the
@@ -74,6 +79,7 @@ class AcceptanceStats(Metric):
                             step_judged[step + i] += 1
                             step_accepted[step + i] += hit
                 step += c.emitted
+        _, _, counts["batch_longest"], counts["batch_most_cycles"] = batch_counts(result)
         for name, value in counts.items():
             getattr(self, name).add_(value)
         self.seconds += seconds
@@ -82,18 +88,22 @@ class AcceptanceStats(Metric):
             getattr(self, name).add_(torch.tensor(values, dtype=torch.int64, device=self.device))
 
     def compute(self) -> dict[str, Tensor]:
-        """``tau``, ``alpha``, ``seconds_per_token`` (scalars; NaN when undefined), ``sequences`` (how many were
-        decoded, over all ranks) and the curves ``acceptance_by_position`` (max_draft,) and ``acceptance_by_step``
-        (max_steps,), NaN where nothing was judged, with the number of draft tokens judged at each point
-        (``judged_by_position``, ``judged_by_step``).
+        """``tau``, ``alpha``, ``seconds_per_token``, ``speedup_bound`` (scalars; NaN when undefined), ``sequences``
+        (how many were decoded, over all ranks) and the curves ``acceptance_by_position`` (max_draft,) and
+        ``acceptance_by_step`` (max_steps,), NaN where nothing was judged, with the number of draft tokens judged at
+        each point (``judged_by_position``, ``judged_by_step``).
         """
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.device)
 
         def ratio(a: Tensor, b: Tensor) -> Tensor:
             return torch.where(b > 0, a.double() / b.clamp(min=1).double(), nan)
 
+        bound = bound_from_counts(*(float(getattr(self, k)) for k in ("emitted", "cycles", "batch_longest",
+                                                                       "batch_most_cycles")))
         return {
             "tau": torch.where(self.drafted > 0, ratio(self.emitted, self.cycles), nan),
+            "speedup_bound": torch.where(self.drafted > 0, torch.tensor(bound, dtype=torch.float64,
+                                                                        device=self.device), nan),
             "alpha": ratio(self.accepted, self.judged),
             "seconds_per_token": ratio(self.seconds, self.tokens),
             "sequences": self.sequences.clone(),

@@ -12,7 +12,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from lightning_ssd.backbones import load_backbone, load_processor
+from lightning_ssd.backbones import absolute_backbone, load_backbone, load_processor
 from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
 from lightning_ssd.decoding.engine import check_confidence_threshold
 from lightning_ssd.decoding.factory import build_decoder
@@ -33,7 +33,8 @@ def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]
     return factor
 
 
-EVAL_ONLY_ARGS = ("draft", "confidence_threshold", "max_new_tokens", "eval_modes", "meteor", "num_samples")
+EVAL_ONLY_ARGS = ("draft", "confidence_threshold", "max_new_tokens", "eval_modes", "meteor", "num_samples",
+                  "timing_repeats")
 
 
 class TeacherForced:
@@ -68,7 +69,8 @@ class SSDModule(LightningModule):
 
     Args:
         backbone: a preset name (tiny-blip2-opt, base-blip2-opt, ...) or a checkpoint folder written by
-            `save_backbone` (for example the fine-tuning stage's export).
+            `save_backbone` (for example the fine-tuning stage's export); a folder is recorded in the module's
+            checkpoints by its absolute path.
         n: draft exit layer, 1 <= n <= L - 1; None only for a module that never decodes with a draft.
         draft: draft tokens per cycle: an int d, or "dynamic" (paper eq. 5).
         confidence_threshold: SSD stops a cycle's drafting at the first draft token whose top-1 probability is
@@ -85,6 +87,9 @@ class SSDModule(LightningModule):
             runs under autocast.
         meteor: score METEOR in caption-like evaluations (a JVM start per mode and epoch).
         num_samples: decoded samples kept per evaluation epoch for the TensorBoard text view.
+        timing_repeats: decodes of each validation/test batch by each mode, for ms/token and speedups (the run of
+            median time counts; quality and acceptance are the same in each greedy run). Each adds a full decode
+            of the split; the first batch is decoded once untimed, as a warm-up, in any case.
     """
 
     default_modes: tuple[str, ...] = ("full", "draft", "ssd")
@@ -105,11 +110,14 @@ class SSDModule(LightningModule):
         backbone_dtype: Literal["float32", "bfloat16", "float16"] = "float32",
         meteor: bool = False,
         num_samples: int = 4,
+        timing_repeats: int = 1,
     ) -> None:
         super().__init__()
         # Evaluation settings stay out of the checkpoint's hyperparameters: LightningCLI copies those over the config
         # when --ckpt_path is given, and a test run must be free to choose its own d, length cap and decoders.
         self.save_hyperparameters(ignore=list(EVAL_ONLY_ARGS))
+        # A relative folder would name another place, or nothing, when the checkpoint is used from another directory
+        self.hparams.backbone = absolute_backbone(backbone)
         self.vlm = load_backbone(backbone, dtype=getattr(torch, backbone_dtype), seed=backbone_seed)
         L = self.vlm.decoder.num_layers
         if n is not None and not 1 <= n <= L - 1:
@@ -123,7 +131,9 @@ class SSDModule(LightningModule):
         self.confidence_threshold = confidence_threshold
         self.max_new_tokens = max_new_tokens
         self._eval_modes = eval_modes
-        self._meteor, self._num_samples = meteor, num_samples
+        if timing_repeats < 1:
+            raise ValueError(f"model.init_args.timing_repeats must be >= 1, got {timing_repeats}")
+        self._meteor, self._num_samples, self._timing_repeats = meteor, num_samples, timing_repeats
         self.last_eval: EvalSummary | None = None
 
     def setup(self, stage: str) -> None:
@@ -131,8 +141,9 @@ class SSDModule(LightningModule):
         if not hasattr(self, "val_eval"):
             modes = self.modes_for(self.imitation) if self._eval_modes is None else self._eval_modes
             modes = check_modes(modes, self.imitation is not None, self.n)
-            self.val_eval = DecodingEvaluator(modes, self._meteor, self._num_samples).to(self.device)
-            self.test_eval = DecodingEvaluator(modes, self._meteor, self._num_samples).to(self.device)
+            self.val_eval, self.test_eval = (
+                DecodingEvaluator(modes, self._meteor, self._num_samples, timing_repeats=self._timing_repeats)
+                .to(self.device) for _ in range(2))
 
     def modes_for(self, imitation: nn.Module | None) -> tuple[str, ...]:
         if self.n is None:

@@ -2,7 +2,10 @@
 
 Modes are those of `decoding.factory` (full, draft, draft_imit, ssd; "full" is the speed reference), and every
 mode decodes each batch as one batch. Speedup of a mode = the full model's seconds per token / the mode's, both
-measured on the same batches in the same steps. SSD must reproduce the full model's tokens exactly;
+measured on the same batches in the same steps: the first batch is decoded once untimed by every mode (a first call
+pays one-time costs), each batch can be decoded `timing_repeats` times in turn (the run of median time counts), and
+an SSD speedup above what its measured tau allows (`lightning_ssd.timing`) is warned about and logged beside its
+bound, ``ssd/speedup_bound``. SSD must reproduce the full model's tokens exactly;
 `ssd_identical` is the fraction that do, and each sequence that does not is kept as a `Mismatch` (where it first
 departs), so a report can name it and a float64 rerun can tell a rounding tie from a defect.
 """
@@ -24,6 +27,7 @@ from lightning_ssd.decoding.result import GenerationResult, SequenceResult
 from lightning_ssd.errors import UsageError
 from lightning_ssd.metrics import CaptionScores, VQAAccuracy
 from lightning_ssd.metrics.acceptance import AcceptanceStats
+from lightning_ssd.timing import check_speedup, median_run
 
 # Tasks scored as short answers; every other task (captions, dialog answers, long descriptions) by caption metrics.
 _ANSWER_TASKS = ("vqa",)
@@ -106,12 +110,20 @@ class DecodingEvaluator(nn.Module):
         meteor: also score METEOR for caption-like tasks (starts a JVM, ~8 s per epoch and mode).
         num_samples: decoded sequences kept per epoch for display (first ones seen on this rank).
         max_draft: draft positions tracked by the acceptance statistics.
+        timing_repeats: decodes of each batch by each mode; the run of median time counts (greedy runs repeat the
+            same tokens, so only the timing changes).
+        warmup: decode the first batch once, untimed, with every mode before timing anything.
 
     Samples and mismatches are kept per rank: `compute` returns those this rank decoded.
     """
 
-    def __init__(self, modes: Sequence[str], meteor: bool = False, num_samples: int = 4, max_draft: int = 32) -> None:
+    def __init__(self, modes: Sequence[str], meteor: bool = False, num_samples: int = 4, max_draft: int = 32,
+                 timing_repeats: int = 1, warmup: bool = True) -> None:
         super().__init__()
+        if timing_repeats < 1:
+            raise ValueError(f"timing_repeats must be >= 1, got {timing_repeats}")
+        self.timing_repeats = timing_repeats
+        self._warm = not warmup
         self.modes = tuple(modes)
         self.meteor = meteor
         self.num_samples = num_samples
@@ -133,9 +145,17 @@ class DecodingEvaluator(nn.Module):
         inputs = dict(input_ids=batch["prompt_input_ids"], attention_mask=batch["prompt_attention_mask"],
                       **vision_inputs(batch))
         references = batch["references"]
+        if not self._warm:
+            for mode in self.modes:
+                generate(vlm, decoders[mode], **inputs, max_new_tokens=max_new_tokens)
+            self._warm = True
+        runs: dict[str, list[GenerationResult]] = {mode: [] for mode in self.modes}
+        for _ in range(self.timing_repeats):  # modes in turn, so that a busy CPU slows them alike
+            for mode in self.modes:
+                runs[mode].append(generate(vlm, decoders[mode], **inputs, max_new_tokens=max_new_tokens))
         results = {}
         for mode in self.modes:
-            result = generate(vlm, decoders[mode], **inputs, max_new_tokens=max_new_tokens)
+            result = median_run(runs[mode])
             results[mode] = result
             self.stats[mode].update(result)
             self._quality(mode, batch["task"]).update(decode_text(result.tokens), references)
@@ -161,7 +181,8 @@ class DecodingEvaluator(nn.Module):
     def compute(self, stage: str) -> EvalSummary:
         """Synchronised scalars plus the acceptance curves of the SSD mode (or the last mode).
 
-        Scalars: ``<mode>/ms_per_token``, ``<mode>/speedup`` (vs full), ``ssd/tau``, ``ssd/alpha``, the quality
+        Scalars: ``<mode>/ms_per_token``, ``<mode>/speedup`` (vs full), ``ssd/tau``, ``ssd/alpha``,
+        ``ssd/speedup_bound`` (a larger ``ssd/speedup`` is also warned about), the quality
         scores ``<mode>/<name>``, ``num_sequences`` (decoded over all ranks) and ``ssd_identical``.
         """
         scalars: dict[str, float] = {}
@@ -171,8 +192,11 @@ class DecodingEvaluator(nn.Module):
             if mode == "ssd":
                 scalars[f"{mode}/tau"] = float(values["tau"])
                 scalars[f"{mode}/alpha"] = float(values["alpha"])
+                scalars[f"{mode}/speedup_bound"] = float(values["speedup_bound"])
             if "full" in stats and mode != "full":
                 scalars[f"{mode}/speedup"] = float(stats["full"]["seconds_per_token"] / values["seconds_per_token"])
+                if mode == "ssd":
+                    check_speedup(scalars[f"{mode}/speedup"], scalars[f"{mode}/speedup_bound"], f"{stage} stage ssd")
             if mode in self.quality:
                 scalars.update({f"{mode}/{k}": float(v) for k, v in as_dict(self.quality[mode].compute()).items()})
         scalars["num_sequences"] = float(stats[self.modes[0]]["sequences"])

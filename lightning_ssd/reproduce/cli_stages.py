@@ -55,8 +55,9 @@ def write_fragments(fragments: Path) -> None:
 
 def _cli(args: list[str]):
     from lightning_ssd.cli import cli_main
+    from lightning_ssd.threads import threads_args
 
-    return cli_main(args)
+    return cli_main([*args, *threads_args()])
 
 
 def _common(ctx: RunContext) -> list[str]:

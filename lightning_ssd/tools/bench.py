@@ -10,6 +10,7 @@ from lightning_ssd.bench.runner import BenchConfig, format_table, run_benchmark
 from lightning_ssd.decoding.engine import check_confidence_threshold
 from lightning_ssd.errors import ToolParser, UsageError, at_least
 from lightning_ssd.files import atomic_write_text
+from lightning_ssd.threads import add_threads_argument
 from lightning_ssd.tools import checks
 
 
@@ -46,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=["caption", "long"], default=d.task)
     p.add_argument("--device", default=d.device)
     p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_argument(p)
     p.add_argument("--output", default="bench.json", help="JSON report path")
     return p
 

@@ -19,6 +19,7 @@ import yaml
 
 from lightning_ssd.configs import EXPERIMENTS
 from lightning_ssd.errors import ToolParser, UsageError, at_least
+from lightning_ssd.threads import add_threads_argument, set_threads, threads_args
 from lightning_ssd.tools import checks
 
 
@@ -36,11 +37,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batches", type=at_least(1), default=4, help="validation batches to average over")
     p.add_argument("--config", default=str(EXPERIMENTS / "synthetic" / "choose_n.yaml"),
                    help="validate config whose data section provides the validation split")
+    add_threads_argument(p)
     a = p.parse_args(argv)
     checks.backbone(a.backbone)
     if not Path(a.config).is_file():
         raise UsageError(f"--config {a.config}: no such file; give a validate config with a data section")
     checks.output_file(a.output)
+    set_threads(a.threads)
     from lightning_ssd.cli import cli_main
 
     output = Path(a.output).resolve()
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
         yaml.safe_dump({"trainer": {"callbacks": [callback], "limit_val_batches": a.batches,
                                     "default_root_dir": str(output.parent / "choose_n")}}, f)
     try:
-        cli_main(["validate", "--config", a.config, "--config", f.name, "--model.init_args.backbone", a.backbone])
+        cli_main(["validate", "--config", a.config, "--config", f.name, "--model.init_args.backbone", a.backbone,
+                  *threads_args()])
     finally:
         os.unlink(f.name)
     print(output.read_text())

@@ -1,13 +1,14 @@
-"""`python -m lightning_ssd generate`: SSD (or plain decoding) over your own images, written as JSONL.
+r"""`python -m lightning_ssd generate`: SSD (or plain decoding) over your own images, written as JSONL.
 
     python -m lightning_ssd generate --backbone runs/demo/finetune/backbone \
         --draft-head runs/demo/draft --images photos/ --output captions.jsonl
 
 --images is a folder (searched recursively; files that are not images are ignored), a glob pattern, or a .jsonl
 file of {"image": path, "prompt": text, "id": any} lines. Each output line carries id, image (the path as found),
-prompt (null when captioning), text, tokens and, for SSD, tau and the drafts accepted in each cycle. An image that
-cannot be read is named on stderr and skipped. Greedy SSD writes exactly the tokens of `--mode greedy`, which are
-the backbone's own `generate` output. The output file appears only once every image is done.
+prompt (as given; null for an image without one, which is captioned), text, tokens and, for SSD, tau and the
+drafts accepted in each cycle. An image that cannot be read is named on stderr and skipped. Greedy SSD writes
+exactly the tokens of `--mode greedy`, which are the backbone's own `generate` output. The output file appears
+only once every image is done.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from lightning_ssd.errors import ToolParser, UsageError, at_least
+from lightning_ssd.threads import add_threads_argument, set_threads
 from lightning_ssd.tools import checks
 
 
@@ -31,15 +33,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="JSONL file to write")
     p.add_argument("--mode", choices=["ssd", "greedy"], default="ssd",
                    help="ssd: self-speculative decoding; greedy: the full model alone (same tokens when greedy)")
-    p.add_argument("--batch-size", type=at_least(1), default=8)
-    p.add_argument("--max-new-tokens", type=at_least(1), default=64)
+    p.add_argument("--batch-size", type=at_least(1), default=8, help="images decoded together in one batch")
+    p.add_argument("--max-new-tokens", type=at_least(1), default=64,
+                   help="most tokens generated per image (fewer where it ends on its own)")
     p.add_argument("--draft", default="6", help="draft tokens per cycle d, or 'dynamic' (paper eq. 5)")
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding (lossless for SSD)")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --do-sample)")
     p.add_argument("--top-k", type=int, default=0, help="0: off")
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling's probability mass; 1.0: off")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device to decode on: cpu, cuda, cuda:1, ...")
+    add_threads_argument(p)
     return p
 
 
@@ -57,14 +61,14 @@ def _check(args: argparse.Namespace) -> None:
     checks.backbone(args.backbone)
 
 
-def _read_images(records, log):
-    """(record, image) for every readable image; the others are named on stderr and counted."""
+def _read_images(requests, log):
+    """(prompt as given, record, image) for every readable image; the others are named on stderr and counted."""
     from lightning_ssd.data.io import load_image
 
     kept, skipped = [], 0
-    for record in records:
+    for asked, record in requests:
         try:
-            kept.append((record, load_image(record.image)))
+            kept.append((asked, record, load_image(record.image)))
         except (OSError, ValueError) as exc:
             skipped += 1
             log(f"skipped {record.image}: {exc}")
@@ -74,9 +78,10 @@ def _read_images(records, log):
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     _check(args)
-    from lightning_ssd.data.readers.images import load_image_records, task_of
+    from lightning_ssd.data.readers.images import load_image_records, task_of, with_instruction
 
     records = load_image_records(args.images, args.prompt, require_images=False, source="--images")
+    threads = set_threads(args.threads)
     import torch
     from tqdm.auto import tqdm
 
@@ -107,27 +112,29 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator(device).manual_seed(args.seed) if args.do_sample else None
 
     collate = VLCollator(processor, vlm.family, task_of(records))
+    # the output names the prompt each image was given; one without is decoded with the caption instruction
+    requests = list(zip([r.query for r in records], with_instruction(records), strict=True))
     tokenizer = processor.tokenizer
     output = Path(args.output)
     written = skipped = num_tokens = 0
     decode_s, results = 0.0, []
     with atomic_open(output) as f, tqdm(total=len(records), desc="generate", unit="img") as bar:
-        for start in range(0, len(records), args.batch_size):
-            chunk = records[start : start + args.batch_size]
+        for start in range(0, len(requests), args.batch_size):
+            chunk = requests[start : start + args.batch_size]
             kept, bad = _read_images(chunk, log)
             skipped += bad
             bar.update(len(chunk))
             if not kept:
                 continue
-            batch = collate([Sample(image, record) for record, image in kept])
+            batch = collate([Sample(image, record) for _, record, image in kept])
             images = {key: value.to(device) for key, value in vision_inputs(batch).items()}
             out = generate(vlm, decoder, input_ids=batch["prompt_input_ids"].to(device),
                            attention_mask=batch["prompt_attention_mask"].to(device),
                            max_new_tokens=args.max_new_tokens, generation_config=config, generator=generator,
                            **images)
             texts = tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
-            for (record, _), seq, text in zip(kept, out.sequences, texts, strict=True):
-                line = {"id": record.sample_id, "image": str(record.image), "prompt": record.query,
+            for (asked, record, _), seq, text in zip(kept, out.sequences, texts, strict=True):
+                line = {"id": record.sample_id, "image": str(record.image), "prompt": asked,
                         "text": text.strip(), "tokens": list(seq.tokens)}
                 if args.mode == "ssd":
                     line.update(seq.acceptance_record())
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "ssd" and results:
         merged = GenerationResult(tuple(s for r in results for s in r.sequences))
         summary += f", tau {merged.mean_accepted_length:.2f}, alpha {merged.acceptance_rate:.3f}"
-    print(f"{summary}; wrote {output}")
+    print(f"{summary} on {threads} CPU thread{'s' if threads > 1 else ''}; wrote {output}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lightning_ssd.errors import ToolParser, UsageError, at_least
 from lightning_ssd.reproduce.settings import QUICK, Estimates, Settings, with_overrides
+from lightning_ssd.threads import add_threads_argument, set_threads
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lambdas", nargs="+", default=None, help="Table 6's costs per layer: 1/L, 1/10, 0.05, ...")
     p.add_argument("--dv-trials", type=at_least(0), default=None, help="TPE trials of Draft & Verify's skip-set search")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (a JVM start per decoding mode)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (--quick: 1)")
+    add_threads_argument(p)
     p.add_argument("--dry-run", action="store_true", help="print the stages and the estimate, run nothing")
     return p
 
@@ -80,15 +81,12 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_from(a)
     except ValueError as err:  # the settings' own checks, whose messages name the flags
         raise UsageError(str(err)) from err
-    import torch
-
     from lightning_ssd.reproduce.cli_stages import write_fragments
     from lightning_ssd.reproduce.plan import PlanFailed, pending_minutes, run_plan
     from lightning_ssd.reproduce.stages import build_plan
 
-    threads = a.threads or (1 if a.quick else None)
-    if threads:
-        torch.set_num_threads(threads)  # tiny models: a second thread only adds contention
+    # --quick's tiny models run fastest on one thread; the LightningCLI stages run in this process and keep the count
+    set_threads(1 if a.threads is None and a.quick else a.threads)
     root, out = Path(a.root), Path(a.out)
     command = " ".join(["python -m lightning_ssd reproduce", *map(shlex.quote, args)])
     stages = build_plan(settings, root, out, command)

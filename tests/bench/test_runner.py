@@ -1,8 +1,10 @@
 import json
+from dataclasses import asdict, replace
 
 import pytest
 
-from lightning_ssd.bench.runner import BenchConfig, format_table, run_benchmark
+from lightning_ssd.bench.runner import BenchConfig, MethodRecord, _flag, format_table, run_benchmark
+from lightning_ssd.timing import FLAG, ImplausibleSpeedupWarning
 from lightning_ssd.tools.bench import main as bench_main
 
 NAMES = ["transformers_greedy", "greedy", "ssd_d3", "ssd_dynamic", "draft_only", "draft_only_imitation"]
@@ -46,6 +48,29 @@ def test_speedups_are_against_the_faster_baseline_of_the_same_batch_size(report)
         for r in rows.values():
             assert r["speedup_decode"] == pytest.approx(base["decode_s"] / r["decode_s"])
     assert "batch 2 baseline" in format_table(report)
+
+
+def test_speculative_methods_carry_the_bound_of_their_tau_and_plausible_ones_pass(report):
+    for rec in report["methods"]:
+        if rec["d"] is None:
+            assert rec["speedup_bound"] is None and rec["speedup_flag"] is None
+        elif rec["method"] == "ssd_d3":
+            assert rec["speedup_bound"] == pytest.approx(3.5)  # every row as long as the others: tau
+
+
+def test_a_speedup_its_tau_cannot_give_is_flagged_in_the_record_and_the_table(report):
+    records = [MethodRecord(**r) for r in report["methods"] if r["batch_size"] == 1]
+    plausible = [replace(r) for r in records]
+    _flag(plausible, report["baseline"])
+    assert all(r.speedup_flag is None for r in plausible)
+    ssd = next(r for r in records if r.method == "ssd_d3")
+    ssd.decode_s, ssd.speedup_decode = ssd.decode_s / 100, ssd.speedup_decode * 100  # a fabricated timing
+    with pytest.warns(ImplausibleSpeedupWarning, match="bench ssd_d3 at batch 1"):
+        _flag(records, report["baseline"])
+    assert ssd.speedup_flag is not None and [r.method for r in records if r.speedup_flag] == ["ssd_d3"]
+    table = format_table({**report, "methods": [asdict(r) for r in records]})
+    row = next(line for line in table.splitlines() if "| ssd_d3 |" in line)
+    assert f"{ssd.speedup_decode:.3f} {FLAG} |" in row and f"{FLAG} bench ssd_d3 at batch 1: " in table
 
 
 def test_command_writes_json(tmp_path, capsys):

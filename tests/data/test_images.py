@@ -7,7 +7,7 @@ from PIL import Image
 
 from lightning_ssd.data.images import ImagesDataModule
 from lightning_ssd.data.io import DatasetFileError, MalformedDataError
-from lightning_ssd.data.readers.images import find_images, load_image_records, task_of
+from lightning_ssd.data.readers.images import find_images, load_image_records, task_of, with_instruction
 from tests.data.helpers import tiny_processor
 
 
@@ -48,8 +48,12 @@ def test_jsonl_rows_with_relative_paths_prompts_and_ids(tmp_path, folder):
     records = load_image_records(path)
     assert [(r.image, r.sample_id, r.query) for r in records] == [
         (folder / "b.jpg", 7, "Count the shapes."),
-        (folder / "a.PNG", str(folder / "a.PNG"), "Describe the image in one sentence."),  # rows without a prompt
+        (folder / "a.PNG", str(folder / "a.PNG"), None),  # a row without a prompt
     ]
+    assert task_of(records) == "instruct"
+    # decoded in one task with the prompted row: with the caption instruction
+    assert [r.query for r in with_instruction(records)] == ["Count the shapes.", "Describe the image in one sentence."]
+    assert with_instruction(records[1:]) == records[1:]  # no row has a prompt: plain captioning
 
 
 def test_bad_jsonl_lines_name_the_file_and_the_line(tmp_path, folder):

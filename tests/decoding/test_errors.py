@@ -105,24 +105,22 @@ def test_confidence_threshold_outside_0_1_is_refused(vlm, threshold):
 
 @pytest.mark.parametrize("content", [b"not a checkpoint at all\n", b"PK\x03\x04truncated zip"])
 def test_a_file_that_is_not_a_checkpoint_is_named_in_the_error(vlm, tmp_path, content):
-    from lightning_ssd.models.checkpoint import load_imitation_network
-    from lightning_ssd.models.components.fingerprint import BackboneMismatchError
+    from lightning_ssd.models.checkpoint import NotACheckpointError, load_imitation_network
 
     path = tmp_path / "draft.ckpt"
     path.write_bytes(content)
-    with pytest.raises(BackboneMismatchError, match=f"{path} is not a readable checkpoint"):
+    with pytest.raises(NotACheckpointError, match=f"{path} is not a checkpoint"):
         load_imitation_network(path, vlm)
 
 
 def test_a_checkpoint_of_another_kind_is_named_in_the_error(vlm, tmp_path):
     import torch
 
-    from lightning_ssd.models.checkpoint import load_imitation_network
-    from lightning_ssd.models.components.fingerprint import BackboneMismatchError
+    from lightning_ssd.models.checkpoint import NotACheckpointError, load_imitation_network
 
     path = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(2)}, path)
-    with pytest.raises(BackboneMismatchError, match="is not an imitation-stage checkpoint"):
+    with pytest.raises(NotACheckpointError, match=f"{path} is not an imitation-stage checkpoint"):
         load_imitation_network(path, vlm)
 
 

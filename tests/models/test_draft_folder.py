@@ -7,7 +7,7 @@ import torch
 
 from lightning_ssd.backbones import load_backbone
 from lightning_ssd.models import ImitationModule
-from lightning_ssd.models.checkpoint import export_draft, load_imitation_network, save_draft
+from lightning_ssd.models.checkpoint import NotACheckpointError, export_draft, load_imitation_network, save_draft
 from lightning_ssd.models.components.fingerprint import BackboneMismatchError
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from lightning_ssd.tools.export_draft import main as export_main
@@ -63,13 +63,13 @@ def test_broken_draft_folders_are_named_in_the_error(checkpoint, tmp_path):
     draft = export_draft(checkpoint[0], tmp_path / "draft")
     weights = (draft / "model.safetensors").read_bytes()
     (draft / "model.safetensors").write_bytes(weights[: len(weights) // 2])
-    with pytest.raises(BackboneMismatchError, match="model.safetensors is not a readable safetensors file"):
+    with pytest.raises(NotACheckpointError, match="model.safetensors is not a readable safetensors file"):
         load_imitation_network(draft, load_backbone(NAME))
     (draft / "config.json").write_text("{truncated")
-    with pytest.raises(BackboneMismatchError, match="config.json is not valid JSON"):
+    with pytest.raises(NotACheckpointError, match="config.json is not valid JSON"):
         load_imitation_network(draft, load_backbone(NAME))
     (draft / "config.json").write_text(json.dumps({"something": "else"}))
-    with pytest.raises(BackboneMismatchError, match="not a lightning_ssd draft config"):
+    with pytest.raises(NotACheckpointError, match="not a lightning_ssd draft config"):
         load_imitation_network(draft, load_backbone(NAME))
     (draft / "config.json").unlink()
     with pytest.raises(FileNotFoundError, match="has no config.json"):
@@ -81,7 +81,7 @@ def test_a_failed_export_leaves_the_earlier_folder_whole(checkpoint, tmp_path):
     before = {p.name: p.read_bytes() for p in draft.iterdir()}
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(BackboneMismatchError, match="garbage.ckpt is not a readable checkpoint"):
+    with pytest.raises(NotACheckpointError, match="garbage.ckpt is not a checkpoint"):
         export_draft(garbage, draft)
     assert {p.name: p.read_bytes() for p in draft.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["draft", "garbage.ckpt"]  # no staging folder left

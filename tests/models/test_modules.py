@@ -28,6 +28,15 @@ def _changed(before, after, prefix):
     return [k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])]
 
 
+def _assert_logged_tau_is_decoded_again(module, data, metrics):
+    """The logged tau is that of decoding the validation batch again with the trained module's SSD decoder."""
+    batch = next(iter(data.val_dataloader()))
+    again = generate(module.vlm, module.decoders()["ssd"], input_ids=batch["prompt_input_ids"],
+                     attention_mask=batch["prompt_attention_mask"], max_new_tokens=module.max_new_tokens,
+                     **vision_inputs(batch))
+    assert metrics["val/ssd/tau"].item() == pytest.approx(again.mean_accepted_length, rel=1e-6)
+
+
 @pytest.mark.parametrize("name", TINY + TINY_NEW)
 def test_imitation_fast_dev_run(name, tmp_path):
     module = ImitationModule(name, n=2, max_new_tokens=6)
@@ -38,30 +47,45 @@ def test_imitation_fast_dev_run(name, tmp_path):
     assert {"train/loss", "train/cosine", "train/kl", "train/ce", "val/loss", *EVAL_KEYS} <= set(metrics)
     assert "val/draft_imit/speedup" in metrics
     assert metrics["val/ssd_identical"].item() == 1.0
-    # the logged tau is that of decoding the validation batch again with the trained module's SSD decoder
-    batch = next(iter(data.val_dataloader()))
-    again = generate(module.vlm, module.decoders()["ssd"], input_ids=batch["prompt_input_ids"],
-                     attention_mask=batch["prompt_attention_mask"], max_new_tokens=module.max_new_tokens,
-                     **vision_inputs(batch))
-    assert metrics["val/ssd/tau"].item() == pytest.approx(again.mean_accepted_length, rel=1e-6)
+    _assert_logged_tau_is_decoded_again(module, data, metrics)
 
 
 @pytest.mark.parametrize("name", ["tiny-blip2-opt", *TINY_NEW])
 def test_finetune_fast_dev_run_on_captions(name, tmp_path):
     module = FineTuneModule(name, n=2, max_new_tokens=6, export_dir=str(tmp_path / "backbone"))
     trainer = tiny_trainer(tmp_path, fast_dev_run=True)
-    trainer.fit(module, tiny_data(name, task="caption"))
+    data = tiny_data(name, task="caption")
+    trainer.fit(module, data)
     metrics = trainer.callback_metrics
     assert {"train/loss", "val/loss", "val/full/CIDEr", "val/ssd/BLEU-4", "val/ssd_identical"} <= set(metrics)
     assert "val/draft_imit/CIDEr" not in metrics  # no imitation network in this stage
+    # SSD writes the full model's captions, so every caption score is the full model's
+    assert metrics["val/ssd_identical"].item() == 1.0
+    scores = [k.removeprefix("val/full/") for k in metrics if k.startswith("val/full/") and "per_token" not in k]
+    assert {"BLEU-4", "ROUGE-L", "CIDEr"} <= set(scores)
+    assert {k: metrics[f"val/ssd/{k}"].item() for k in scores} == {k: metrics[f"val/full/{k}"].item() for k in scores}
+    # val/loss is eq. 1, the cross-entropy that the transformers model itself computes from the labels
+    batch = next(iter(data.val_dataloader()))
+    with torch.no_grad():
+        reference = module.eval().vlm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                            labels=batch["labels"], **vision_inputs(batch)).loss
+    assert metrics["val/loss"].item() == pytest.approx(reference.item(), rel=5e-5)
 
 
 def test_mixed_fast_dev_run(tmp_path):
     name = "tiny-llava"
-    module = MixedModule(name, n=2, joint_epochs=1, max_new_tokens=6, export_dir=str(tmp_path / "backbone"))
+    module = MixedModule(name, n=2, joint_epochs=1, w_full_ce=0.5, max_new_tokens=6,
+                         export_dir=str(tmp_path / "backbone"))
     trainer = tiny_trainer(tmp_path, fast_dev_run=True)
-    trainer.fit(module, tiny_data(name))
-    assert {"train/full_ce", "train/draft_loss", "val/ssd/tau"} <= set(trainer.callback_metrics)
+    data = tiny_data(name)
+    trainer.fit(module, data)
+    metrics = trainer.callback_metrics
+    assert {"train/full_ce", "train/draft_loss", "val/ssd/tau"} <= set(metrics)
+    # the joint phase optimises w_full_ce * CE(o_L, y*) + the draft losses
+    expected = 0.5 * metrics["train/full_ce"].item() + metrics["train/draft_loss"].item()
+    assert metrics["train/loss"].item() == pytest.approx(expected, rel=1e-6)
+    assert metrics["val/ssd_identical"].item() == 1.0
+    _assert_logged_tau_is_decoded_again(module, data, metrics)
 
 
 def test_imitation_trains_only_its_own_weights(tmp_path):

@@ -14,9 +14,25 @@ from lightning_ssd.decoding.skip_drafter import SkipLayerDrafter
 from lightning_ssd.nas.skip_set import draft_verify_speedup, search_skip_set
 from tests.helpers import chaotic_, make_inputs, make_redundant_, tiny_vlm
 
-pytest.importorskip("optuna")
+optuna = pytest.importorskip("optuna")
 
 NAME = "tiny-llava"
+
+
+class FixedSkipSets(optuna.samplers.BaseSampler):
+    """Proposes `skip_sets[i]` in trial i."""
+
+    def __init__(self, skip_sets: list[tuple[int, ...]]) -> None:
+        self.skip_sets = skip_sets
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return int(param_name.removeprefix("skip_")) in self.skip_sets[trial.number]
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +87,27 @@ def test_cost_objective_on_redundant_layers(setup):
     assert draft_verify_speedup(full, empty, H) == pytest.approx(1.0)
 
 
-def test_time_objective_runs(setup):
+def test_time_objective_is_the_measured_speedup(setup, monkeypatch):
     vlm, prompts = setup
-    result = search_skip_set(vlm, prompts[1:], n_trials=2, seed=0, max_new_tokens=6, objective="time")
-    assert len(result.trials) == 2 and all(t.score >= 0 for t in result.trials)
+    passes = 0  # the clock reads decoder layer passes: the time of decoding bound by reading weights
+
+    def count(*_):
+        nonlocal passes
+        passes += 1
+
+    hooks = [layer.register_forward_pre_hook(count) for layer in vlm.decoder.layers]
+    monkeypatch.setattr("lightning_ssd.decoding.engine._Clock.__call__", lambda self: float(passes))
+    monkeypatch.setattr(optuna.samplers, "TPESampler", lambda **kwargs: FixedSkipSets([(2, 3), ()]))
+    try:
+        result = search_skip_set(vlm, prompts[1:], n_trials=2, max_new_tokens=5, objective="time")
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # 4 tokens after the first: plain decoding takes 4 x 4 layer passes. Skipping {2, 3}, one cycle drafts 3 tokens
+    # (3 passes of layers [0, 2)), runs the last draft through [0, 2) and verifies with one pass of [2, 4): 10 passes.
+    # The full model as draft: 3 x layers [0, 3) and [3, 4), the last draft through [0, 3), [3, 4) once: 16 passes.
+    assert [(t.skip_layers, t.alpha, t.tau) for t in result.trials] == [((2, 3), 1.0, 4.0), ((), 1.0, 4.0)]
+    assert [t.score for t in result.trials] == pytest.approx([16 / 10, 16 / 16])
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -92,19 +125,8 @@ def test_bad_search_settings_are_refused(setup, kwargs, match):
 
 def test_skipping_every_layer_scores_zero(setup, monkeypatch):
     vlm, prompts = setup
-    import optuna
-
-    class AllSkipped(optuna.samplers.BaseSampler):  # proposes the one skip set the search must not decode
-        def infer_relative_search_space(self, study, trial):
-            return {}
-
-        def sample_relative(self, study, trial, search_space):
-            return {}
-
-        def sample_independent(self, study, trial, param_name, param_distribution):
-            return True
-
-    monkeypatch.setattr(optuna.samplers, "TPESampler", lambda **kwargs: AllSkipped())
+    every = tuple(range(vlm.decoder.num_layers))  # the one skip set the search must not decode
+    monkeypatch.setattr(optuna.samplers, "TPESampler", lambda **kwargs: FixedSkipSets([every]))
     result = search_skip_set(vlm, prompts, n_trials=1)
-    assert result.trials[0].skip_layers == tuple(range(vlm.decoder.num_layers))
+    assert result.trials[0].skip_layers == every
     assert result.trials[0].score == 0.0 and torch.isnan(torch.tensor(result.trials[0].alpha))

@@ -1,13 +1,17 @@
 """In-process decoding of a split (Draft & Verify, the d sweep): identity, mismatches and their float64 recheck."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
+import lightning_ssd.reproduce.decode_eval as decode_eval
 from lightning_ssd.backbones import load_backbone, load_processor
 from lightning_ssd.decoding.engine import DraftOnlyDecoder
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.reproduce.decode_eval import evaluate_decoders, split_batches
 from lightning_ssd.reproduce.settings import QUICK
+from lightning_ssd.timing import ImplausibleSpeedupWarning
 
 BACKBONE = "tiny-llava"
 
@@ -47,3 +51,22 @@ def test_identical_decoders_need_no_recheck(split):
 
     result = evaluate_decoders(vlm, lossless, batches, tokenizer, QUICK.max_new_tokens)
     assert result["mismatches"] == {"ssd": []} and "float64" not in result
+
+
+def test_a_speedup_its_tau_cannot_give_is_warned_about(split, monkeypatch):
+    vlm, tokenizer, batches = split
+    decoders = {"full": build_decoder("full", vlm.decoder, vlm.eos_token_id),
+                "ssd": build_decoder("ssd", vlm.decoder, vlm.eos_token_id, n=2)}
+    real = decode_eval.generate
+
+    def slow_baseline(model, decoder, **kwargs):  # the full model's clock runs 100 times slow: a fabricated timing
+        result = real(model, decoder, **kwargs)
+        if decoder is not decoders["full"]:
+            return result
+        return replace(result, sequences=tuple(replace(s, prefill_time_s=100 * s.prefill_time_s,
+                                                       decode_time_s=100 * s.decode_time_s) for s in result.sequences))
+
+    monkeypatch.setattr(decode_eval, "generate", slow_baseline)
+    with pytest.warns(ImplausibleSpeedupWarning, match="reproduce ssd: a measured speedup"):
+        metrics = evaluate_decoders(vlm, lambda model: decoders, batches, tokenizer, QUICK.max_new_tokens)["metrics"]
+    assert metrics["test/ssd/speedup"] > 10 * metrics["test/ssd/tau"]

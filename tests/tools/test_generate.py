@@ -1,6 +1,7 @@
 """`generate` over a folder of one's own images: JSONL out, bad images skipped and named, SSD = greedy = HF."""
 
 import json
+import shlex
 
 import pytest
 import torch
@@ -8,10 +9,12 @@ from PIL import Image
 
 from lightning_ssd.backbones import load_backbone, load_processor
 from lightning_ssd.data.collate import VLCollator
+from lightning_ssd.data.prompts import CAPTION_INSTRUCTION
 from lightning_ssd.data.readers.base import Record, Sample
 from lightning_ssd.errors import UsageError
 from lightning_ssd.models.checkpoint import save_draft
 from lightning_ssd.models.components.imitation import ImitationNetwork
+from lightning_ssd.tools.generate import _parser
 from lightning_ssd.tools.generate import main as generate_main
 
 NAME = "tiny-llava"
@@ -77,6 +80,38 @@ def test_ssd_writes_what_greedy_and_transformers_write(setup, capsys):
     assert ssd[0]["text"] == load_processor(NAME).tokenizer.decode(ssd[0]["tokens"], skip_special_tokens=True).strip()
 
 
+def test_a_jsonl_line_without_a_prompt_is_written_with_a_null_prompt(setup):
+    root, images, _ = setup
+    lines = {}
+    for name, second in [("without", {}), ("instructed", {"prompt": CAPTION_INSTRUCTION})]:
+        path = root / f"{name}_requests.jsonl"
+        rows = [{"image": "images/img0.jpg", "prompt": "Count the shapes.", "id": 1},
+                {"image": "images/img2.jpg", **second}]
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        lines[name] = _run(root, path, name, "--mode", "greedy")
+    assert [line["prompt"] for line in lines["without"]] == ["Count the shapes.", None]
+    assert [line["prompt"] for line in lines["instructed"]] == ["Count the shapes.", CAPTION_INSTRUCTION]
+    # decoded beside a prompted line, the line without one is given the caption instruction
+    assert [line["tokens"] for line in lines["without"]] == [line["tokens"] for line in lines["instructed"]]
+
+
+def test_help_shows_the_example_as_written_and_it_parses(capsys):
+    with pytest.raises(SystemExit):
+        generate_main(["--help"])
+    example = ("    python -m lightning_ssd generate --backbone runs/demo/finetune/backbone \\\n"
+               "        --draft-head runs/demo/draft --images photos/ --output captions.jsonl\n")
+    assert example in capsys.readouterr().out  # two lines, joined by the shell's line continuation
+    words = shlex.split(example.replace(" \\\n", " "))
+    assert words[:4] == ["python", "-m", "lightning_ssd", "generate"]
+    args = _parser().parse_args(words[4:])
+    assert (args.backbone, args.draft_head, args.images, args.output) == (
+        "runs/demo/finetune/backbone", "runs/demo/draft", "photos/", "captions.jsonl")
+
+
+def test_every_option_has_help():
+    assert [a.dest for a in _parser()._actions if not a.help] == []
+
+
 def test_sampling_is_reproducible_by_seed(setup):
     root, images, _ = setup
     runs = [_run(root, images, f"s{i}", "--draft-head", str(root / "draft"), "--do-sample", "--temperature", "1.5",
@@ -98,3 +133,14 @@ def test_nothing_readable_writes_nothing(tmp_path):
 def test_impossible_settings(tmp_path, bad, message):
     with pytest.raises(UsageError, match=message):
         generate_main(["--backbone", NAME, "--images", str(tmp_path), "--output", str(tmp_path / "o.jsonl"), *bad])
+
+
+def test_threads_sets_torch_threads(setup, capsys):
+    root, images, _ = setup
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _run(root, images, "threads", "--mode", "greedy", "--threads", "2")
+        assert torch.get_num_threads() == 2 and "on 2 CPU threads" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)

@@ -58,9 +58,9 @@ def load_image_records(
     source: str = DATASET,
 ) -> list[Record]:
     """Records of a user's images: `spec` is a folder, a glob or a .jsonl file; `prompt` is the instruction for
-    every image (a JSONL row's own "prompt" wins). Without any prompt the images are captioned; where only some
-    rows have one, the others get the one-sentence caption instruction. `require_images=False` leaves a JSONL
-    row's missing image to be found when it is read. Errors start with `source`, the setting that gave `spec`."""
+    every image (a JSONL row's own "prompt" wins). A record's query is the prompt it was given, None for an image to
+    caption (see `with_instruction` for decoding them). `require_images=False` leaves a JSONL row's missing image to
+    be found when it is read. Errors start with `source`, the setting that gave `spec`."""
     path = Path(spec)
     if path.suffix.lower() == ".jsonl":
         if not path.is_file():
@@ -72,11 +72,17 @@ def load_image_records(
         root = path if path.is_dir() else None
         records = [Record(image=p, sample_id=str(p.relative_to(root)) if root else str(p), query=prompt)
                    for p in find_images(spec, source)]
-    if any(r.query for r in records):
-        records = [r if r.query else replace(r, query=CAPTION_INSTRUCTION) for r in records]
     return records
+
+
+def with_instruction(records: list[Record]) -> list[Record]:
+    """The records as decoded: where only some have a prompt, the others get the one-sentence caption instruction,
+    since one batch is decoded with one task; without any prompt they are captioned as they are."""
+    if task_of(records) == "caption":
+        return records
+    return [r if r.query else replace(r, query=CAPTION_INSTRUCTION) for r in records]
 
 
 def task_of(records: list[Record]) -> str:
     """"caption" when no record has a prompt, else "instruct"."""
-    return "instruct" if records and records[0].query else "caption"
+    return "instruct" if any(r.query for r in records) else "caption"

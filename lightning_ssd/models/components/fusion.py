@@ -2,6 +2,7 @@
 
 Every fusion takes the pre-norm residual states of the last `num_layers` layers, stacked as (K, B, T, D) in layer
 order (x_{L-K+1} .. x_L), and returns x_fused (B, T, D). All three start as the plain average of the states:
+
   - average: the mean, no parameters;
   - concat: the states concatenated along the feature axis and mapped back to D by a linear layer, initialised to
     [I/K, ..., I/K] (the average);

@@ -78,8 +78,10 @@ class CausalSelfAttention(nn.Module):
         if state is not None:
             past = state.length
             k, v = state.append(k, v)
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=self._mask(T, past, attention_mask, x.device),
-                                              dropout_p=self.dropout if self.training else 0.0)
+        # a state laid out on per-row slots (decoding/slots.py) knows each row's causal mask itself
+        slot_mask = getattr(state, "slot_attention_mask", None)
+        mask = slot_mask(T, q.dtype, False) if slot_mask else self._mask(T, past, attention_mask, x.device)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return x + self.out(attn.transpose(1, 2).reshape(B, T, D))
 
     @staticmethod

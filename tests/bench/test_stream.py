@@ -1,0 +1,45 @@
+"""The stream and length benchmarks run the real engine on a tiny preset and report what they measured."""
+
+import json
+import re
+
+import pytest
+
+from lightning_ssd.bench.stream import StreamConfig, _percentile, format_stream, stream_benchmark
+from lightning_ssd.errors import UsageError
+from lightning_ssd.tools import bench_stream
+
+
+def test_percentile_reads_the_ordered_values():
+    assert _percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
+    assert _percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.95) == 5.0
+    assert _percentile([7.0], 0.95) == 7.0
+
+
+def test_stream_report_counts_every_request_and_ssd_tokens_equal_plain():
+    cfg = StreamConfig(backbone="tiny-llava", drafts=["4", "lookup"], num_requests=5, max_rows=[2], rate=200.0,
+                       max_new_tokens=6, lengths=[8], repeats=1)
+    report = stream_benchmark(cfg, log=lambda s: None)
+    rows = {r["method"]: r for r in report["streams"]}
+    assert set(rows) == {"plain", "ssd d=4", "prompt lookup d=6"}
+    for row in rows.values():
+        assert row["tokens_identical"] is True
+        assert 5 <= row["generated"] <= 5 * 6
+        assert row["p50_latency_s"] <= row["p95_latency_s"] <= row["makespan_s"]
+        assert row["p50_ttft_s"] <= row["p50_latency_s"]
+        assert row["tokens_per_s"] == row["generated"] / row["makespan_s"]
+    assert rows["plain"]["mean_accepted_len"] == 1.0
+    (length,) = report["lengths"]
+    assert length["max_new_tokens"] == 8 and length["plain ms/token"] > 0
+    table = format_stream(report)
+    assert "| 2 | plain |" in table and "1.00x" in table and "| 8 |" in table
+
+
+def test_cli_writes_the_json_and_refuses_an_impossible_load(tmp_path):
+    out = tmp_path / "stream.json"
+    bench_stream.main(["--backbone", "tiny-llava", "--num-requests", "2", "--max-rows", "1", "--max-new-tokens",
+                       "3", "--num-repeats", "1", "--output", str(out)])
+    assert json.loads(out.read_text())["streams"][0]["max_rows"] == 1
+    with pytest.raises(UsageError, match=re.escape("--load 1.5: must be in (0, 1]")):
+        bench_stream.main(["--load", "1.5", "--output", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
