@@ -51,7 +51,10 @@ class StreamConfig:
         rate: arrivals per second (0: all at once); load: instead, this fraction of the plain engine's throughput.
         max_new_tokens: each request's budget.
         lengths: max_new_tokens of the length sweep (EOS ignored); empty: no sweep.
-        repeats: runs per figure (medians reported).
+        repeats: runs per figure (medians reported), after one untimed warm-up run of each method.
+        compile: also run every method with `torch.compile`d layer ranges, side by side (its warm-up, which
+            compiles, is reported as `warmup_s`).
+        profile: profile one request of each method alone (torch.profiler): where the decode time goes.
         task: "caption" or "long" (the detailed-description prompt).
         threads: torch CPU threads (None: the default rule of `lightning_ssd.threads`).
     """
@@ -70,6 +73,8 @@ class StreamConfig:
     repeats: int = 3
     task: str = "caption"
     threads: int | None = None
+    compile: bool = False
+    profile: bool = False
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -77,7 +82,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_stream(engine: ContinuousEngine, requests: list[Request], rate: float) -> dict:
+def run_stream(engine: ContinuousEngine, requests: list[Request], rate: float, cost=None) -> dict:
     """Feeds `requests` at `rate` per second (0: all at once) and steps until all are done; per-stream figures."""
     arrivals = [i / rate if rate > 0 else 0.0 for i in range(len(requests))]
     ids: dict[int, int] = {}
@@ -112,12 +117,30 @@ def run_stream(engine: ContinuousEngine, requests: list[Request], rate: float) -
         "p50_ttft_s": _percentile(ttft, 0.5),
         "p95_ttft_s": _percentile(ttft, 0.95),
         "mean_accepted_len": _tau(results.values()),
+        # the engine's busy time spent prefilling admitted requests (vision encoder + prompt) rather than decoding
+        "prefill_share": _prefill_share(results.values()),
+        **dict(zip(("alpha", "predicted_speedup"), _predicted(results.values(), cost) if cost else (None, None),
+                   strict=True)),
     }
+
+
+def _prefill_share(results) -> float:
+    prefill = sum(r.prefill_time_s for r in results)
+    return prefill / max(1e-12, prefill + sum(r.decode_time_s for r in results))
 
 
 def _tau(results) -> float | None:
     cycles = [c for r in results for c in r.cycles]
     return sum(c.emitted for c in cycles) / len(cycles) if cycles else None
+
+
+def _predicted(results, cost) -> tuple[float | None, float | None]:
+    """alpha over the judged drafts, and the cost model's speedup for the drafts the cycles made (None: no draft)."""
+    cycles = [c for r in results for c in r.cycles if c.drafted]
+    if not cycles:
+        return None, None
+    alpha = sum(c.accepted for c in cycles) / sum(min(c.accepted + 1, c.drafted) for c in cycles)
+    return alpha, cost.predicted_speedup(alpha, [c.drafted for c in cycles])
 
 
 def _requests(cfg: StreamConfig, processor, vlm: SplitVLM, max_new: int, count: int, ignore_eos: bool = False
@@ -131,16 +154,30 @@ def _methods(cfg: StreamConfig, vlm: SplitVLM, n: int, imitation, max_rows: int,
              ) -> dict[str, Callable[[], ContinuousEngine]]:
     cost = measure_cost_model(vlm.decoder, n, imitation)[0] if "adaptive" in cfg.drafts else None
 
-    def engine(drafter, draft=1):
-        return lambda: ContinuousEngine(vlm, drafter, draft, cost, max_rows=max_rows, max_slots=max_slots)
+    def engine(drafter, draft=1, compile=False):
+        return lambda: ContinuousEngine(vlm, drafter, draft, cost, max_rows=max_rows, max_slots=max_slots,
+                                        compile=compile)
 
-    methods = {"plain": engine(None)}
+    drafters = {"plain": (None, 1)}
     for d in cfg.drafts:
         if d == "lookup":
-            methods["prompt lookup d=6"] = engine(PromptLookupDrafter(vlm.decoder), 6)
+            drafters["prompt lookup d=6"] = (PromptLookupDrafter(vlm.decoder), 6)
         else:
-            methods[f"ssd d={d}"] = engine(ShallowDrafter(vlm.decoder, n, imitation, vlm.eos_token_id), d)
+            drafters[f"ssd d={d}"] = (ShallowDrafter(vlm.decoder, n, imitation, vlm.eos_token_id), d)
+    methods = {name: engine(*spec) for name, spec in drafters.items()}
+    if cfg.compile:
+        methods |= {f"{name} compiled": engine(*spec, compile=True) for name, spec in drafters.items()}
     return methods
+
+
+def _warm_up(methods: dict, requests: list[Request]) -> dict[str, float]:
+    """One untimed run of each method over two requests; the seconds each took (compiling, for compiled ones)."""
+    seconds = {}
+    for name, make in methods.items():
+        start = time.perf_counter()
+        make().run(requests[:2])
+        seconds[name] = time.perf_counter() - start
+    return seconds
 
 
 def _load(cfg: StreamConfig) -> tuple[SplitVLM, object, int, object]:
@@ -161,8 +198,9 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
     vlm, processor, n, imitation = _load(cfg)
     requests = _requests(cfg, processor, vlm, cfg.max_new_tokens, cfg.num_requests)
     slots = max(int(r.inputs["input_ids"].shape[1]) for r in requests) + cfg.max_new_tokens + 32
+    cost = measure_cost_model(vlm.decoder, n, imitation)[0]
     report: dict = {"config": asdict(cfg), "n": n, "L": vlm.decoder.num_layers, "torch_threads":
-                    torch.get_num_threads(), "streams": [], "lengths": []}
+                    torch.get_num_threads(), "cost_model": asdict(cost), "streams": [], "lengths": []}
     for max_rows in cfg.max_rows if cfg.num_requests else []:
         methods = _methods(cfg, vlm, n, imitation, max_rows, slots)
         rate = cfg.rate
@@ -171,22 +209,58 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
             rate = cfg.load * len(requests) / probe["makespan_s"]
             log(f"stream: plain serves {len(requests) / probe['makespan_s']:.2f} req/s at {max_rows} rows; "
                 f"arrivals at {rate:.2f} req/s (load {cfg.load})")
+        warmup = _warm_up(methods, requests)
         runs: dict[str, list[dict]] = {name: [] for name in methods}
         for r in range(cfg.repeats):
             for name, make in methods.items():
-                runs[name].append(run_stream(make(), requests, rate))
+                runs[name].append(run_stream(make(), requests, rate, cost))
                 log(f"  rows {max_rows} repeat {r + 1}/{cfg.repeats} {name:18s} "
                     f"{runs[name][-1]['tokens_per_s']:.1f} tok/s")
         plain = runs["plain"][0]["tokens"]
         for name, reps in runs.items():
             row = {key: statistics.median(x[key] for x in reps) for key in reps[0]
-                   if key not in ("tokens", "mean_accepted_len")}
-            row.update(method=name, max_rows=max_rows, rate=rate, mean_accepted_len=reps[0]["mean_accepted_len"],
+                   if key not in ("tokens", "mean_accepted_len", "alpha", "predicted_speedup")}
+            row.update(alpha=reps[0]["alpha"], predicted_speedup=reps[0]["predicted_speedup"])
+            row.update(method=name, max_rows=max_rows, rate=rate, warmup_s=warmup[name],
+                       mean_accepted_len=reps[0]["mean_accepted_len"],
                        tokens_identical=all(x["tokens"] == plain for x in reps))
             report["streams"].append(row)
+        plain_rate = report["streams"][-len(runs)]["tokens_per_s"]
+        for row in report["streams"][-len(runs):]:
+            if row["predicted_speedup"]:
+                row["fraction_of_predicted"] = row["tokens_per_s"] / plain_rate / row["predicted_speedup"]
     for length in cfg.lengths:
         report["lengths"].append(_length_row(cfg, vlm, processor, n, imitation, length, log))
+    if cfg.profile:
+        report["profile"] = {name: profile_request(make, requests[0])
+                             for name, make in _methods(cfg, vlm, n, imitation, 1, slots).items()}
     return report
+
+
+# aten ops grouped by what they do in a decoding step
+_OP_GROUPS = {"linear (weights)": ("addmm", "mm", "linear", "matmul", "bmm"),
+              "attention": ("scaled_dot_product", "_scaled_dot_product", "softmax", "_softmax"),
+              "cache writes and reads": ("index_put", "index", "slice", "select", "copy_", "narrow")}
+
+
+def profile_request(make: Callable[[], ContinuousEngine], request: Request) -> dict[str, float]:
+    """Milliseconds per generated token of one request alone, by group of torch ops; `outside torch ops` is the
+    rest of the wall time (Python, the engine's bookkeeping, the framework's dispatch)."""
+    make().run([request])  # warm-up
+    engine = make()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        result = engine.run([request])[0]
+        wall = time.perf_counter() - start
+    groups = dict.fromkeys([*_OP_GROUPS, "other ops"], 0.0)
+    for event in prof.key_averages():
+        if not event.key.startswith("aten::"):
+            continue
+        name = event.key.removeprefix("aten::")
+        group = next((g for g, keys in _OP_GROUPS.items() if name in keys or name.startswith(keys)), "other ops")
+        groups[group] += event.self_cpu_time_total / 1e6
+    groups["outside torch ops"] = max(0.0, wall - sum(groups.values()))
+    return {k: 1e3 * v / len(result.tokens) for k, v in groups.items()}
 
 
 def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, n: int, imitation, length: int, log) -> dict:
@@ -199,6 +273,7 @@ def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, n: int, imitation, 
     d = next((d for d in cfg.drafts if d.isdigit() or d == "dynamic"), None)
     if d is not None:
         batch[f"ssd d={d} generate()"] = SelfSpeculativeDecoder(vlm.decoder, n, imitation, d, ())
+    _warm_up(methods, [request])
     per_token: dict[str, list[float]] = {name: [] for name in [*methods, *batch]}
     for _ in range(cfg.repeats):
         for name, make in methods.items():
@@ -214,14 +289,21 @@ def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, n: int, imitation, 
 
 def format_stream(report: dict) -> str:
     """The stream and length tables, with each SSD row's ratios to plain decoding at the same max_rows."""
-    lines = ["| max rows | method | tok/s | x plain | p50 latency s | p95 latency s | p50 TTFT s | tau | identical |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| max rows | method | tok/s | x plain | p50 latency s | p95 latency s | p50 TTFT s | tau | alpha "
+             "| predicted | of predicted | prefill share | identical |", "|" + "---|" * 13]
     for row in report["streams"]:
         plain = next(r for r in report["streams"] if r["max_rows"] == row["max_rows"] and r["method"] == "plain")
-        tau = "" if row["mean_accepted_len"] is None else f"{row['mean_accepted_len']:.2f}"
+        tau, alpha, predicted, fraction = (
+            "" if row.get(k) is None else f"{row[k]:.2f}"
+            for k in ("mean_accepted_len", "alpha", "predicted_speedup", "fraction_of_predicted"))
         lines.append(f"| {row['max_rows']} | {row['method']} | {row['tokens_per_s']:.1f} | "
                      f"{row['tokens_per_s'] / plain['tokens_per_s']:.2f}x | {row['p50_latency_s']:.3f} | "
-                     f"{row['p95_latency_s']:.3f} | {row['p50_ttft_s']:.3f} | {tau} | {row['tokens_identical']} |")
+                     f"{row['p95_latency_s']:.3f} | {row['p50_ttft_s']:.3f} | {tau} | {alpha} | {predicted} | "
+                     f"{fraction} | {row['prefill_share']:.2f} | "
+                     f"{row['tokens_identical']} |")
+    for name, groups in report.get("profile", {}).items():
+        lines += ["", f"profile, {name}, one request alone (ms per token): "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in groups.items())]
     if report["lengths"]:
         keys = [k for k in report["lengths"][0] if k.endswith("ms/token")]
         lines += ["", "| max new tokens | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]

@@ -119,6 +119,8 @@ class ContinuousEngine:
         max_rows: rows decoded at once; further requests queue in arrival order.
         max_slots: key/value slots per row: a request's prompt + budget + one draft block must fit.
         cpu_narrow_linear: on CPU, run the verification pass's linear layers as W @ x^T (see narrow_linear.py).
+        compile: run the decoder's layer ranges through `torch.compile` (off by default: see docs/engine.md for
+            what it gains and costs on CPU).
     """
 
     def __init__(
@@ -130,12 +132,12 @@ class ContinuousEngine:
         max_rows: int = 8,
         max_slots: int = 1024,
         cpu_narrow_linear: bool = True,
+        compile: bool = False,
     ) -> None:
         self.vlm, self.decoder, self.drafter = vlm, vlm.decoder, drafter
         self.policy = draft_policy(draft, cost)
         self.device = next(vlm.parameters()).device
-        imitation = getattr(drafter, "imitation", None)
-        self.state = SlotState(self.decoder, max_rows, max_slots, self.device, imitation)
+        self.state = SlotState(self.decoder, max_rows, max_slots, self.device, compile)
         self.rule = PerRowAcceptance()
         self.eos = tuple(vlm.eos_token_id)
         self.cpu_narrow_linear = cpu_narrow_linear

@@ -17,6 +17,7 @@ from torch import nn
 
 from lightning_ssd.backbones.decoder import SplitDecoder
 from lightning_ssd.decoding.acceptance import AcceptanceRule
+from lightning_ssd.decoding.imitation import ImitationRunner
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Drafter(ABC):
     Attributes:
         layer: the exit layer: the prompt is prefilled through [0, layer) and handed to `observe_prompt`, and
             verification runs [layer, L).
-        imitation: a network whose decoding state the batch state must keep (cropped with the caches), or None.
+        imitation: the draft's imitation network, or None.
     """
 
     layer: int
@@ -160,21 +161,22 @@ class ShallowDrafter(AutoregressiveDrafter):
         confidence_threshold: float | None = None,
     ) -> None:
         self.decoder, self.layer, self.imitation = decoder, n, imitation
+        self.runner = ImitationRunner(imitation)  # owns the network's attention state on each decoding state
         self.eos = torch.tensor(list(eos_token_id), dtype=torch.long)
         self.confidence_threshold = confidence_threshold
 
     def observe_prompt(self, state, x: torch.Tensor) -> None:
-        state.observe(x, None)
+        self.runner.observe(state, x, None)
 
     def draft_logits(self, state, x: torch.Tensor, offset: int) -> torch.Tensor:
-        return self.decoder.head(state.imitate(x, offset))[:, -1]
+        return self.decoder.head(self.runner.imitate(state, x, offset))[:, -1]
 
     def thresholds(self, state) -> float | None:
         return self.confidence_threshold
 
     def finish(self, state, x: torch.Tensor, offset: int, fed: bool) -> None:
         if not fed:  # the imitation's attention state must hold every committed slot
-            state.observe(x, offset)
+            self.runner.observe(state, x, offset)
 
 
 def draft_lengths(tokens: list[torch.Tensor], sure: list[torch.Tensor], reach: torch.Tensor, eos: torch.Tensor,

@@ -26,6 +26,7 @@ from lightning_ssd.backbones.decoder import SplitDecoder
 from lightning_ssd.backbones.vlm import DecoderPrompt
 from lightning_ssd.decoding.acceptance import AcceptanceRule, GreedyAcceptance
 from lightning_ssd.decoding.drafters import Drafter, ShallowDrafter
+from lightning_ssd.decoding.imitation import ImitationRunner
 from lightning_ssd.decoding.narrow_linear import linear_modules, narrow_linear
 from lightning_ssd.decoding.result import Cycle, SequenceResult
 from lightning_ssd.decoding.schedule import DraftLength, draft_length
@@ -121,6 +122,7 @@ class _PlainDecoder:
 
     def __init__(self, decoder: SplitDecoder, hi: int, imitation: nn.Module | None, eos: Sequence[int]) -> None:
         self.decoder, self.hi, self.imitation = decoder, hi, imitation
+        self.runner = ImitationRunner(imitation)
         self.eos = tuple(eos)
 
     @torch.inference_mode()
@@ -129,10 +131,10 @@ class _PlainDecoder:
     ) -> tuple[SequenceResult, ...]:
         rule = rule or GreedyAcceptance()
         clock, hi = _Clock(prompt.inputs_embeds.device), self.hi
-        state = BatchState(self.decoder, prompt, self.imitation)
+        state = BatchState(self.decoder, prompt)
         out = _Outputs(state.batch_size, self.eos, max_new_tokens)
         t0 = clock()
-        logits = self.decoder.head(state.imitate(state.prefill(0, hi), None)[:, -1:])[:, -1]
+        logits = self.decoder.head(self.runner.imitate(state, state.prefill(0, hi), None)[:, -1:])[:, -1]
         token = rule.pick(logits)
         rows = state.rows.tolist()
         live = out.start(rows, token.tolist(), clock() - t0)
@@ -140,7 +142,7 @@ class _PlainDecoder:
             start = clock()
             rows, last = _keep_live(state, live, rows, token)
             x = state.token_states(last, 0, hi)  # (B, 1, D)
-            token = rule.pick(self.decoder.head(state.imitate(x, 0))[:, -1])
+            token = rule.pick(self.decoder.head(self.runner.imitate(state, x, 0))[:, -1])
             state.advance()
             emitted = [[t] for t in token.tolist()]
             seconds, deep = clock() - start, int(hi == self.decoder.num_layers)
@@ -200,7 +202,7 @@ class SpeculativeDecoder:
     ) -> tuple[SequenceResult, ...]:
         rule = rule or GreedyAcceptance()
         clock, n, L = _Clock(prompt.inputs_embeds.device), self.drafter.layer, self.decoder.num_layers
-        state = BatchState(self.decoder, prompt, self.drafter.imitation)
+        state = BatchState(self.decoder, prompt)
         out = _Outputs(state.batch_size, self.eos, max_new_tokens)
         t0 = clock()
         x_n = state.prefill(0, n)

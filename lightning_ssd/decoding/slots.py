@@ -5,9 +5,9 @@ row leaves, the last live row moves into its place (one copy of that row's fille
 fill its slots [0, length[b]); position[b] is the true position of its next token (equal to the length, except under
 Qwen2.5-VL's M-RoPE, whose generated positions continue after the largest prompt position).
 
-Its methods are the ones a `Drafter` calls on `BatchState` (`token_states`, `run`, `imitate`, `observe`, `discard`),
-so the drafters run on either. Differences: nothing is cropped (a rejected draft's slots are simply written over at
-the next cycle), and there are no holes, masks of padding or compactions.
+Its methods are the ones a `Drafter` calls on `BatchState` (`token_states`, `run`, `attention_state`, `attend`,
+`discard`), so the drafters run on either. Differences: nothing is cropped (a rejected draft's slots are simply
+written over at the next cycle), and there are no holes, masks of padding or compactions.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ class SlotState:
         max_rows: rows decoded at once.
         max_slots: slots per row (for Flan-T5, also the most encoder states a row may cross-attend to).
         device: where the per-row bookkeeping lives (the model's device).
-        imitation: the draft's imitation network, if any; its attention keys/values (if it has an attention layer)
-            sit on the same rows and slots, in a cache of their own (`SlotImitationState`).
+        compile: run the decoder's layer ranges through `torch.compile` (dynamic shapes: the pass width and the
+            number of live rows change every cycle).
 
     Attributes:
         batch_size: B, the number of live rows (rows [0, B) of the cache).
@@ -39,15 +39,15 @@ class SlotState:
     """
 
     def __init__(self, decoder: SplitDecoder, max_rows: int, max_slots: int, device: torch.device,
-                 imitation: torch.nn.Module | None = None) -> None:
-        self.decoder, self.device, self.imitation = decoder, device, imitation
+                 compile: bool = False) -> None:
+        self.decoder, self.device = decoder, device
+        self._run_layers = torch.compile(decoder.run_layers, dynamic=True) if compile else decoder.run_layers
         self.cache = SlotCache(decoder.num_layers, max_rows, max_slots)
         self._cross = _CrossAttention(decoder, self.cache, max_rows, max_slots) if decoder.is_encoder_decoder else None
         self.length = torch.zeros(0, dtype=torch.long, device=device)
         self.position = torch.zeros(0, dtype=torch.long, device=device)
         self.histories: list[list[int]] = []
-        stateful = imitation is not None and imitation.new_state() is not None
-        self.imitation_state = SlotImitationState(max_rows, max_slots) if stateful else None
+        self.followers: list = []  # per-row states on the same rows: move_row
 
     @property
     def batch_size(self) -> int:
@@ -95,9 +95,9 @@ class SlotState:
         """Layers [lo, hi) over rows [r0, r1), row b's new slots starting at write_at[b]."""
         self.cache.bind(r0, r1, write_at, x.shape[1])
         if self._cross is None:
-            return self.decoder.run_layers(x, lo, hi, self.cache, position_ids)
+            return self._run_layers(x, lo, hi, self.cache, position_ids)
         cache, encoder = self._cross.bind(r0, r1)
-        return self.decoder.run_layers(x, lo, hi, cache, position_ids, encoder=encoder)
+        return self._run_layers(x, lo, hi, cache, position_ids, encoder=encoder)
 
     def retire(self, row: int) -> None:
         """Frees live row `row`: the last live row moves into its place (its index changes to `row`)."""
@@ -106,8 +106,8 @@ class SlotState:
             self.cache.move_row(last, row, int(self.length[last]))
             if self._cross is not None:
                 self._cross.move_row(last, row)
-            if self.imitation_state is not None:
-                self.imitation_state.cache.move_row(last, row, int(self.length[last]))
+            for follower in self.followers:
+                follower.move_row(last, row, int(self.length[last]))
             self.length[row], self.position[row] = self.length[last], self.position[last]
             self.histories[row] = self.histories[last]
         self.length, self.position = self.length[:last], self.position[:last]
@@ -127,28 +127,22 @@ class SlotState:
         pos = self.position.unsqueeze(1) + offset + torch.arange(T, device=x.device)
         return self._forward(x, lo, hi, 0, self.batch_size, self.length + offset, pos)
 
-    def imitate(self, x_n: torch.Tensor, offset: int | None) -> torch.Tensor:
-        """x_I of one state x_n (B, 1, D) `offset` slots past the committed ones, or (offset None) of the last
-        prefilled row's prompt states (1, T, D); x_n itself without an imitation network."""
-        if self.imitation is None:
-            return x_n
-        self._bind_imitation(x_n.shape[1], offset)
-        return self.imitation(x_n, self.imitation_state)
+    def attention_state(self, network: torch.nn.Module):
+        """A new attention state for `network` on these rows and slots (None if the network keeps none)."""
+        if network.new_state() is None:
+            return None
+        attention = SlotImitationState(self.max_rows, self.max_slots)
+        self.followers.append(attention)
+        return attention
 
-    def observe(self, x_n: torch.Tensor, offset: int | None) -> None:
-        """Like `imitate`, for states whose draft is not needed: keeps the imitation's attention state complete."""
-        if self.imitation_state is not None:
-            self._bind_imitation(x_n.shape[1], offset)
-            self.imitation.observe(x_n, self.imitation_state)
-
-    def _bind_imitation(self, new: int, offset: int | None) -> None:
-        if self.imitation_state is None:
-            return
+    def attend(self, attention: SlotImitationState, new: int, offset: int | None) -> None:
+        """Binds an attention state's next pass: `new` states `offset` slots past every row's committed ones, or
+        (offset None) the last prefilled row's prompt. Its mask comes from the state itself."""
         zero = torch.zeros(1, dtype=torch.long, device=self.device)
         if offset is None:
-            self.imitation_state.cache.bind(self.batch_size - 1, self.batch_size, zero, new)
+            attention.cache.bind(self.batch_size - 1, self.batch_size, zero, new)
         else:
-            self.imitation_state.cache.bind(0, self.batch_size, self.length + offset, new)
+            attention.cache.bind(0, self.batch_size, self.length + offset, new)
 
     def discard(self, lo: int, hi: int) -> None:
         """Nothing to drop: verification writes the full model's keys/values over the same slots."""
@@ -176,6 +170,9 @@ class SlotImitationState:
 
     def slot_attention_mask(self, new: int, dtype: torch.dtype, additive: bool) -> torch.Tensor:
         return self.cache.slot_attention_mask(new, dtype, additive)
+
+    def move_row(self, src: int, dst: int, length: int) -> None:
+        self.cache.move_row(src, dst, length)
 
 
 class _CrossAttention:

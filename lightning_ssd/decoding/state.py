@@ -7,7 +7,8 @@ Layout: ragged rows under a mask, over transformers' own `DynamicCache`.
   cropped from every row; row b's other rejected slots stay in place as holes, marked 0 in `valid` (B, S).
 - Attention reads `valid` as its padding mask (the same mask that left padding of the prompt starts it with), and
   each row keeps its own next position, so rotary, learned and relative positions see every row's true positions
-  while the slots stay aligned across rows. The imitation network's attention state is laid out on the same slots.
+  while the slots stay aligned across rows. A drafter's per-row state (the imitation network's attention keys and
+  values) is laid out on the same slots and follows every crop, row drop and compaction (`follow`).
 - A row that has finished is dropped from the batch at the end of its cycle: one index-select of every cache tensor,
   after which the row costs nothing.
 - Holes are compacted when they are more than half of the S slots of the fullest row: every row's real slots are
@@ -40,12 +41,12 @@ def _self_attention_layers(decoder: SplitDecoder, cache: Cache) -> list:
 
 
 class BatchState:
-    """KV cache, slot validity, positions and imitation state of the live rows of a decoding batch.
+    """KV cache, slot validity and positions of the live rows of a decoding batch, and the per-row states that follow
+    them.
 
     Args:
         decoder: the backbone's split decoder.
         prompt: the encoded, left-padded prompt batch (`SplitVLM.encode`).
-        imitation: the imitation network whose attention state must follow the cache (None: none).
 
     Attributes:
         compact_ratio: the holes are compacted once they outnumber this times the real slots of the fullest row.
@@ -56,13 +57,12 @@ class BatchState:
 
     compact_ratio: float = 1.0
 
-    def __init__(self, decoder: SplitDecoder, prompt: DecoderPrompt, imitation: nn.Module | None = None) -> None:
+    def __init__(self, decoder: SplitDecoder, prompt: DecoderPrompt) -> None:
         self.decoder = decoder
         self.prompt = prompt
         self.encoder: EncoderOutput | None = prompt.encoder
         self.cache = decoder.new_cache()
-        self.imitation = imitation
-        self.imitation_state = imitation.new_state() if imitation is not None else None
+        self.followers: list = []  # per-row states laid out on the slots: crop, select_rows, gather_positions
         device = prompt.inputs_embeds.device
         self.device = device
         self.valid = prompt.attention_mask.bool()
@@ -108,21 +108,16 @@ class BatchState:
         pos = self.position.unsqueeze(1) + offset + torch.arange(T, device=x.device)
         return self.decoder.run_layers(x, lo, hi, self.cache, pos, self.mask(offset + T), self.encoder)
 
-    def imitate(self, x_n: torch.Tensor, offset: int | None) -> torch.Tensor:
-        """x_I of one state x_n (B, 1, D) `offset` slots past the committed ones, or (offset None) of the prompt's
-        states (B, T, D); x_n itself without an imitation network."""
-        if self.imitation is None:
-            return x_n
-        return self.imitation(x_n, self.imitation_state, self._imitation_mask(offset))
+    def attention_state(self, network: nn.Module):
+        """A new attention state for `network` (its `new_state()`, None if it keeps none), following these slots."""
+        attention = network.new_state()
+        if attention is not None:
+            self.followers.append(attention)
+        return attention
 
-    def observe(self, x_n: torch.Tensor, offset: int | None) -> None:
-        """Like `imitate`, for states whose draft is not needed: keeps the imitation's attention state complete."""
-        if self.imitation_state is not None:
-            self.imitation.observe(x_n, self.imitation_state, self._imitation_mask(offset))
-
-    def _imitation_mask(self, offset: int | None) -> torch.Tensor | None:
-        if self.imitation_state is None:
-            return None
+    def attend(self, attention, new: int, offset: int | None) -> torch.Tensor | None:
+        """The padding mask for an attention state's pass over `new` states `offset` slots past the committed ones
+        (None: the prompt's)."""
         return self.mask(0 if offset is None else offset + 1)
 
     # -- bookkeeping between cycles ----------------------------------------------------------------------------------
@@ -140,8 +135,8 @@ class BatchState:
         width = int(kept.max())
         length = self.slots + width
         self.decoder.crop_layers(self.cache, 0, hi, length)
-        if self.imitation_state is not None:
-            self.imitation_state.crop(length)
+        for follower in self.followers:
+            follower.crop(length)
         new = torch.arange(width, device=kept.device) < kept.unsqueeze(1)  # (B, width)
         self.valid = torch.cat([self.valid, new], dim=1)
         self.position = self.position + kept
@@ -160,8 +155,8 @@ class BatchState:
         for layer in _cache_layers(self.cache):
             if layer.keys is not None and layer.keys.numel():
                 layer.batch_select_indices(keep)
-        if self.imitation_state is not None:
-            self.imitation_state.select_rows(keep)
+        for follower in self.followers:
+            follower.select_rows(keep)
         if self.encoder is not None:
             self.encoder = EncoderOutput(self.encoder.hidden_states[keep], self.encoder.attention_mask[keep])
         self.valid, self.position, self.rows = self.valid[keep], self.position[keep], self.rows[keep]
@@ -183,7 +178,7 @@ class BatchState:
         for layer in _self_attention_layers(self.decoder, self.cache):
             idx = index[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
             layer.keys, layer.values = layer.keys.gather(2, idx), layer.values.gather(2, idx)
-        if self.imitation_state is not None:
-            self.imitation_state.gather_positions(index)
+        for follower in self.followers:
+            follower.gather_positions(index)
         self.valid = valid
         self._any_hole = not bool(valid.all())

@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-repeats", dest="repeats", type=at_least(1), default=d.repeats,
                    help="runs per figure (medians)")
     p.add_argument("--task", choices=["caption", "long"], default=d.task)
+    p.add_argument("--compile", action="store_true",
+                   help="also run every method with torch.compile'd layer ranges, side by side")
+    p.add_argument("--profile", action="store_true",
+                   help="profile one request of each method alone: milliseconds per token by group of torch ops")
     add_threads_argument(p)
     p.add_argument("--output", default="bench_stream.json", help="JSON report path")
     return p

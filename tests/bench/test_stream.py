@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from lightning_ssd.bench.stream import StreamConfig, _percentile, format_stream, stream_benchmark
+from lightning_ssd.bench.stream import StreamConfig, _percentile, format_stream, profile_request, stream_benchmark
 from lightning_ssd.errors import UsageError
 from lightning_ssd.tools import bench_stream
 
@@ -43,3 +43,17 @@ def test_cli_writes_the_json_and_refuses_an_impossible_load(tmp_path):
     with pytest.raises(UsageError, match=re.escape("--load 1.5: must be in (0, 1]")):
         bench_stream.main(["--load", "1.5", "--output", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
+
+
+def test_profile_splits_a_requests_time_per_token_into_groups():
+    from lightning_ssd.decoding.continuous import ContinuousEngine, Request
+    from tests.helpers import make_inputs, tiny_vlm
+
+    vlm = tiny_vlm("tiny-llava")
+    inputs = make_inputs("tiny-llava", [4])
+    request = Request({"pixel_values": inputs["pixel_values"], "input_ids": inputs["input_ids"]}, 8, ignore_eos=True)
+    groups = profile_request(lambda: ContinuousEngine(vlm, None, max_rows=1, max_slots=64), request)
+    assert set(groups) == {"linear (weights)", "attention", "cache writes and reads", "other ops",
+                           "outside torch ops"}
+    assert all(v >= 0 for v in groups.values())
+    assert groups["linear (weights)"] > 0 and groups["attention"] > 0

@@ -3,7 +3,8 @@
 Requests arrive at different cycles, have different prompt lengths and budgets, queue while every row is taken
 (max_rows = 2 for 5 requests, so rows are freed and reused), end inside a draft, and are cancelled mid-way. The
 tiny models are the chaotic ones of test_lossless.py and test_qwen.py, whose top-2 logit gaps clear batch noise.
-LLaVA-NeXT decodes with LLaVA's decoder and positions (only its image prefix differs), so LLaVA stands for both.
+LLaVA-NeXT, whose tiny model is a checkpoint folder with its processor, is run through the engine in
+test_llava_next.py.
 """
 
 import pytest
@@ -271,3 +272,17 @@ def test_bfloat16_ssd_equals_plain_bf16_decoding_except_at_rounding_ties():
         assert top2[0] - top2[1] <= 4 * BF16_ULP * top2[0].abs().clamp(min=1), (at, top2)
         ties += 1
     assert ties <= len(requests) // 2, ties  # ties are the exception, not the rule
+
+
+@pytest.mark.slow
+def test_compiled_layer_ranges_give_the_same_tokens():
+    vlm = chaotic_(tiny_vlm("tiny-llava"))
+    inputs = []
+    for seed, length in PROMPTS["tiny-llava"]:
+        batch = make_inputs("tiny-llava", [length], seed=seed)
+        inputs.append({"pixel_values": batch["pixel_values"], "input_ids": batch["input_ids"]})
+    requests = [Request(x, MAX_NEW) for x in inputs]
+    for drafter in (None, ShallowDrafter(vlm.decoder, 1, None, vlm.eos_token_id)):
+        eager = ContinuousEngine(vlm, drafter, 4, max_rows=2, max_slots=160).run(requests)
+        compiled = ContinuousEngine(vlm, drafter, 4, max_rows=2, max_slots=160, compile=True).run(requests)
+        assert [r.tokens for r in compiled] == [r.tokens for r in eager]

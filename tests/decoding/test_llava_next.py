@@ -1,5 +1,6 @@
 """LLaVA-NeXT (any-resolution tiling: a different number of image tokens per image) decodes losslessly, from a
-checkpoint folder and the processor's outputs (`image_sizes`), against transformers' own generate."""
+checkpoint folder and the processor's outputs (`image_sizes`), against transformers' own generate, in a batch and
+through the continuous-batching engine."""
 
 import pytest
 import torch
@@ -16,6 +17,8 @@ from transformers.models.llava_next import LlavaNextImageProcessorPil
 from lightning_ssd.backbones import load_backbone, load_processor
 from lightning_ssd.backbones.tokenizer import preset_tokenizer
 from lightning_ssd.backbones.vlm import SplitVLM
+from lightning_ssd.decoding.continuous import ContinuousEngine, Request
+from lightning_ssd.decoding.drafters import ShallowDrafter
 from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.models.components.imitation import ImitationNetwork
@@ -111,3 +114,28 @@ def test_missing_image_sizes_is_a_clear_error(setup):
     with pytest.raises(ValueError, match="needs image_sizes"):
         generate(vlm, GreedyDecoder(vlm.decoder, vlm.eos_token_id), inputs["pixel_values"], inputs["input_ids"],
                  inputs["attention_mask"], max_new_tokens=2)
+
+
+@pytest.mark.parametrize("n", [None, 2])
+def test_continuous_engine_equals_generate_for_each_request_alone(setup, n):
+    vlm, inputs, _ = setup
+    requests, refs = [], []
+    for row in range(inputs["input_ids"].shape[0]):
+        keep = inputs["attention_mask"][row].bool()
+        alone = {"pixel_values": inputs["pixel_values"][row : row + 1],
+                 "image_sizes": inputs["image_sizes"][row : row + 1],
+                 "input_ids": inputs["input_ids"][row : row + 1, keep]}
+        with torch.no_grad():
+            out = vlm.model.generate(**alone, attention_mask=torch.ones_like(alone["input_ids"]), do_sample=False,
+                                     max_new_tokens=MAX_NEW)
+        refs.append(out[0, alone["input_ids"].shape[1]:].tolist())
+        requests.append(Request(alone, MAX_NEW))
+    drafter = None
+    if n is not None:
+        torch.manual_seed(1)
+        net = ImitationNetwork(vlm.decoder.hidden_size, residual=False, attention=True).eval()
+        drafter = ShallowDrafter(vlm.decoder, n, net, vlm.eos_token_id)
+    results = ContinuousEngine(vlm, drafter, 4, max_rows=1, max_slots=256).run(requests)
+    eos = set(vlm.eos_token_id)
+    refs = [ref[: next((i + 1 for i, t in enumerate(ref) if t in eos), len(ref))] for ref in refs]
+    assert [list(r.tokens) for r in results] == refs

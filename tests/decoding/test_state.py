@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from lightning_ssd.decoding.imitation import ImitationRunner
 from lightning_ssd.decoding.state import BatchState
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from tests.helpers import TINY, chaotic_, make_inputs, tiny_vlm
@@ -73,13 +74,13 @@ def test_imitation_attention_state_follows_holes_and_compaction(monkeypatch):
     torch.manual_seed(0)
     net = ImitationNetwork(dec.hidden_size, residual=False, attention=True).eval()
     batch = make_inputs("tiny-llava", [3, 6])
-    state = BatchState(dec, vlm.encode(**batch), net)
-    state.observe(state.prefill(0, n), None)
+    state, runner = BatchState(dec, vlm.encode(**batch)), ImitationRunner(net)
+    runner.observe(state, state.prefill(0, n), None)
     appended = torch.tensor([[30, 31, 32], [40, 41, 42]])
     for j in range(3):
-        state.observe(state.token_states(appended[:, j], j, n), j)
+        runner.observe(state, state.token_states(appended[:, j], j, n), j)
     state.commit(torch.tensor([1, 3]), n)  # row 0 keeps one of three: two holes, then compacted
-    x = state.imitate(state.token_states(torch.tensor([50, 51]), 0, n), 0)[:, -1]
+    x = runner.imitate(state, state.token_states(torch.tensor([50, 51]), 0, n), 0)[:, -1]
     for row, tokens in enumerate([[30, 50], [40, 41, 42, 51]]):
         keep = batch["attention_mask"][row].bool()
         ids = torch.cat([batch["input_ids"][row, keep], torch.tensor(tokens)])[None]
