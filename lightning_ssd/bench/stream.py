@@ -57,6 +57,7 @@ class StreamConfig:
         profile: profile one request of each method alone (torch.profiler): where the decode time goes.
         task: "caption" or "long" (the detailed-description prompt).
         threads: torch CPU threads (None: the default rule of `lightning_ssd.threads`).
+        device: where to run ("cpu", "cuda", ...); dtype: the model's dtype by name ("float32", "bfloat16").
     """
 
     backbone: str = "small-llava"
@@ -75,6 +76,8 @@ class StreamConfig:
     threads: int | None = None
     compile: bool = False
     profile: bool = False
+    device: str = "cpu"
+    dtype: str = "float32"
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -147,7 +150,9 @@ def _requests(cfg: StreamConfig, processor, vlm: SplitVLM, max_new: int, count: 
               ) -> list[Request]:
     inputs = benchmark_inputs(processor, vlm.family, count, cfg.task)
     keep = ("pixel_values", "input_ids", "image_grid_thw", "image_sizes")
-    return [Request({k: v for k, v in x.items() if k in keep}, max_new, ignore_eos=ignore_eos) for x in inputs]
+    dtype = next(vlm.parameters()).dtype
+    return [Request({k: v.to(dtype) if k == "pixel_values" else v for k, v in x.items() if k in keep}, max_new,
+                    ignore_eos=ignore_eos) for x in inputs]
 
 
 def _methods(cfg: StreamConfig, vlm: SplitVLM, n: int, imitation, max_rows: int, max_slots: int
@@ -182,8 +187,11 @@ def _warm_up(methods: dict, requests: list[Request]) -> dict[str, float]:
 
 def _load(cfg: StreamConfig) -> tuple[SplitVLM, object, int, object]:
     set_threads(cfg.threads)
-    vlm = load_backbone(cfg.backbone)
+    dtype = getattr(torch, cfg.dtype)
+    vlm = load_backbone(cfg.backbone, dtype=dtype).to(cfg.device)
     imitation = load_imitation(cfg.imitation, vlm, cfg.backbone)
+    if imitation is not None:
+        imitation = imitation.to(device=cfg.device, dtype=dtype)
     L = vlm.decoder.num_layers
     n = cfg.n if cfg.n is not None else getattr(imitation, "n", None) or max(1, L // 4)
     if not 1 <= n <= L - 1:

@@ -67,7 +67,8 @@ class TokenEvent:
     """What one step did for one request: the tokens it appended, and whether the request is done.
 
     Attributes:
-        finish_reason: "stop" (a stop token), "length" (the budget), "cancelled", or None while running.
+        finish_reason: "stop" (a stop token), "length" (the budget), or None while running. A cancelled request
+            gets no further event: `cancel` returns at once.
     """
 
     request_id: int

@@ -12,11 +12,13 @@ judges a whole batch.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig
+from transformers.generation.logits_process import LogitsProcessorList
 
 from lightning_ssd.decoding.acceptance import (
     AcceptanceRule,
@@ -49,8 +51,14 @@ class RowRule:
     def sampler(self, position: int, purpose: int, device: torch.device) -> SpeculativeSampling:
         """A sampling rule whose draws are keyed by this row's seed, an output position and a purpose."""
         key = (self.seed * _MIX + position * 1_000_003 + purpose) % (2**63 - 1)
-        config = GenerationConfig(do_sample=True, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
-        return SpeculativeSampling(logits_warpers(config), torch.Generator(device=device).manual_seed(key))
+        warpers = _warpers(self.temperature, self.top_k, self.top_p)
+        return SpeculativeSampling(warpers, torch.Generator(device=device).manual_seed(key))
+
+
+@functools.lru_cache(maxsize=256)
+def _warpers(temperature: float, top_k: int, top_p: float) -> LogitsProcessorList:
+    """The warpers of one sampling setting, built once (a cycle asks for them at every draft step)."""
+    return logits_warpers(GenerationConfig(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p))
 
 
 GREEDY = RowRule()

@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also run every method with torch.compile'd layer ranges, side by side")
     p.add_argument("--profile", action="store_true",
                    help="profile one request of each method alone: milliseconds per token by group of torch ops")
+    p.add_argument("--device", default=d.device, help="torch device: cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"], help="the model's dtype")
     add_threads_argument(p)
     p.add_argument("--output", default="bench_stream.json", help="JSON report path")
     return p
@@ -69,6 +71,7 @@ def _check(args: dict) -> None:
                          f"{args['backbone']} (L={num_layers})")
     if args["imitation"] not in ("none", "identity"):
         checks.draft_source(args["imitation"], "--imitation")
+    checks.device(args["device"])
 
 
 def main(argv: list[str] | None = None) -> None:
