@@ -252,22 +252,17 @@ def check_model(config: Any) -> None:
 
     backbone = init.backbone
     num_layers = check_backbone(backbone, "model.init_args.backbone")
+    from lightning_ssd.decoding.checks import check_confidence_threshold, check_exit_layer, check_modes, parse_draft
+
     n = init.get("n")
-    if n is not None and not 1 <= n <= num_layers - 1:
-        raise UsageError(f"model.init_args.n={n}: the draft exit layer must be in [1, {num_layers - 1}] for "
-                         f"model.init_args.backbone {backbone!r} (L={num_layers}); set n in that range")
+    if n is not None:
+        check_exit_layer(n, num_layers, "model.init_args.n")
     max_new_tokens = init.get("max_new_tokens")
     if max_new_tokens is not None and max_new_tokens < 1:
         raise UsageError(f"model.init_args.max_new_tokens must be >= 1, got {max_new_tokens}")
-    draft = init.get("draft")
-    if isinstance(draft, int) and draft < 1:
-        raise UsageError(f"model.init_args.draft={draft}: the draft length d must be >= 1, or 'dynamic'")
-    threshold = init.get("confidence_threshold")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise UsageError(f"model.init_args.confidence_threshold={threshold}: a draft confidence threshold is a "
-                         "probability in [0, 1], or null for none")
-    from lightning_ssd.decoding.factory import MODES
-
-    unknown = [m for m in init.get("eval_modes") or [] if m not in MODES]
-    if unknown:
-        raise UsageError(f"model.init_args.eval_modes: unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
+    if init.get("draft") is not None:
+        parse_draft(init.draft, "model.init_args.draft")
+    check_confidence_threshold(init.get("confidence_threshold"), "model.init_args.confidence_threshold")
+    if init.get("eval_modes") is not None:
+        # whether the module has an imitation network is known once it is built; its setup() checks 'draft_imit'
+        check_modes(init.eval_modes, True, n, "model.init_args.eval_modes")

@@ -49,7 +49,8 @@ def range_causal_mask(
     """
     slot_mask = getattr(cache, "slot_attention_mask", None)
     if slot_mask is not None:
-        return slot_mask(x.shape[1], x.dtype, additive=getattr(config, "_attn_implementation", None) == "eager")
+        additive = getattr(config, "_attn_implementation", None) == "eager"
+        return slot_mask(x.shape[1], x.dtype, additive, may_skip=allow_is_causal_skip and not additive)
     if (allow_is_causal_skip and cache is not None and x.shape[1] == 1
             and getattr(config, "_attn_implementation", None) == "sdpa"
             and getattr(config, "sliding_window", None) is None):

@@ -23,21 +23,22 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
-from torch import nn
 from transformers import GenerationConfig, ProcessorMixin
 
 from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.bench.inputs import benchmark_inputs
 from lightning_ssd.bench.memory import PeakMemory
 from lightning_ssd.decoding.acceptance import with_strategy
+from lightning_ssd.decoding.checks import check_trained_exit_layer, parse_draft
 from lightning_ssd.decoding.cost import CostModel, measure_cost_model
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import GenerationResult
 from lightning_ssd.decoding.skip_drafter import AdaptiveThreshold
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.errors import UsageError
 from lightning_ssd.threads import set_threads
 from lightning_ssd.timing import FLAG, check_speedup, marked, speedup_bound
@@ -161,16 +162,21 @@ def make_redundant(vlm: SplitVLM, n: int) -> None:
                     linear.bias.zero_()
 
 
-def load_imitation(spec: str, vlm: SplitVLM, backbone: str = "the backbone") -> nn.Module | None:
+def bench_spec(imitation: str, n: int | None, vlm: SplitVLM, backbone: str = "the backbone") -> DraftSpec:
+    """The benchmark's draft from its --imitation and --n: a checkpoint's or draft folder's n and network ("none":
+    the plain early exit, "identity": an untrained residual network), at --n if given, else the checkpoint's n, else
+    L // 4. A --n that differs from the checkpoint's is refused. `backbone` is the --backbone `vlm` was loaded from."""
     from lightning_ssd.models.components.imitation import ImitationNetwork
 
-    if spec == "none":
-        return None
-    if spec == "identity":
-        return ImitationNetwork(vlm.decoder.hidden_size).eval()
-    from lightning_ssd.models.checkpoint import load_imitation_network
+    default = max(1, vlm.decoder.num_layers // 4)
+    if imitation in ("none", "identity"):
+        net = None if imitation == "none" else ImitationNetwork(vlm.decoder.hidden_size).eval()
+        return DraftSpec(default if n is None else n, net, prefix="--").check(vlm.decoder)
+    from lightning_ssd.models.checkpoint import load_draft_spec
 
-    return load_imitation_network(spec, vlm, backbone, "--imitation", "--backbone").eval()
+    spec = load_draft_spec(imitation, vlm, prefix="--", backbone=backbone, source="imitation")
+    check_trained_exit_layer(n, spec.n, spec.setting("n"), f"the imitation network of --imitation {imitation}")
+    return spec
 
 
 def _hf_new_tokens(vlm: SplitVLM, batch: dict, out: torch.Tensor) -> list[list[int]]:
@@ -195,8 +201,7 @@ def generation_config(cfg: BenchConfig, vlm: SplitVLM) -> GenerationConfig:
     return with_strategy(vlm.model.generation_config, cfg.do_sample, cfg.temperature, cfg.top_k, cfg.top_p)
 
 
-def _methods(cfg: BenchConfig, vlm: SplitVLM, n: int, imitation: nn.Module | None,
-             skip_layers: list[int] | None) -> list[_Method]:
+def _methods(cfg: BenchConfig, vlm: SplitVLM, spec: DraftSpec, skip_layers: list[int] | None) -> list[_Method]:
     dec, eos = vlm.decoder, vlm.eos_token_id
     config = generation_config(cfg, vlm)
     device = next(vlm.parameters()).device
@@ -216,8 +221,9 @@ def _methods(cfg: BenchConfig, vlm: SplitVLM, n: int, imitation: nn.Module | Non
             return vlm.model.generate(**batch, generation_config=config, max_new_tokens=max_new)
 
     def make(mode: str, draft: str = "4", threshold: float | None = None) -> BatchDecoder:
-        d = draft if draft == "dynamic" else int(draft)
-        return build_decoder(mode, dec, eos, n, imitation, d, threshold)
+        return build_decoder(mode, dec, eos, replace(spec, draft=draft, confidence_threshold=threshold))
+
+    n, imitation = spec.n, spec.imitation
 
     methods = [_Method(f"transformers_{strategy}", transformers_generate), _Method(strategy, engine(make("full")))]
     for d in cfg.drafts:
@@ -229,14 +235,14 @@ def _methods(cfg: BenchConfig, vlm: SplitVLM, n: int, imitation: nn.Module | Non
         methods.append(_Method("draft_only_imitation", engine(make("draft_imit")), n, None, True))
     if skip_layers is not None:
         d = _dv_draft(cfg)
-        decoder = build_decoder("draft_verify", dec, eos, draft=d, confidence_threshold=cfg.dv_threshold,
+        decoder = build_decoder("draft_verify", dec, eos, DraftSpec(draft=d, confidence_threshold=cfg.dv_threshold),
                                 skip_layers=skip_layers, adaptive_threshold=AdaptiveThreshold())
         methods.append(_Method("draft_verify", engine(decoder), None, str(d), False, cfg.dv_threshold, skip_layers))
     return methods
 
 
 def _dv_draft(cfg: BenchConfig) -> int:
-    return max((int(d) for d in cfg.drafts if d != "dynamic"), default=8)
+    return max((d for d in map(parse_draft, cfg.drafts) if isinstance(d, int)), default=8)
 
 
 def find_skip_layers(cfg: BenchConfig, vlm: SplitVLM, processor: ProcessorMixin, log: Callable[[str], None]
@@ -345,7 +351,7 @@ def _check(cfg: BenchConfig) -> None:
                          f"{cfg.skip_search_trials} and {cfg.skip_search_samples}")
 
 
-def _run_batch_size(cfg: BenchConfig, vlm: SplitVLM, processor: ProcessorMixin, n: int, imitation: nn.Module | None,
+def _run_batch_size(cfg: BenchConfig, vlm: SplitVLM, processor: ProcessorMixin, spec: DraftSpec,
                     skip_layers: list[int] | None, batch_size: int, cost: CostModel, log: Callable[[str], None]
                     ) -> tuple[dict, list[MethodRecord]]:
     device = next(vlm.parameters()).device
@@ -353,7 +359,7 @@ def _run_batch_size(cfg: BenchConfig, vlm: SplitVLM, processor: ProcessorMixin, 
     batches = [{k: v.to(device) for k, v in b.items()}
                for b in benchmark_inputs(processor, vlm.family, cfg.num_samples, cfg.task, batch_size=batch_size)]
     batches = [{**b, "pixel_values": b["pixel_values"].to(dtype)} for b in batches]
-    methods = _methods(cfg, vlm, n, imitation, skip_layers)
+    methods = _methods(cfg, vlm, spec, skip_layers)
     for m in methods:
         m.memory = PeakMemory(device)
         for _ in range(cfg.warmup):
@@ -388,17 +394,12 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: print
     dtype = getattr(torch, cfg.dtype)
     vlm = load_backbone(cfg.backbone, dtype=dtype).to(device)
     L = vlm.decoder.num_layers
-    imitation = load_imitation(cfg.imitation, vlm, cfg.backbone)
-    trained_n = getattr(imitation, "n", None)
-    if trained_n is not None and cfg.n not in (None, trained_n):
-        raise UsageError(f"--n {cfg.n} differs from the layer n={trained_n} the imitation checkpoint was trained at")
-    n = cfg.n if cfg.n is not None else trained_n if trained_n is not None else max(1, L // 4)
-    if not 1 <= n <= L - 1:
-        raise UsageError(f"--n {n}: the draft exit layer n must be in [1, L-1] = [1, {L - 1}] for {cfg.backbone}")
+    spec = bench_spec(cfg.imitation, cfg.n, vlm, cfg.backbone)
+    n, imitation = spec.n, spec.imitation
     if cfg.redundant_deep_layers:
         make_redundant(vlm, n)
     if imitation is not None:
-        imitation = imitation.to(device=device, dtype=dtype)
+        imitation.to(device=device, dtype=dtype)
     generation_config(cfg, vlm)  # refuses impossible sampling settings before anything runs
     processor = load_processor(cfg.backbone)
     context = benchmark_inputs(processor, vlm.family, 1, cfg.task)[0]["input_ids"].shape[1]
@@ -409,7 +410,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: print
     skip_layers = find_skip_layers(cfg, vlm, processor, log)
     baselines, records = {}, []
     for batch_size in cfg.batch_sizes:
-        baseline, rows = _run_batch_size(cfg, vlm, processor, n, imitation, skip_layers, batch_size, cost, log)
+        baseline, rows = _run_batch_size(cfg, vlm, processor, spec, skip_layers, batch_size, cost, log)
         baselines[str(batch_size)] = baseline
         records += rows
     return {

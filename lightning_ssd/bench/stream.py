@@ -19,20 +19,20 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.bench.inputs import benchmark_inputs
-from lightning_ssd.bench.runner import load_imitation, make_redundant
+from lightning_ssd.bench.runner import bench_spec, make_redundant
 from lightning_ssd.decoding.continuous import ContinuousEngine, Request
 from lightning_ssd.decoding.cost import measure_cost_model
 from lightning_ssd.decoding.drafters import ShallowDrafter
 from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.decoding.prompt_lookup import PromptLookupDrafter
-from lightning_ssd.errors import UsageError
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.threads import set_threads
 
 
@@ -155,9 +155,9 @@ def _requests(cfg: StreamConfig, processor, vlm: SplitVLM, max_new: int, count: 
                     ignore_eos=ignore_eos) for x in inputs]
 
 
-def _methods(cfg: StreamConfig, vlm: SplitVLM, n: int, imitation, max_rows: int, max_slots: int
+def _methods(cfg: StreamConfig, vlm: SplitVLM, spec: DraftSpec, max_rows: int, max_slots: int
              ) -> dict[str, Callable[[], ContinuousEngine]]:
-    cost = measure_cost_model(vlm.decoder, n, imitation)[0] if "adaptive" in cfg.drafts else None
+    cost = measure_cost_model(vlm.decoder, spec.n, spec.imitation)[0] if "adaptive" in cfg.drafts else None
 
     def engine(drafter, draft=1, compile=False):
         return lambda: ContinuousEngine(vlm, drafter, draft, cost, max_rows=max_rows, max_slots=max_slots,
@@ -168,10 +168,10 @@ def _methods(cfg: StreamConfig, vlm: SplitVLM, n: int, imitation, max_rows: int,
         if d == "lookup":
             drafters["prompt lookup d=6"] = (PromptLookupDrafter(vlm.decoder), 6)
         else:
-            drafters[f"ssd d={d}"] = (ShallowDrafter(vlm.decoder, n, imitation, vlm.eos_token_id), d)
-    methods = {name: engine(*spec) for name, spec in drafters.items()}
+            drafters[f"ssd d={d}"] = (ShallowDrafter(vlm.decoder, replace(spec, draft=d), vlm.eos_token_id), d)
+    methods = {name: engine(*args) for name, args in drafters.items()}
     if cfg.compile:
-        methods |= {f"{name} compiled": engine(*spec, compile=True) for name, spec in drafters.items()}
+        methods |= {f"{name} compiled": engine(*args, compile=True) for name, args in drafters.items()}
     return methods
 
 
@@ -185,32 +185,28 @@ def _warm_up(methods: dict, requests: list[Request]) -> dict[str, float]:
     return seconds
 
 
-def _load(cfg: StreamConfig) -> tuple[SplitVLM, object, int, object]:
+def _load(cfg: StreamConfig) -> tuple[SplitVLM, object, DraftSpec]:
     set_threads(cfg.threads)
     dtype = getattr(torch, cfg.dtype)
     vlm = load_backbone(cfg.backbone, dtype=dtype).to(cfg.device)
-    imitation = load_imitation(cfg.imitation, vlm, cfg.backbone)
-    if imitation is not None:
-        imitation = imitation.to(device=cfg.device, dtype=dtype)
-    L = vlm.decoder.num_layers
-    n = cfg.n if cfg.n is not None else getattr(imitation, "n", None) or max(1, L // 4)
-    if not 1 <= n <= L - 1:
-        raise UsageError(f"--n {n}: the draft exit layer must be in [1, {L - 1}] for --backbone {cfg.backbone}")
+    spec = bench_spec(cfg.imitation, cfg.n, vlm, cfg.backbone)
+    if spec.imitation is not None:
+        spec = replace(spec, imitation=spec.imitation.to(device=cfg.device, dtype=dtype))
     if cfg.redundant_deep_layers:
-        make_redundant(vlm, n)
-    return vlm, load_processor(cfg.backbone), n, imitation
+        make_redundant(vlm, spec.n)
+    return vlm, load_processor(cfg.backbone), spec
 
 
 def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
     """The stream benchmark at each `max_rows`, then the length sweep; one JSON-able report."""
-    vlm, processor, n, imitation = _load(cfg)
+    vlm, processor, spec = _load(cfg)
     requests = _requests(cfg, processor, vlm, cfg.max_new_tokens, cfg.num_requests)
     slots = max(int(r.inputs["input_ids"].shape[1]) for r in requests) + cfg.max_new_tokens + 32
-    cost = measure_cost_model(vlm.decoder, n, imitation)[0]
-    report: dict = {"config": asdict(cfg), "n": n, "L": vlm.decoder.num_layers, "torch_threads":
+    cost = measure_cost_model(vlm.decoder, spec.n, spec.imitation)[0]
+    report: dict = {"config": asdict(cfg), "n": spec.n, "L": vlm.decoder.num_layers, "torch_threads":
                     torch.get_num_threads(), "cost_model": asdict(cost), "streams": [], "lengths": []}
     for max_rows in cfg.max_rows if cfg.num_requests else []:
-        methods = _methods(cfg, vlm, n, imitation, max_rows, slots)
+        methods = _methods(cfg, vlm, spec, max_rows, slots)
         rate = cfg.rate
         if cfg.load is not None:
             probe = run_stream(methods["plain"](), requests, 0.0)
@@ -238,10 +234,10 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
             if row["predicted_speedup"]:
                 row["fraction_of_predicted"] = row["tokens_per_s"] / plain_rate / row["predicted_speedup"]
     for length in cfg.lengths:
-        report["lengths"].append(_length_row(cfg, vlm, processor, n, imitation, length, log))
+        report["lengths"].append(_length_row(cfg, vlm, processor, spec, length, log))
     if cfg.profile:
         report["profile"] = {name: profile_request(make, requests[0])
-                             for name, make in _methods(cfg, vlm, n, imitation, 1, slots).items()}
+                             for name, make in _methods(cfg, vlm, spec, 1, slots).items()}
     return report
 
 
@@ -271,16 +267,16 @@ def profile_request(make: Callable[[], ContinuousEngine], request: Request) -> d
     return {k: 1e3 * v / len(result.tokens) for k, v in groups.items()}
 
 
-def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, n: int, imitation, length: int, log) -> dict:
+def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, spec: DraftSpec, length: int, log) -> dict:
     """Per-token decode time of one request of `length` new tokens (EOS ignored), per method, median of repeats."""
     request = _requests(cfg, processor, vlm, length, 1, ignore_eos=True)[0]
     slots = int(request.inputs["input_ids"].shape[1]) + length + 32
-    methods = _methods(cfg, vlm, n, imitation, 1, slots)
+    methods = _methods(cfg, vlm, spec, 1, slots)
     # the batch engine of generate() (DynamicCache), with no EOS: the sweep runs every request to its budget
     batch = {"plain generate()": GreedyDecoder(vlm.decoder, ())}
-    d = next((d for d in cfg.drafts if d.isdigit() or d == "dynamic"), None)
+    d = next((d for d in cfg.drafts if d not in ("adaptive", "lookup")), None)  # those need the stream engine
     if d is not None:
-        batch[f"ssd d={d} generate()"] = SelfSpeculativeDecoder(vlm.decoder, n, imitation, d, ())
+        batch[f"ssd d={d} generate()"] = SelfSpeculativeDecoder(vlm.decoder, replace(spec, draft=d), ())
     _warm_up(methods, [request])
     per_token: dict[str, list[float]] = {name: [] for name in [*methods, *batch]}
     for _ in range(cfg.repeats):

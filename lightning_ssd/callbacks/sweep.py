@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import torch
@@ -154,8 +155,8 @@ class DraftLengthSweep(Callback):
                 ) -> dict[tuple[int, int], list[GenerationResult]]:
         """Every job's timed runs (`repeats` of them), after one untimed decode of the first batch per decoder."""
         vlm = pl_module.vlm
-        decoders = {d: build_decoder("full" if d == 0 else "ssd", vlm.decoder, vlm.eos_token_id, pl_module.n,
-                                     pl_module.imitation, d, pl_module.confidence_threshold)
+        decoders = {d: build_decoder("full" if d == 0 else "ssd", vlm.decoder, vlm.eos_token_id,
+                                     replace(pl_module.spec, draft=d) if d else None)
                     for d in [0, *self.draft_lengths]}
 
         def run(i: int, d: int) -> GenerationResult:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +67,14 @@ class Verdict:
 
     accepted: torch.Tensor
     next_tokens: torch.Tensor
+
+
+def stop_index(tokens: Sequence[int], eos_token_ids: Sequence[int], budget: int) -> int:
+    """How many of a row's accepted tokens to emit: up to and including the first EOS, and at most `budget`."""
+    for i, token in enumerate(tokens[:budget]):
+        if token in eos_token_ids:
+            return i + 1
+    return min(len(tokens), budget)
 
 
 class AcceptanceRule(ABC):

@@ -33,13 +33,14 @@ from dataclasses import dataclass, field
 import torch
 
 from lightning_ssd.backbones.vlm import SplitVLM
+from lightning_ssd.decoding.acceptance import stop_index
+from lightning_ssd.decoding.cost import CostModel
 from lightning_ssd.decoding.draft_policy import DraftPolicy, RowAcceptance, draft_policy
 from lightning_ssd.decoding.drafters import Drafter
 from lightning_ssd.decoding.narrow_linear import linear_modules, narrow_linear
 from lightning_ssd.decoding.result import Cycle, SequenceResult
 from lightning_ssd.decoding.row_rules import GREEDY, PerRowAcceptance, RowRule
 from lightning_ssd.decoding.slots import SlotState
-from lightning_ssd.decoding.verify import stop_index
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class ContinuousEngine:
         drafter: proposes draft tokens (`ShallowDrafter` for SSD, `PromptLookupDrafter`, ...); None decodes with the
             full model alone, one token per row per step (the baseline, through the same engine).
         draft: each row's d per cycle: an int, "dynamic" (eq. 5), "adaptive" (per-row, from the row's acceptance
-            through `cost`), or a `DraftPolicy`.
+            through `cost`), or a `DraftPolicy`; None: the drafter's `spec.draft` (`ShallowDrafter`), else 4.
         cost: the cost model `draft="adaptive"` reads (`measure_cost_model`).
         max_rows: rows decoded at once; further requests queue in arrival order.
         max_slots: key/value slots per row: a request's prompt + budget + one draft block must fit.
@@ -128,14 +129,17 @@ class ContinuousEngine:
         self,
         vlm: SplitVLM,
         drafter: Drafter | None = None,
-        draft: int | str | DraftPolicy = 4,
-        cost=None,
+        draft: int | str | DraftPolicy | None = None,
+        cost: CostModel | None = None,
         max_rows: int = 8,
         max_slots: int = 1024,
         cpu_narrow_linear: bool = True,
         compile: bool = False,
     ) -> None:
         self.vlm, self.decoder, self.drafter = vlm, vlm.decoder, drafter
+        if draft is None:
+            spec = getattr(drafter, "spec", None)
+            draft = 4 if spec is None else spec.draft
         self.policy = draft_policy(draft, cost)
         self.device = next(vlm.parameters()).device
         self.state = SlotState(self.decoder, max_rows, max_slots, self.device, compile)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from lightning_ssd.decoding.checks import parse_draft
 from lightning_ssd.decoding.cost import CostModel
 from lightning_ssd.decoding.schedule import DraftLength, draft_length
 
@@ -99,13 +100,11 @@ class AdaptiveDraft:
 
 def draft_policy(spec: int | str | DraftLength | DraftPolicy, cost: CostModel | None = None) -> DraftPolicy:
     """Parses a user setting: d, "dynamic" (eq. 5), "adaptive" (needs the cost model), or a policy object."""
+    spec = parse_draft(spec)
     if spec == "adaptive":
         if cost is None:
             raise ValueError("draft 'adaptive' picks each row's d through the cost model: give the cost model")
         return AdaptiveDraft(cost)
     if isinstance(spec, AdaptiveDraft | ScheduledDraft):
         return spec
-    try:
-        return ScheduledDraft(draft_length(spec))
-    except ValueError:
-        raise ValueError(f"draft must be an integer d >= 1, 'dynamic' or 'adaptive', got {spec!r}") from None
+    return ScheduledDraft(draft_length(spec))

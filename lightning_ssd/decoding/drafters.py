@@ -18,6 +18,7 @@ from torch import nn
 from lightning_ssd.backbones.decoder import SplitDecoder
 from lightning_ssd.decoding.acceptance import AcceptanceRule
 from lightning_ssd.decoding.imitation import ImitationRunner
+from lightning_ssd.decoding.spec import DraftSpec
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ class Drafter(ABC):
     state keeps them (`SlotState` does).
 
     Attributes:
-        layer: the exit layer: the prompt is prefilled through [0, layer) and handed to `observe_prompt`, and
-            verification runs [layer, L).
+        layer: the layer verification starts from: the prompt is prefilled through [0, layer) and handed to
+            `observe_prompt`, and verification runs [layer, L). For SSD's shallow draft it is the exit layer n; for
+            Draft & Verify's skipped-layer draft, the first skipped layer; for prompt lookup, 0.
         imitation: the draft's imitation network, or None.
     """
 
@@ -146,24 +148,17 @@ class ShallowDrafter(AutoregressiveDrafter):
 
     Args:
         decoder: the backbone's split decoder.
-        n: exit layer.
-        imitation: imitation network (None: the plain early exit, layer n -> norm -> head).
+        spec: the draft: n, the imitation network (None: the plain early exit, layer n -> norm -> head) and the
+            confidence threshold below which a row stops drafting; checked against `decoder` and kept as given.
         eos_token_id: tokens after which a row stops drafting.
-        confidence_threshold: a row stops drafting at the first draft whose top-1 probability is below this.
     """
 
-    def __init__(
-        self,
-        decoder: SplitDecoder,
-        n: int,
-        imitation: nn.Module | None = None,
-        eos_token_id: Sequence[int] = (),
-        confidence_threshold: float | None = None,
-    ) -> None:
-        self.decoder, self.layer, self.imitation = decoder, n, imitation
-        self.runner = ImitationRunner(imitation)  # owns the network's attention state on each decoding state
+    def __init__(self, decoder: SplitDecoder, spec: DraftSpec, eos_token_id: Sequence[int] = ()) -> None:
+        self.spec = spec.check(decoder)
+        self.decoder, self.layer, self.imitation = decoder, spec.n, spec.imitation
+        self.runner = ImitationRunner(spec.imitation)  # owns the network's attention state per decoding state
         self.eos = torch.tensor(list(eos_token_id), dtype=torch.long)
-        self.confidence_threshold = confidence_threshold
+        self.confidence_threshold = spec.confidence_threshold
 
     def observe_prompt(self, state, x: torch.Tensor) -> None:
         self.runner.observe(state, x, None)

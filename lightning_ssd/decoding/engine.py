@@ -24,14 +24,14 @@ from torch import nn
 
 from lightning_ssd.backbones.decoder import SplitDecoder
 from lightning_ssd.backbones.vlm import DecoderPrompt
-from lightning_ssd.decoding.acceptance import AcceptanceRule, GreedyAcceptance
+from lightning_ssd.decoding.acceptance import AcceptanceRule, GreedyAcceptance, stop_index
 from lightning_ssd.decoding.drafters import Drafter, ShallowDrafter
 from lightning_ssd.decoding.imitation import ImitationRunner
 from lightning_ssd.decoding.narrow_linear import linear_modules, narrow_linear
 from lightning_ssd.decoding.result import Cycle, SequenceResult
 from lightning_ssd.decoding.schedule import DraftLength, draft_length
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.decoding.state import BatchState
-from lightning_ssd.decoding.verify import stop_index
 
 
 class _Clock:
@@ -87,26 +87,6 @@ class _Outputs:
         )
 
 
-def _check_layer(n: int, num_layers: int) -> None:
-    if not 1 <= n <= num_layers - 1:
-        raise ValueError(f"draft exit layer n must be in [1, L-1] = [1, {num_layers - 1}] for this backbone, got n={n}")
-
-
-def check_confidence_threshold(threshold: float | None, setting: str = "confidence_threshold") -> None:
-    """A draft confidence threshold is a probability, or None for none; `setting` names it in the error."""
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"draft {setting} must be in [0, 1] or None, got {threshold}")
-
-
-def _check_imitation(imitation: nn.Module | None, decoder: SplitDecoder) -> None:
-    width = getattr(imitation, "hidden_size", None)
-    if imitation is not None and width != decoder.hidden_size:
-        raise ValueError(
-            f"imitation network width {width} does not match the backbone hidden size {decoder.hidden_size}; "
-            "train or load an imitation network for this backbone"
-        )
-
-
 def _keep_live(state: BatchState, live: list[int], rows: list[int], token: torch.Tensor
                ) -> tuple[list[int], torch.Tensor]:
     """Drops the rows that finished (`live`: positions of those that did not); returns the rows and last tokens."""
@@ -118,10 +98,11 @@ def _keep_live(state: BatchState, live: list[int], rows: list[int], token: torch
 
 
 class _PlainDecoder:
-    """One pass of layers [0, hi) (+ imitation) -> head per token, for every live row at once."""
+    """One pass of layers [0, n) (+ imitation) -> head per token, for every live row at once (n = L: the full
+    model)."""
 
-    def __init__(self, decoder: SplitDecoder, hi: int, imitation: nn.Module | None, eos: Sequence[int]) -> None:
-        self.decoder, self.hi, self.imitation = decoder, hi, imitation
+    def __init__(self, decoder: SplitDecoder, n: int, imitation: nn.Module | None, eos: Sequence[int]) -> None:
+        self.decoder, self.n, self.imitation = decoder, n, imitation
         self.runner = ImitationRunner(imitation)
         self.eos = tuple(eos)
 
@@ -130,22 +111,22 @@ class _PlainDecoder:
         self, prompt: DecoderPrompt, max_new_tokens: int, rule: AcceptanceRule | None = None
     ) -> tuple[SequenceResult, ...]:
         rule = rule or GreedyAcceptance()
-        clock, hi = _Clock(prompt.inputs_embeds.device), self.hi
+        clock, n = _Clock(prompt.inputs_embeds.device), self.n
         state = BatchState(self.decoder, prompt)
         out = _Outputs(state.batch_size, self.eos, max_new_tokens)
         t0 = clock()
-        logits = self.decoder.head(self.runner.imitate(state, state.prefill(0, hi), None)[:, -1:])[:, -1]
+        logits = self.decoder.head(self.runner.imitate(state, state.prefill(0, n), None)[:, -1:])[:, -1]
         token = rule.pick(logits)
         rows = state.rows.tolist()
         live = out.start(rows, token.tolist(), clock() - t0)
         while live:
             start = clock()
             rows, last = _keep_live(state, live, rows, token)
-            x = state.token_states(last, 0, hi)  # (B, 1, D)
+            x = state.token_states(last, 0, n)  # (B, 1, D)
             token = rule.pick(self.decoder.head(self.runner.imitate(state, x, 0))[:, -1])
             state.advance()
             emitted = [[t] for t in token.tolist()]
-            seconds, deep = clock() - start, int(hi == self.decoder.num_layers)
+            seconds, deep = clock() - start, int(n == self.decoder.num_layers)
             share = seconds / len(rows)
             cycles = [Cycle(0, 0, 1, deep, 0.0 if deep else share, share if deep else 0.0) for _ in rows]
             live = out.emit(rows, emitted, cycles, seconds)
@@ -160,15 +141,17 @@ class GreedyDecoder(_PlainDecoder):
 
 
 class DraftOnlyDecoder(_PlainDecoder):
-    """The draft model alone: layers [0, n) (+ imitation net) -> final norm -> head, no verification."""
+    """The draft model alone: layers [0, n) (+ imitation net) -> final norm -> head, no verification.
 
-    def __init__(
-        self, decoder: SplitDecoder, n: int, imitation: nn.Module | None = None, eos_token_id: Sequence[int] = ()
-    ) -> None:
-        _check_layer(n, decoder.num_layers)
-        _check_imitation(imitation, decoder)
-        super().__init__(decoder, n, imitation, eos_token_id)
-        self.n = n
+    Args:
+        decoder: the backbone's split decoder.
+        spec: the draft: its n and imitation network (d and the threshold play no part without verification).
+        eos_token_id: tokens that end a sequence.
+    """
+
+    def __init__(self, decoder: SplitDecoder, spec: DraftSpec, eos_token_id: Sequence[int] = ()) -> None:
+        self.spec = spec.check(decoder)
+        super().__init__(decoder, spec.n, spec.imitation, eos_token_id)
 
 
 class SpeculativeDecoder:
@@ -258,40 +241,41 @@ class SelfSpeculativeDecoder(SpeculativeDecoder):
 
     Args:
         decoder: the backbone's split decoder.
-        n: exit layer of the draft model, 1 <= n <= L - 1.
-        imitation: the imitation network (None drafts with the plain early exit, layer n -> norm -> head).
-        draft: d per cycle: an int, "dynamic" (paper eq. 5) or a schedule object.
+        spec: the draft: n, the imitation network, d (an int, "dynamic" (paper eq. 5) or a schedule object) and the
+            confidence threshold (see `DraftSpec`; the threshold changes the work per cycle, never the output).
         eos_token_id: tokens that end a sequence (kept in the output, like transformers' generate).
         cpu_narrow_linear: on CPU, compute the verification pass's linear layers as W @ x^T (see narrow_linear.py).
-        confidence_threshold: stop drafting early when the draft's top-1 probability falls below this value (the
-            unconfident token is not drafted; verification then yields the full model's token at its place).
-            None drafts d tokens every cycle. Output is unchanged either way; only the work per cycle differs.
+        n: with `imitation`, `draft` and `confidence_threshold`: the spec's fields one by one, in place of `spec`
+            (the form the README's quick start uses); they are made into a `DraftSpec`.
+        imitation: see `n`.
+        draft: see `n`.
+        confidence_threshold: see `n`.
     """
 
     def __init__(
         self,
         decoder: SplitDecoder,
-        n: int,
-        imitation: nn.Module | None = None,
-        draft: int | str | DraftLength = 4,
+        spec: DraftSpec | None = None,
         eos_token_id: Sequence[int] = (),
         cpu_narrow_linear: bool = True,
+        *,
+        n: int | None = None,
+        imitation: nn.Module | None = None,
+        draft: int | str | DraftLength = 4,
         confidence_threshold: float | None = None,
     ) -> None:
-        _check_layer(n, decoder.num_layers)
-        _check_imitation(imitation, decoder)
-        check_confidence_threshold(confidence_threshold)
-        drafter = ShallowDrafter(decoder, n, imitation, eos_token_id, confidence_threshold)
-        super().__init__(decoder, drafter, draft, eos_token_id, cpu_narrow_linear)
+        if spec is None:
+            spec = DraftSpec(n, imitation, draft, confidence_threshold)
+        elif (n, imitation, draft, confidence_threshold) != (None, None, 4, None):
+            raise TypeError("SelfSpeculativeDecoder takes a DraftSpec or its fields (n, imitation, draft, "
+                            "confidence_threshold), not both")
+        drafter = ShallowDrafter(decoder, spec, eos_token_id)
+        super().__init__(decoder, drafter, spec.draft, eos_token_id, cpu_narrow_linear)
+
+    @property
+    def spec(self) -> DraftSpec:
+        return self.drafter.spec
 
     @property
     def n(self) -> int:
-        return self.drafter.layer
-
-    @property
-    def imitation(self) -> nn.Module | None:
-        return self.drafter.imitation
-
-    @property
-    def confidence_threshold(self) -> float | None:
-        return self.drafter.confidence_threshold
+        return self.spec.n

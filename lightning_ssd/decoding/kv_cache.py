@@ -149,8 +149,15 @@ class SlotCache(Cache):
         rows = torch.arange(self.r0, self.r1, device=device).unsqueeze(1)
         return rows, self.write_at.unsqueeze(1) + torch.arange(new, device=device)
 
-    def slot_attention_mask(self, new: int, dtype: torch.dtype, additive: bool) -> torch.Tensor:
-        """(B, 1, T, W) causal mask of the bound pass: boolean, or additive (0 / dtype min) for eager attention."""
+    def slot_attention_mask(self, new: int, dtype: torch.dtype, additive: bool, may_skip: bool = False
+                            ) -> torch.Tensor | None:
+        """(B, 1, T, W) causal mask of the bound pass: boolean, or additive (0 / dtype min) for eager attention.
+
+        With `may_skip`, None when the pass needs no mask: one new token per row, every row writing at the last of
+        the W slots (so each sees all of them), as at batch size 1; attention then takes its unmasked kernel.
+        """
+        if may_skip and new == 1 and bool((self.write_at == self.width - 1).all()):
+            return None
         device = self.write_at.device
         last = self.write_at.unsqueeze(1) + torch.arange(new, device=device)  # (B, T): slot of each query
         visible = torch.arange(self.width, device=device) <= last.unsqueeze(-1)  # (B, T, W)

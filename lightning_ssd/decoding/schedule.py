@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lightning_ssd.decoding.checks import parse_draft
+
 
 @dataclass(frozen=True)
 class FixedDraftLength:
@@ -48,12 +50,9 @@ DraftLength = FixedDraftLength | DynamicDraftLength
 
 def draft_length(spec: int | str | DraftLength, horizon: int = 512) -> DraftLength:
     """Parses a user setting: an int d, "dynamic" (eq. 5 with the paper's constants), or a schedule object."""
+    spec = parse_draft(spec, "draft length", ("dynamic",))
     if isinstance(spec, FixedDraftLength | DynamicDraftLength):
         return spec
-    if isinstance(spec, str):
-        if spec == "dynamic":
-            return DynamicDraftLength(horizon=horizon)
-        if spec.isdigit():
-            return FixedDraftLength(int(spec))
-        raise ValueError(f"draft length must be an integer d >= 1 or 'dynamic', got {spec!r}")
+    if spec == "dynamic":
+        return DynamicDraftLength(horizon=horizon)
     return FixedDraftLength(int(spec))

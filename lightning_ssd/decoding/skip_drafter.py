@@ -26,8 +26,8 @@ import torch
 
 from lightning_ssd.backbones.decoder import SplitDecoder
 from lightning_ssd.decoding.acceptance import AcceptanceRule
+from lightning_ssd.decoding.checks import check_confidence_threshold
 from lightning_ssd.decoding.drafters import AutoregressiveDrafter, Draft
-from lightning_ssd.decoding.engine import check_confidence_threshold
 from lightning_ssd.decoding.state import BatchState
 
 
@@ -98,7 +98,9 @@ class SkipLayerDrafter(AutoregressiveDrafter):
         adaptive: adapts each row's threshold to its acceptance rate (needs `confidence_threshold`).
 
     Attributes:
-        layer: m, the first skipped layer (L - 1 for an empty skip set): verification runs layers [m, L).
+        layer: m, the first skipped layer (L - 1 for an empty skip set): verification runs layers [m, L). It plays
+            the part SSD's exit layer n plays (`Drafter.layer`), but the draft does not stop there: it runs the kept
+            layers of [m, L) too.
     """
 
     propose_first_unsure = True  # the original verifies the first unconfident draft too

@@ -168,8 +168,8 @@ class SlotImitationState:
     def append(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cache.layers[0].update(keys, values)
 
-    def slot_attention_mask(self, new: int, dtype: torch.dtype, additive: bool) -> torch.Tensor:
-        return self.cache.slot_attention_mask(new, dtype, additive)
+    def slot_attention_mask(self, new: int, dtype: torch.dtype, additive: bool) -> torch.Tensor | None:
+        return self.cache.slot_attention_mask(new, dtype, additive, may_skip=not additive)
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         self.cache.move_row(src, dst, length)

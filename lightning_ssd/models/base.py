@@ -14,11 +14,12 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from lightning_ssd.backbones import absolute_backbone, load_backbone, load_processor
 from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
-from lightning_ssd.decoding.engine import check_confidence_threshold
+from lightning_ssd.decoding.checks import check_modes
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.errors import UsageError
-from lightning_ssd.models.evaluation import DecodingEvaluator, EvalSummary, check_modes
+from lightning_ssd.models.evaluation import DecodingEvaluator, EvalSummary
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -66,6 +67,10 @@ class TeacherForced:
 
 class SSDModule(LightningModule):
     """Base of the stage modules: loads the backbone and evaluates by decoding with the SSD engine.
+
+    The draft settings (n, the imitation network a subclass adds, d and the confidence threshold) are held by one
+    `DraftSpec`, `self.spec`, checked against the backbone here and handed as it is to `build_decoder`; `n`, `draft`,
+    `confidence_threshold` and `imitation` read it.
 
     Args:
         backbone: a preset name (tiny-blip2-opt, base-blip2-opt, ...) or a checkpoint folder written by
@@ -119,16 +124,11 @@ class SSDModule(LightningModule):
         # A relative folder would name another place, or nothing, when the checkpoint is used from another directory
         self.hparams.backbone = absolute_backbone(backbone)
         self.vlm = load_backbone(backbone, dtype=getattr(torch, backbone_dtype), seed=backbone_seed)
-        L = self.vlm.decoder.num_layers
-        if n is not None and not 1 <= n <= L - 1:
-            raise UsageError(f"model.init_args.n={n}: the draft exit layer must be in [1, {L - 1}] for backbone "
-                             f"{backbone!r} (L={L})")
+        self.spec = DraftSpec(n, None, draft, confidence_threshold, prefix="model.init_args.")
+        if n is not None:
+            self.spec.check(self.vlm.decoder)
         if max_new_tokens < 1:
             raise UsageError(f"model.init_args.max_new_tokens must be >= 1, got {max_new_tokens}")
-        self.n = n
-        self.draft = draft
-        check_confidence_threshold(confidence_threshold, "model.init_args.confidence_threshold")
-        self.confidence_threshold = confidence_threshold
         self.max_new_tokens = max_new_tokens
         self._eval_modes = eval_modes
         if timing_repeats < 1:
@@ -140,7 +140,7 @@ class SSDModule(LightningModule):
         # Built here, once subclasses have set their imitation network, so that modes can be checked against it.
         if not hasattr(self, "val_eval"):
             modes = self.modes_for(self.imitation) if self._eval_modes is None else self._eval_modes
-            modes = check_modes(modes, self.imitation is not None, self.n)
+            modes = check_modes(modes, self.imitation is not None, self.n, self.spec.setting("eval_modes"))
             self.val_eval, self.test_eval = (
                 DecodingEvaluator(modes, self._meteor, self._num_samples, timing_repeats=self._timing_repeats)
                 .to(self.device) for _ in range(2))
@@ -151,9 +151,23 @@ class SSDModule(LightningModule):
         return ("full", "draft", "draft_imit", "ssd") if imitation is not None else self.default_modes
 
     @property
+    def n(self) -> int | None:
+        """The draft exit layer; None for a module that never decodes with a draft."""
+        return self.spec.n
+
+    @property
+    def draft(self) -> int | str:
+        """d per cycle at evaluation: an int, or "dynamic" (paper eq. 5)."""
+        return self.spec.draft
+
+    @property
+    def confidence_threshold(self) -> float | None:
+        return self.spec.confidence_threshold
+
+    @property
     def imitation(self) -> nn.Module | None:
         """The imitation network used for drafting; None drafts with the plain early exit."""
-        return None
+        return self.spec.imitation
 
     @cached_property
     def tokenizer(self):
@@ -189,8 +203,7 @@ class SSDModule(LightningModule):
 
     def decoders(self) -> dict[str, BatchDecoder]:
         return {
-            mode: build_decoder(mode, self.vlm.decoder, self.vlm.eos_token_id, self.n, self.imitation, self.draft,
-                                self.confidence_threshold)
+            mode: build_decoder(mode, self.vlm.decoder, self.vlm.eos_token_id, self.spec)
             for mode in self.val_eval.modes
         }
 

@@ -6,7 +6,8 @@ A draft folder (`export_draft`, `python -m lightning_ssd export-draft CKPT OUTDI
     fingerprint of the backbone it was trained on, so that loading it for another backbone is refused;
   - `model.safetensors`: the imitation network's weights.
 
-Every loader here accepts either form and checks it against the backbone it will draft for.
+Every loader here accepts either form and checks it against the backbone it will draft for; `load_draft_spec`
+reads it as the `DraftSpec` the decoders take.
 
 A checkpoint is read with `torch.load(weights_only=True)`: tensors, plain containers and numbers, and only what
 `LIGHTNING_SAFE_GLOBALS` adds. A shared `.ckpt` whose pickle asks for anything else (which could run code) is
@@ -30,6 +31,7 @@ from torch import nn
 
 from lightning_ssd.backbones.loading import staged_folder
 from lightning_ssd.backbones.vlm import SplitVLM
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.errors import UserError
 from lightning_ssd.models.components.fingerprint import BackboneMismatchError, backbone_fingerprint, check_fingerprint
 
@@ -158,16 +160,17 @@ def _network(draft: dict[str, Any], hidden_size: int, source: Path) -> nn.Module
         net.load_state_dict(draft["weights"])
     except RuntimeError as exc:
         raise BackboneMismatchError(f"the weights in {source} do not fit its imitation network: {exc}") from exc
-    net.n = draft["n"]
     return net.eval()
 
 
-def load_imitation_network(path: str | Path, vlm: SplitVLM, backbone: str = "the backbone",
-                           draft_setting: str = "draft", backbone_setting: str = "backbone") -> nn.Module:
-    """The trained imitation network of an imitation-stage checkpoint or a draft folder, checked against `vlm`.
+def load_draft_spec(path: str | Path, vlm: SplitVLM, draft: int | str = 4, confidence_threshold: float | None = None,
+                    prefix: str = "", backbone: str = "the backbone", source: str = "draft") -> DraftSpec:
+    """The draft of an imitation-stage checkpoint or a draft folder, checked against `vlm`: the n and the imitation
+    network the file holds, with d and the confidence threshold as given (they are decoding settings, not the
+    draft's). `prefix` names the settings in errors as the user gave them (see `DraftSpec`).
 
-    `backbone` is the name or folder `vlm` was loaded from; `draft_setting` and `backbone_setting` name the flags
-    (or keys) that gave the draft and the backbone, so that an error speaks of what the user typed.
+    `backbone` is the name or folder `vlm` was loaded from, and `source` the setting that gave `path` (`draft-head`
+    with prefix "--" reads `--draft-head`), so that a mismatch speaks of what the user typed.
 
     Raises:
         FileNotFoundError: no such checkpoint file or folder, or a draft folder without its files.
@@ -176,11 +179,29 @@ def load_imitation_network(path: str | Path, vlm: SplitVLM, backbone: str = "the
         UnsafeCheckpointError: the checkpoint needs more than weights-only loading allows (it could run code).
         BackboneMismatchError: the draft was trained on another backbone (family, sizes or weights differ).
     """
-    source, draft = _read(path)
-    saved = draft["backbone"]
-    check_fingerprint(saved["fingerprint"], backbone_fingerprint(vlm), saved["path"], backbone,
-                      f"{draft_setting} {path}", backbone_setting)
-    return _network(draft, vlm.decoder.hidden_size, source)
+    where, saved = _read(path)
+    trained_on = saved["backbone"]
+    check_fingerprint(trained_on["fingerprint"], backbone_fingerprint(vlm), trained_on["path"], backbone,
+                      f"{prefix}{source} {path}", f"{prefix}backbone")
+    imitation = _network(saved, vlm.decoder.hidden_size, where)
+    return DraftSpec(saved["n"], imitation, draft, confidence_threshold, prefix).check(vlm.decoder)
+
+
+def load_imitation_network(path: str | Path, vlm: SplitVLM) -> nn.Module:
+    """The trained imitation network of an imitation-stage checkpoint or a draft folder, checked against `vlm`
+    (`load_draft_spec(path, vlm).imitation`). Its `n` attribute repeats the spec's n for code that builds a decoder
+    from the network alone, as the README's quick start does; `load_draft_spec` is the reader to use.
+
+    Raises:
+        FileNotFoundError: no such checkpoint file or folder, or a draft folder without its files.
+        NotACheckpointError: the path holds no draft (a text, empty or truncated file, a checkpoint of another
+            kind, a draft folder with a damaged file).
+        UnsafeCheckpointError: the checkpoint needs more than weights-only loading allows (it could run code).
+        BackboneMismatchError: the draft was trained on another backbone (family, sizes or weights differ).
+    """
+    spec = load_draft_spec(path, vlm)
+    spec.imitation.n = spec.n
+    return spec.imitation
 
 
 def _write_folder(out_dir: str | Path, imitation: dict | None, n: int, backbone: dict[str, Any],

@@ -21,10 +21,8 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric
 
 from lightning_ssd.backbones.vlm import SplitVLM, vision_inputs
-from lightning_ssd.decoding.factory import MODES
 from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import GenerationResult, SequenceResult
-from lightning_ssd.errors import UsageError
 from lightning_ssd.metrics import CaptionScores, VQAAccuracy
 from lightning_ssd.metrics.acceptance import AcceptanceStats
 from lightning_ssd.timing import check_speedup, median_run
@@ -79,20 +77,6 @@ class EvalSummary:
     judged_by_step: list[int]
     samples: list[DecodedSample]
     mismatches: list[Mismatch]
-
-
-def check_modes(modes: Sequence[str], has_imitation: bool, n: int | None) -> tuple[str, ...]:
-    if not modes:
-        raise UsageError(f"eval_modes is empty; give at least one of {', '.join(MODES)}, or null for the stage's "
-                         "default")
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        raise UsageError(f"eval_modes: unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
-    if not has_imitation and "draft_imit" in modes:
-        raise UsageError("eval_modes: 'draft_imit' needs an imitation network; this module has none")
-    if n is None and any(m != "full" for m in modes):
-        raise UsageError(f"eval_modes {list(modes)} decode with a draft model: set n (the draft exit layer)")
-    return tuple(modes)
 
 
 def quality_metric(task: str, meteor: bool = False, **kwargs: Any) -> Metric:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
 
+from lightning_ssd.decoding.checks import check_trained_exit_layer
 from lightning_ssd.errors import UsageError
 from lightning_ssd.models.base import SSDModule, TeacherForced
 from lightning_ssd.models.components.fingerprint import (
@@ -75,14 +77,11 @@ class ImitationModule(SSDModule):
         self.fingerprint = backbone_fingerprint(self.vlm)
         self.backbone_frozen = False
         self.imitation_net = (imitation or ImitationNetwork)(D)
+        self.spec = replace(self.spec, imitation=self.imitation_net)
         self.objective = ImitationObjective(D, fusion, fusion_layers, w_cs, w_kl, w_ce, w_anchor, kl_direction)
         self.target_cache = TargetCache() if cache_targets else None
         if self.freezes_backbone:
             self.freeze_backbone()
-
-    @property
-    def imitation(self) -> ImitationNetwork:
-        return self.imitation_net
 
     def freeze_backbone(self) -> None:
         self.vlm.requires_grad_(False)
@@ -148,9 +147,8 @@ class ImitationModule(SSDModule):
                 "imitation-stage checkpoint (its state holds only the imitation network and fusion weights)"
             )
         check_fingerprint(saved["fingerprint"], self.fingerprint, saved["path"], self.hparams.backbone)
-        if saved["n"] != self.n:
-            raise BackboneMismatchError(f"this checkpoint's imitation network reads layer n={saved['n']}, but "
-                                        f"model.init_args.n={self.n}; set n to {saved['n']} or train for n={self.n}")
+        check_trained_exit_layer(self.n, saved["n"], self.spec.setting("n"), "this checkpoint's imitation network",
+                                 BackboneMismatchError)
         expected = {k for k in self.state_dict() if not (self.freezes_backbone and k.startswith(_BACKBONE_PREFIX))}
         found = set(checkpoint["state_dict"])
         missing, unexpected = sorted(expected - found), sorted(found - expected)

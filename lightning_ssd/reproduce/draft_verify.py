@@ -17,6 +17,7 @@ from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder
 from lightning_ssd.decoding.skip_drafter import AdaptiveThreshold
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.reproduce.decode_eval import evaluate_decoders, prompt_inputs, split_batches
 from lightning_ssd.reproduce.plan import atomic_write_json
 from lightning_ssd.reproduce.settings import Settings
@@ -50,9 +51,9 @@ def run_draft_verify(backbone: Path, settings: Settings, seed: int, out: Path) -
 
     def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
         return {"full": build_decoder("full", model.decoder, eos),
-                "draft_verify": build_decoder("draft_verify", model.decoder, eos, draft=s.draft,
-                                              confidence_threshold=s.dv_threshold, skip_layers=found.skip_layers,
-                                              adaptive_threshold=AdaptiveThreshold())}
+                "draft_verify": build_decoder("draft_verify", model.decoder, eos,
+                                              DraftSpec(draft=s.draft, confidence_threshold=s.dv_threshold),
+                                              skip_layers=found.skip_layers, adaptive_threshold=AdaptiveThreshold())}
 
     result = evaluate_decoders(vlm, decoders, split_batches(backbone, s, "test"), tokenizer, s.max_new_tokens,
                                meteor=s.meteor)

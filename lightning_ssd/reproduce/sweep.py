@@ -9,12 +9,13 @@ METEOR is left out: the figure shows BLEU-4, and each METEOR score starts a JVM.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder
-from lightning_ssd.models.checkpoint import load_imitation_network
+from lightning_ssd.models.checkpoint import load_draft_spec
 from lightning_ssd.reproduce.decode_eval import evaluate_decoders, split_batches
 from lightning_ssd.reproduce.plan import atomic_write_json
 from lightning_ssd.reproduce.settings import Settings
@@ -30,14 +31,15 @@ def run_sweep(backbone: Path, checkpoint: Path, settings: Settings, out: Path) -
     """Decodes the test split with greedy, SSD at each d, and SSD without imitation; writes out (JSON)."""
     s = settings
     vlm = load_backbone(str(backbone)).eval()
-    imitation = load_imitation_network(checkpoint, vlm, str(backbone)).eval()
-    n, eos = imitation.n, vlm.eos_token_id
+    spec = load_draft_spec(checkpoint, vlm, backbone=str(backbone))
+    n, eos = spec.n, vlm.eos_token_id
 
     def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
-        imit = copy.deepcopy(imitation).to(next(model.parameters()).dtype)  # the recheck's model is float64
+        imit = copy.deepcopy(spec.imitation).to(next(model.parameters()).dtype)  # the recheck's model is float64
         found = {"full": build_decoder("full", model.decoder, eos)}
-        found |= {sweep_mode(d): build_decoder("ssd", model.decoder, eos, n, imit, d) for d in s.sweep_drafts}
-        found[NO_IMITATION] = build_decoder("ssd", model.decoder, eos, n, None, s.draft)
+        found |= {sweep_mode(d): build_decoder("ssd", model.decoder, eos, replace(spec, imitation=imit, draft=d))
+                  for d in s.sweep_drafts}
+        found[NO_IMITATION] = build_decoder("ssd", model.decoder, eos, replace(spec, imitation=None, draft=s.draft))
         return found
 
     tokenizer = load_processor(str(backbone)).tokenizer

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from lightning_ssd.bench.runner import BenchConfig, format_table, run_benchmark
-from lightning_ssd.decoding.engine import check_confidence_threshold
-from lightning_ssd.errors import ToolParser, UsageError, at_least
+from lightning_ssd.decoding.checks import check_confidence_threshold, check_exit_layer
+from lightning_ssd.errors import ToolParser, at_least
 from lightning_ssd.files import atomic_write_text
 from lightning_ssd.threads import add_threads_argument
 from lightning_ssd.tools import checks
@@ -77,10 +77,8 @@ def _threshold(value: str) -> float | None:
 def _check(args: dict) -> None:
     """Every flag that can be checked before a model loads."""
     num_layers = checks.backbone(args["backbone"])
-    n = args["n"]
-    if n is not None and not 1 <= n <= num_layers - 1:
-        raise UsageError(f"--n {n}: the draft exit layer must be in [1, L-1] = [1, {num_layers - 1}] for --backbone "
-                         f"{args['backbone']} (L={num_layers})")
+    if args["n"] is not None:
+        check_exit_layer(args["n"], num_layers, "--n")
     if args["imitation"] not in ("none", "identity"):
         checks.draft_source(args["imitation"], "--imitation")
     for d in args["drafts"]:

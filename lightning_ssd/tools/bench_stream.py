@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from lightning_ssd.bench.stream import StreamConfig, format_stream, stream_benchmark
+from lightning_ssd.decoding.checks import check_exit_layer
 from lightning_ssd.errors import ToolParser, UsageError, at_least
 from lightning_ssd.files import atomic_write_text
 from lightning_ssd.threads import add_threads_argument
@@ -61,14 +62,10 @@ def _check(args: dict) -> None:
     if not args["num_requests"] and not args["lengths"]:
         raise UsageError("--num-requests 0 runs no stream: give --length for the length sweep")
     for d in args["drafts"]:
-        if d not in _DRAFT_NAMES and not (d.isdigit() and int(d) >= 1):
-            raise UsageError(f"--draft {d!r}: give the draft length d as an integer >= 1, or one of "
-                             f"{', '.join(_DRAFT_NAMES)}")
+        checks.draft_length(d, "--draft", _DRAFT_NAMES)
     num_layers = checks.backbone(args["backbone"])
-    n = args["n"]
-    if n is not None and not 1 <= n <= num_layers - 1:
-        raise UsageError(f"--n {n}: the draft exit layer must be in [1, L-1] = [1, {num_layers - 1}] for --backbone "
-                         f"{args['backbone']} (L={num_layers})")
+    if args["n"] is not None:
+        check_exit_layer(args["n"], num_layers, "--n")
     if args["imitation"] not in ("none", "identity"):
         checks.draft_source(args["imitation"], "--imitation")
     checks.device(args["device"])

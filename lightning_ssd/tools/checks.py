@@ -34,13 +34,12 @@ def draft_source(value: str, flag: str) -> None:
                          f"file is truncated or of another kind); {_WHERE_DRAFTS_COME_FROM}")
 
 
-def draft_length(value: str, flag: str = "--draft") -> int | str:
-    """d as an integer >= 1, or 'dynamic'."""
-    if value == "dynamic":
-        return value
-    if not value.isdigit() or int(value) < 1:
-        raise UsageError(f"{flag} {value!r}: give the draft length d as an integer >= 1, or 'dynamic' (paper eq. 5)")
-    return int(value)
+def draft_length(value: str, flag: str = "--draft", names: tuple[str, ...] = ("dynamic",)) -> int | str:
+    """d as an integer >= 1, or one of `names` ('dynamic': paper eq. 5); read by the decoders' own parser of the
+    setting."""
+    from lightning_ssd.decoding.checks import parse_draft
+
+    return parse_draft(value, flag, names)
 
 
 def sampling(do_sample: bool, temperature: float, top_k: int, top_p: float) -> None:

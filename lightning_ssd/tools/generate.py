@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace) -> None:
     """Every flag that can be checked before a model loads: the flags alone first, then the files they name."""
-    checks.draft_length(args.draft)
+    args.draft = checks.draft_length(args.draft)
     checks.sampling(args.do_sample, args.temperature, args.top_k, args.top_p)
     if args.mode == "ssd" and not args.draft_head:
         raise UsageError("--mode ssd needs --draft-head (an imitation checkpoint or a draft folder); or use "
@@ -96,18 +96,17 @@ def main(argv: list[str] | None = None) -> None:
     from lightning_ssd.decoding.generate import generate
     from lightning_ssd.decoding.result import GenerationResult
     from lightning_ssd.files import atomic_open
-    from lightning_ssd.models.checkpoint import load_imitation_network
+    from lightning_ssd.models.checkpoint import load_draft_spec
 
     device = torch.device(args.device)
     vlm = load_backbone(args.backbone).to(device)
     processor = load_processor(args.backbone)
-    imitation = None
+    spec = None
     if args.mode == "ssd":
-        imitation = load_imitation_network(args.draft_head, vlm, args.backbone, "--draft-head", "--backbone").to(device)
-    n = getattr(imitation, "n", None)
-    draft = args.draft if args.draft == "dynamic" else int(args.draft)
-    decoder = build_decoder("ssd" if args.mode == "ssd" else "full", vlm.decoder, vlm.eos_token_id, n, imitation,
-                            draft)
+        spec = load_draft_spec(args.draft_head, vlm, args.draft, prefix="--", backbone=args.backbone,
+                               source="draft-head")
+        spec.imitation.to(device)
+    decoder = build_decoder("ssd" if args.mode == "ssd" else "full", vlm.decoder, vlm.eos_token_id, spec)
     config = with_strategy(vlm.model.generation_config, args.do_sample, args.temperature, args.top_k, args.top_p)
     generator = torch.Generator(device).manual_seed(args.seed) if args.do_sample else None
 

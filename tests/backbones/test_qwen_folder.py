@@ -11,6 +11,7 @@ from lightning_ssd.backbones.tokenizer import preset_tokenizer
 from lightning_ssd.backbones.vlm import SplitVLM
 from lightning_ssd.decoding.engine import SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
+from lightning_ssd.decoding.spec import DraftSpec
 from tests.helpers import chaotic_
 
 SPECIAL = ["<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>", "<|im_end|>"]
@@ -55,7 +56,7 @@ def test_folder_loads_and_ssd_equals_generate_on_processor_outputs(folder):
     assert inputs["mm_token_type_ids"].sum(-1).tolist() == [4, 12]  # one placeholder per merged patch
     with torch.no_grad():
         reference = vlm.model.generate(**inputs, do_sample=False, max_new_tokens=10)[:, inputs["input_ids"].shape[1]:]
-    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2, None, 4, vlm.eos_token_id), **inputs,
+    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2), vlm.eos_token_id), **inputs,
                    max_new_tokens=10)
     assert torch.equal(out.padded(vlm.pad_token_id), reference)
     assert len({t for row in reference.tolist() for t in row}) >= 4

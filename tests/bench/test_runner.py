@@ -3,7 +3,10 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from lightning_ssd.bench.runner import BenchConfig, MethodRecord, _flag, format_table, run_benchmark
+from lightning_ssd.backbones import load_backbone
+from lightning_ssd.bench.runner import BenchConfig, MethodRecord, _flag, bench_spec, format_table, run_benchmark
+from lightning_ssd.models.checkpoint import save_draft
+from lightning_ssd.models.components.imitation import ImitationNetwork
 from lightning_ssd.timing import FLAG, ImplausibleSpeedupWarning
 from lightning_ssd.tools.bench import main as bench_main
 
@@ -97,7 +100,8 @@ def test_command_samples(tmp_path):
                                  ["--skip-layers", "1,9"], ["--skip-search-trials", "-1"]])
 def test_command_rejects_impossible_settings(bad, tmp_path):
     with pytest.raises((SystemExit, ValueError),
-                       match="--draft|--n 9|--batch-size|--temperature|--top-p|skip_layers|--skip-search-trials"):
+                       match="--draft|--n=9: the draft exit layer must be in|--batch-size|--temperature|--top-p"
+                             "|skip_layers|--skip-search-trials"):
         bench_main(["--backbone", "tiny-llava", "--output", str(tmp_path / "r.json"), *bad])
     assert not (tmp_path / "r.json").exists()
 
@@ -124,3 +128,13 @@ def test_new_families_are_benchmarked_with_token_identity(backbone, tmp_path):
     identical = {r["method"]: r["tokens_identical"] for r in report["methods"]}
     assert identical == {"transformers_greedy": True, "greedy": True, "ssd_d3": True, "draft_only": False,
                          "draft_verify": True}  # the draft alone is not the full model
+
+
+def test_the_draft_spec_comes_from_the_draft_and_a_different_n_is_refused(tmp_path):
+    vlm = load_backbone("tiny-llava")  # L = 4
+    save_draft(ImitationNetwork(vlm.decoder.hidden_size).eval(), 2, vlm, "tiny-llava", tmp_path / "draft")
+    assert bench_spec(str(tmp_path / "draft"), None, vlm).n == 2
+    assert bench_spec(str(tmp_path / "draft"), 2, vlm).n == 2
+    assert (bench_spec("none", None, vlm).n, bench_spec("none", None, vlm).imitation) == (1, None)  # L // 4
+    with pytest.raises(ValueError, match=r"^--n=3, but the imitation network of .*draft reads layer n=2; set --n to 2"):
+        bench_spec(str(tmp_path / "draft"), 3, vlm)

@@ -7,6 +7,7 @@ from lightning_ssd.callbacks.samples import render_cycles
 from lightning_ssd.decoding.engine import SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.decoding.result import Cycle, SequenceResult
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from tests.helpers import TINY, chaotic_, make_inputs, tiny_vlm
 
@@ -64,7 +65,7 @@ def test_recorded_rejections_are_the_draft_models_tokens(name, with_imitation):
     imitation = ImitationNetwork(vlm.decoder.hidden_size, residual=False).eval() if with_imitation else None
     n = 2
     batch = make_inputs(name, [3, 6])
-    result = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, n, imitation, 3, vlm.eos_token_id), **batch,
+    result = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(n, imitation, 3), vlm.eos_token_id), **batch,
                       max_new_tokens=12)
     prompt = vlm.encode(**batch)
     rejections = 0

@@ -8,6 +8,7 @@ import torch
 import lightning_ssd.callbacks.sweep as sweep_module
 from lightning_ssd.callbacks import DraftLengthSweep
 from lightning_ssd.callbacks.sweep import sweep_table
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.timing import FLAG, ImplausibleSpeedupWarning
 from tests.helpers import fabricated_result
 
@@ -20,7 +21,7 @@ def _sweep(monkeypatch, greedy_times: list[float], ssd_seconds: float) -> tuple[
     turn (the warm-up first), SSD (tau 1.6) `ssd_seconds` each time."""
     calls = []
     greedy = iter(greedy_times)
-    monkeypatch.setattr(sweep_module, "build_decoder", lambda mode, *args: args[-2] if mode == "ssd" else 0)
+    monkeypatch.setattr(sweep_module, "build_decoder", lambda mode, dec, eos, spec: spec.draft if mode == "ssd" else 0)
 
     def generate(vlm, d, **inputs):
         calls.append(d)
@@ -30,8 +31,8 @@ def _sweep(monkeypatch, greedy_times: list[float], ssd_seconds: float) -> tuple[
 
     monkeypatch.setattr(sweep_module, "generate", generate)
     monkeypatch.setattr(DraftLengthSweep, "_batches", lambda self, trainer: [BATCH])
-    module = SimpleNamespace(n=1, training=False, eval=lambda: None, train=lambda mode: None, imitation=None,
-                             vlm=SimpleNamespace(decoder=None, eos_token_id=[2]), confidence_threshold=None,
+    module = SimpleNamespace(n=1, spec=DraftSpec(1), training=False, eval=lambda: None, train=lambda mode: None,
+                             vlm=SimpleNamespace(decoder=None, eos_token_id=[2]),
                              max_new_tokens=8, decode_text=lambda tokens: ["yes"] * len(tokens))
     trainer = SimpleNamespace(is_global_zero=True, strategy=SimpleNamespace(batch_to_device=lambda b: b),
                               loggers=[], global_step=0)

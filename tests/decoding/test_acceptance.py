@@ -10,8 +10,8 @@ from lightning_ssd.decoding.acceptance import (
     acceptance_rule,
     check_generation_config,
     logits_warpers,
+    stop_index,
 )
-from lightning_ssd.decoding.verify import stop_index
 
 
 def _logits(argmaxes, vocab=6):

@@ -18,6 +18,7 @@ from lightning_ssd.decoding.draft_policy import AdaptiveDraft
 from lightning_ssd.decoding.drafters import ShallowDrafter
 from lightning_ssd.decoding.prompt_lookup import PromptLookupDrafter
 from lightning_ssd.decoding.row_rules import RowRule
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from tests.decoding import test_qwen, test_sampling
 from tests.helpers import chaotic_, make_inputs, reference_generate, tiny_vlm
@@ -72,17 +73,17 @@ def _engine(vlm, mode, max_rows=2, max_slots=160):
     if mode == "prompt-lookup":
         return ContinuousEngine(vlm, PromptLookupDrafter(vlm.decoder), 4, max_rows=max_rows, max_slots=max_slots)
     if mode == "ssd-exit":
-        return ContinuousEngine(vlm, ShallowDrafter(vlm.decoder, 1, None, vlm.eos_token_id), 4, max_rows=max_rows,
+        return ContinuousEngine(vlm, ShallowDrafter(vlm.decoder, DraftSpec(1), vlm.eos_token_id), 4, max_rows=max_rows,
                                 max_slots=max_slots)
     if mode == "ssd-adaptive":
         cost, _ = measure_cost_model(vlm.decoder, L - 1)
         # a high prior: the random drafts' acceptance must pull each row's d down as the row goes
         policy = AdaptiveDraft(cost, max_d=6, prior=0.95)
-        return ContinuousEngine(vlm, ShallowDrafter(vlm.decoder, L - 1, None, vlm.eos_token_id), policy,
+        return ContinuousEngine(vlm, ShallowDrafter(vlm.decoder, DraftSpec(L - 1), vlm.eos_token_id), policy,
                                 max_rows=max_rows, max_slots=max_slots)
     torch.manual_seed(1)
     imitation = ImitationNetwork(vlm.decoder.hidden_size, residual=False, attention=True).eval()
-    return ContinuousEngine(vlm, ShallowDrafter(vlm.decoder, L // 2, imitation, vlm.eos_token_id), "dynamic",
+    return ContinuousEngine(vlm, ShallowDrafter(vlm.decoder, DraftSpec(L // 2, imitation), vlm.eos_token_id), "dynamic",
                             max_rows=max_rows, max_slots=max_slots)
 
 
@@ -225,7 +226,7 @@ def sampled():
 def _sample_stream(vlm, one):
     config = test_sampling.CONFIG
     rules = [RowRule(True, config.temperature, config.top_k, config.top_p, seed=s) for s in range(N)]
-    engine = ContinuousEngine(vlm, ShallowDrafter(vlm.decoder, 1, None, ()), 2, max_rows=64, max_slots=64)
+    engine = ContinuousEngine(vlm, ShallowDrafter(vlm.decoder, DraftSpec(1), ()), 2, max_rows=64, max_slots=64)
     return [r.tokens for r in engine.run([Request(one, 3, rule=rule) for rule in rules])]
 
 
@@ -257,7 +258,8 @@ def test_bfloat16_ssd_equals_plain_bf16_decoding_except_at_rounding_ties():
         inputs.append({"pixel_values": batch["pixel_values"].to(torch.bfloat16), "input_ids": batch["input_ids"]})
     requests = [Request(x, MAX_NEW) for x in inputs]
     plain = ContinuousEngine(vlm, None, max_rows=4).run(requests)
-    ssd = ContinuousEngine(vlm, ShallowDrafter(vlm.decoder, 1, None, vlm.eos_token_id), 4, max_rows=4).run(requests)
+    drafter = ShallowDrafter(vlm.decoder, DraftSpec(1), vlm.eos_token_id)
+    ssd = ContinuousEngine(vlm, drafter, 4, max_rows=4).run(requests)
     ties = 0
     for x, p, s in zip(inputs, plain, ssd, strict=True):
         at = _first_difference(p.tokens, s.tokens)
@@ -282,7 +284,7 @@ def test_compiled_layer_ranges_give_the_same_tokens():
         batch = make_inputs("tiny-llava", [length], seed=seed)
         inputs.append({"pixel_values": batch["pixel_values"], "input_ids": batch["input_ids"]})
     requests = [Request(x, MAX_NEW) for x in inputs]
-    for drafter in (None, ShallowDrafter(vlm.decoder, 1, None, vlm.eos_token_id)):
+    for drafter in (None, ShallowDrafter(vlm.decoder, DraftSpec(1), vlm.eos_token_id)):
         eager = ContinuousEngine(vlm, drafter, 4, max_rows=2, max_slots=160).run(requests)
         compiled = ContinuousEngine(vlm, drafter, 4, max_rows=2, max_slots=160, compile=True).run(requests)
         assert [r.tokens for r in compiled] == [r.tokens for r in eager]

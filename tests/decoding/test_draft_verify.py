@@ -19,6 +19,7 @@ from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.decoding.result import GenerationResult
 from lightning_ssd.decoding.skip_drafter import AdaptiveThreshold, SkipLayerDrafter
+from lightning_ssd.decoding.spec import DraftSpec
 from tests.decoding import test_qwen
 from tests.decoding.test_sampling import ALPHA, CONFIG, _exact_joint
 from tests.helpers import TINY, chaotic_, make_inputs, reference_generate, tiny_vlm
@@ -38,7 +39,7 @@ def _skip(name: str, L: int) -> tuple[int, ...]:
 
 def _draft_verify(vlm, skip, draft=4, threshold=None, adaptive=None, eos=None):
     eos = vlm.eos_token_id if eos is None else eos
-    return build_decoder("draft_verify", vlm.decoder, eos, draft=draft, confidence_threshold=threshold,
+    return build_decoder("draft_verify", vlm.decoder, eos, DraftSpec(draft=draft, confidence_threshold=threshold),
                          skip_layers=skip, adaptive_threshold=adaptive)
 
 

@@ -5,6 +5,7 @@ import pytest
 from lightning_ssd.backbones import CheckpointError, load_backbone, load_processor, save_backbone
 from lightning_ssd.decoding.engine import DraftOnlyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from tests.helpers import make_inputs, tiny_vlm
 
@@ -16,33 +17,34 @@ def vlm():
 
 @pytest.mark.parametrize("n", [0, 4, 7, -1])
 def test_exit_layer_out_of_range(vlm, n):
-    with pytest.raises(ValueError, match=r"n must be in \[1, L-1\] = \[1, 3\]"):
-        SelfSpeculativeDecoder(vlm.decoder, n)
-    with pytest.raises(ValueError, match="n must be in"):
-        DraftOnlyDecoder(vlm.decoder, n)
+    with pytest.raises(ValueError, match=rf"^n={n}: the draft exit layer must be in \[1, L-1\] = \[1, 3\]"):
+        SelfSpeculativeDecoder(vlm.decoder, DraftSpec(n))
+    with pytest.raises(ValueError, match="exit layer must be in"):
+        DraftOnlyDecoder(vlm.decoder, DraftSpec(n))
 
 
 @pytest.mark.parametrize("d", [0, -2])
 def test_draft_length_below_one(vlm, d):
     with pytest.raises(ValueError, match="d must be >= 1"):
-        SelfSpeculativeDecoder(vlm.decoder, 2, draft=d)
+        SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2, draft=d))
 
 
 def test_imitation_width_mismatch(vlm):
     with pytest.raises(ValueError, match="imitation network width 32 does not match the backbone hidden size 64"):
-        SelfSpeculativeDecoder(vlm.decoder, 2, ImitationNetwork(32))
+        SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2, ImitationNetwork(32)))
 
 
 def test_max_new_tokens_below_one(vlm):
     with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
-        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), **make_inputs("tiny-llava", [3]), max_new_tokens=0)
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2)), **make_inputs("tiny-llava", [3]),
+                 max_new_tokens=0)
 
 
 def test_wrong_number_of_image_placeholders(vlm):
     batch = make_inputs("tiny-llava", [3])
     batch["input_ids"][0, -1] = 3  # one image token too many
     with pytest.raises(ValueError, match="image placeholder tokens"):
-        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), **batch, max_new_tokens=2)
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2)), **batch, max_new_tokens=2)
 
 
 def test_unknown_preset_or_missing_folder(tmp_path):
@@ -100,7 +102,7 @@ def test_save_is_atomic_and_keeps_the_old_folder_on_failure(tmp_path, monkeypatc
 @pytest.mark.parametrize("threshold", [-0.1, 1.5])
 def test_confidence_threshold_outside_0_1_is_refused(vlm, threshold):
     with pytest.raises(ValueError, match="confidence_threshold"):
-        SelfSpeculativeDecoder(vlm.decoder, 2, confidence_threshold=threshold)
+        SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2, confidence_threshold=threshold))
 
 
 @pytest.mark.parametrize("content", [b"not a checkpoint at all\n", b"PK\x03\x04truncated zip"])
@@ -127,10 +129,10 @@ def test_a_checkpoint_of_another_kind_is_named_in_the_error(vlm, tmp_path):
 def test_images_and_prompts_of_different_batch_sizes(vlm):
     batch = make_inputs("tiny-llava", [3, 5])
     with pytest.raises(ValueError, match="pixel_values holds 1 images but input_ids 2 prompts"):
-        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), batch["pixel_values"][:1], batch["input_ids"],
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2)), batch["pixel_values"][:1], batch["input_ids"],
                  batch["attention_mask"], max_new_tokens=2)
     with pytest.raises(ValueError, match="attention_mask has shape"):
-        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), batch["pixel_values"], batch["input_ids"],
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2)), batch["pixel_values"], batch["input_ids"],
                  batch["attention_mask"][:, 1:], max_new_tokens=2)
 
 
@@ -142,8 +144,8 @@ def test_a_generator_on_another_device_is_refused(vlm):
 
     on_gpu = SimpleNamespace(device=torch.device("cuda", 0))  # what a CUDA generator reports; no GPU needed
     with pytest.raises(ValueError, match=r"generator is on cuda:0 but the model is on cpu.*torch.Generator"):
-        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), **make_inputs("tiny-llava", [3]), max_new_tokens=2,
-                 generation_config=GenerationConfig(do_sample=True), generator=on_gpu)
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2)), **make_inputs("tiny-llava", [3]),
+                 max_new_tokens=2, generation_config=GenerationConfig(do_sample=True), generator=on_gpu)
 
 
 @pytest.mark.parametrize(("settings", "message"), [({"do_sample": True, "temperature": 0.0}, "temperature"),
@@ -157,5 +159,5 @@ def test_impossible_generation_settings_are_refused_by_generate(vlm, settings, m
     for key, value in settings.items():
         setattr(config, key, value)
     with pytest.raises(ValueError, match=message):
-        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2), **make_inputs("tiny-llava", [3]), max_new_tokens=2,
-                 generation_config=config)
+        generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2)), **make_inputs("tiny-llava", [3]),
+                 max_new_tokens=2, generation_config=config)

@@ -21,6 +21,7 @@ from lightning_ssd.decoding.continuous import ContinuousEngine, Request
 from lightning_ssd.decoding.drafters import ShallowDrafter
 from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from tests.helpers import chaotic_
 
@@ -88,7 +89,7 @@ def test_ssd_matches_generate(setup, draft, n, imitation):
         torch.manual_seed(1)
         net = ImitationNetwork(vlm.decoder.hidden_size, residual=False, attention=imitation.endswith("attention"))
         net.eval()
-    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, n, net, draft, vlm.eos_token_id), **inputs,
+    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(n, net, draft), vlm.eos_token_id), **inputs,
                    max_new_tokens=MAX_NEW)
     assert torch.equal(out.padded(vlm.pad_token_id), ref)
     assert out.drafted > 0
@@ -101,10 +102,10 @@ def test_eos_and_the_length_cap_inside_a_draft(setup):
     with torch.no_grad():
         expected = vlm.model.generate(**inputs, do_sample=False, max_new_tokens=MAX_NEW, eos_token_id=eos)
     expected = expected[:, inputs["input_ids"].shape[1]:]
-    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2, None, 4, [eos]), **inputs, max_new_tokens=MAX_NEW)
+    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2), [eos]), **inputs, max_new_tokens=MAX_NEW)
     assert torch.equal(out.padded(vlm.pad_token_id), expected)
     for max_new in (1, 2, 6):
-        decoder = SelfSpeculativeDecoder(vlm.decoder, 1, None, 4, vlm.eos_token_id)
+        decoder = SelfSpeculativeDecoder(vlm.decoder, DraftSpec(1), vlm.eos_token_id)
         out = generate(vlm, decoder, **inputs, max_new_tokens=max_new)
         assert torch.equal(out.padded(vlm.pad_token_id), ref[:, :max_new])
 
@@ -134,7 +135,7 @@ def test_continuous_engine_equals_generate_for_each_request_alone(setup, n):
     if n is not None:
         torch.manual_seed(1)
         net = ImitationNetwork(vlm.decoder.hidden_size, residual=False, attention=True).eval()
-        drafter = ShallowDrafter(vlm.decoder, n, net, vlm.eos_token_id)
+        drafter = ShallowDrafter(vlm.decoder, DraftSpec(n, net), vlm.eos_token_id)
     results = ContinuousEngine(vlm, drafter, 4, max_rows=1, max_slots=256).run(requests)
     eos = set(vlm.eos_token_id)
     refs = [ref[: next((i + 1 for i, t in enumerate(ref) if t in eos), len(ref))] for ref in refs]

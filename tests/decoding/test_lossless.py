@@ -12,6 +12,7 @@ from lightning_ssd.decoding.acceptance import GreedyAcceptance
 from lightning_ssd.decoding.engine import DraftOnlyDecoder, GreedyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.decoding.result import GenerationResult
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from tests.helpers import TINY, chaotic_, make_inputs, make_redundant_, reference_generate, tiny_vlm
 
@@ -50,8 +51,8 @@ def test_reference_top2_gaps_clear_the_padding_noise(setup):
 
 def test_batched_rows_equal_rows_decoded_alone_where_transformers_agrees(setup):
     vlm, batch, ref = setup
-    decoder = SelfSpeculativeDecoder(vlm.decoder, vlm.decoder.num_layers // 2, _random_imitation(vlm, True), 4,
-                                     vlm.eos_token_id)
+    spec = DraftSpec(vlm.decoder.num_layers // 2, _random_imitation(vlm, True), 4)
+    decoder = SelfSpeculativeDecoder(vlm.decoder, spec, vlm.eos_token_id)
     together = generate(vlm, decoder, **batch, max_new_tokens=MAX_NEW).tokens
     compared = 0
     for row in range(len(ref)):
@@ -79,7 +80,7 @@ def test_ssd_matches_generate(setup, draft, where, imitation):
     L = vlm.decoder.num_layers
     n = {"first": 1, "middle": L // 2, "last": L - 1}[where]
     net = None if imitation == "none" else _random_imitation(vlm, attention=imitation.endswith("attention"))
-    decoder = SelfSpeculativeDecoder(vlm.decoder, n, net, draft, vlm.eos_token_id)
+    decoder = SelfSpeculativeDecoder(vlm.decoder, DraftSpec(n, net, draft), vlm.eos_token_id)
     out = generate(vlm, decoder, **batch, max_new_tokens=MAX_NEW)
     assert torch.equal(out.padded(vlm.pad_token_id), ref)
     assert out.drafted > 0 and out.deep_passes < out.num_tokens
@@ -108,12 +109,12 @@ def test_confidence_threshold_stops_drafts_early_and_keeps_the_output(setup, imi
     n = vlm.decoder.num_layers // 2
     net = None if imitation == "none" else _random_imitation(vlm, attention=True)
     probe = _RecordingRule()
-    always = _decode(vlm, SelfSpeculativeDecoder(vlm.decoder, n, net, 4, vlm.eos_token_id, confidence_threshold=0.0),
+    always = _decode(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(n, net, 4, 0.0), vlm.eos_token_id),
                      batch, probe)
     assert torch.equal(always.padded(vlm.pad_token_id), ref)
     middle = sorted(probe.seen)[len(probe.seen) // 2]  # about half of the draft steps fall below it
     for threshold in (middle, 1.0):
-        decoder = SelfSpeculativeDecoder(vlm.decoder, n, net, 4, vlm.eos_token_id, confidence_threshold=threshold)
+        decoder = SelfSpeculativeDecoder(vlm.decoder, DraftSpec(n, net, 4, threshold), vlm.eos_token_id)
         out = generate(vlm, decoder, **batch, max_new_tokens=MAX_NEW)
         assert torch.equal(out.padded(vlm.pad_token_id), ref)
         assert 0 < always.drafted - out.drafted
@@ -130,7 +131,7 @@ def test_ssd_stops_at_eos_inside_a_draft(setup, draft):
         (r, t) for r, row in enumerate(rows) for i, t in enumerate(row) if 3 <= i < MAX_NEW - 2 and t not in row[:i]
     )
     expected = reference_generate(vlm, batch, MAX_NEW, eos_token_id=eos)
-    decoder = SelfSpeculativeDecoder(vlm.decoder, vlm.decoder.num_layers // 2, None, draft, [eos])
+    decoder = SelfSpeculativeDecoder(vlm.decoder, DraftSpec(vlm.decoder.num_layers // 2, None, draft), [eos])
     out = generate(vlm, decoder, **batch, max_new_tokens=MAX_NEW)
     assert out.tokens[row_idx][-1] == eos and len(out.tokens[row_idx]) < MAX_NEW
     assert torch.equal(out.padded(vlm.pad_token_id), expected)
@@ -139,7 +140,7 @@ def test_ssd_stops_at_eos_inside_a_draft(setup, draft):
 @pytest.mark.parametrize("max_new", [1, 2, 6, 7])
 def test_ssd_stops_at_max_new_tokens_inside_a_draft(setup, max_new):
     vlm, batch, ref = setup
-    decoder = SelfSpeculativeDecoder(vlm.decoder, 1, None, 4, vlm.eos_token_id)
+    decoder = SelfSpeculativeDecoder(vlm.decoder, DraftSpec(1), vlm.eos_token_id)
     out = generate(vlm, decoder, **batch, max_new_tokens=max_new)
     assert torch.equal(out.padded(vlm.pad_token_id), ref[:, :max_new])
 
@@ -154,18 +155,19 @@ def test_redundant_deep_layers_give_full_acceptance(name, draft, with_imitation)
     batch = make_inputs(name, LENGTHS[name])
     ref = reference_generate(vlm, batch, MAX_NEW)
     net = ImitationNetwork(vlm.decoder.hidden_size).eval() if with_imitation else None  # identity at init
-    ssd = SelfSpeculativeDecoder(vlm.decoder, n, net, draft, vlm.eos_token_id)
+    ssd = SelfSpeculativeDecoder(vlm.decoder, DraftSpec(n, net, draft), vlm.eos_token_id)
     out = generate(vlm, ssd, **batch, max_new_tokens=MAX_NEW)
     assert torch.equal(out.padded(vlm.pad_token_id), ref)
     assert out.acceptance_rate == 1.0
     assert all(c.accepted == c.drafted for c in out.cycles)
     # draft-only equals the full model here, too
-    draft_only = generate(vlm, DraftOnlyDecoder(vlm.decoder, n, net, vlm.eos_token_id), **batch, max_new_tokens=MAX_NEW)
+    draft_only = generate(vlm, DraftOnlyDecoder(vlm.decoder, DraftSpec(n, net), vlm.eos_token_id), **batch,
+                          max_new_tokens=MAX_NEW)
     assert torch.equal(draft_only.padded(vlm.pad_token_id), ref)
 
 
 def test_draft_only_differs_from_full_model_on_a_random_backbone(setup):
     vlm, batch, ref = setup
-    out = generate(vlm, DraftOnlyDecoder(vlm.decoder, 1), **batch, max_new_tokens=MAX_NEW)
+    out = generate(vlm, DraftOnlyDecoder(vlm.decoder, DraftSpec(1)), **batch, max_new_tokens=MAX_NEW)
     assert out.deep_passes == 0
     assert not torch.equal(out.padded(vlm.pad_token_id), ref)

@@ -14,6 +14,7 @@ from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 from lightning_ssd.backbones.vlm import SplitVLM
 from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from tests.helpers import chaotic_
 
@@ -90,7 +91,8 @@ def test_ssd_matches_generate(setup, draft, n, imitation):
     if imitation != "none":
         torch.manual_seed(1)
         net = ImitationNetwork(64, residual=False, attention=imitation.endswith("attention")).eval()
-    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, n, net, draft, [EOS]), **batch, max_new_tokens=MAX_NEW)
+    decoder = SelfSpeculativeDecoder(vlm.decoder, DraftSpec(n, net, draft), [EOS])
+    out = generate(vlm, decoder, **batch, max_new_tokens=MAX_NEW)
     assert torch.equal(out.padded(PAD), ref)
     assert out.drafted > 0
 
@@ -100,10 +102,10 @@ def test_eos_and_the_length_cap_inside_a_draft(setup):
     row = ref[1].tolist()
     eos = next(t for i, t in enumerate(row) if 3 <= i and t not in row[:i])
     expected = reference(vlm, batch, eos_token_id=eos)
-    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 2, None, 4, [eos]), **batch, max_new_tokens=MAX_NEW)
+    out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(2), [eos]), **batch, max_new_tokens=MAX_NEW)
     assert torch.equal(out.padded(PAD), expected)
     for max_new in (1, 2, 6):
-        out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, 1, None, 4, [EOS]), **batch, max_new_tokens=max_new)
+        out = generate(vlm, SelfSpeculativeDecoder(vlm.decoder, DraftSpec(1), [EOS]), **batch, max_new_tokens=max_new)
         assert torch.equal(out.padded(PAD), ref[:, :max_new])
 
 

@@ -28,6 +28,7 @@ from lightning_ssd.decoding.acceptance import SpeculativeSampling, logits_warper
 from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
 from lightning_ssd.decoding.result import GenerationResult
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from tests.helpers import chaotic_, make_inputs, tiny_vlm
 
@@ -160,7 +161,7 @@ def test_exact_distribution_is_a_distribution(setup):
 def test_ssd_sampling_matches_the_full_models_distribution(setup, quality):
     vlm, _, prompt, joint = setup
     n, imitation = _draft(vlm, quality)
-    decoder = SelfSpeculativeDecoder(vlm.decoder, n, imitation, 2, eos_token_id=())
+    decoder = SelfSpeculativeDecoder(vlm.decoder, DraftSpec(n, imitation, 2), ())
     out = _decode(decoder, prompt, _sampling(0))
     p_value, outside = _p_value(out.tokens, joint)
     assert outside == 0
@@ -182,7 +183,7 @@ def test_plain_sampling_loop_matches_the_full_models_distribution(setup):
 def test_a_rule_that_accepts_every_draft_is_caught(setup):
     vlm, _, prompt, joint = setup
     n, imitation = _draft(vlm, "poor")
-    decoder = SelfSpeculativeDecoder(vlm.decoder, n, imitation, 2, eos_token_id=())
+    decoder = SelfSpeculativeDecoder(vlm.decoder, DraftSpec(n, imitation, 2), ())
     broken = _AlwaysAccept(logits_warpers(CONFIG), torch.Generator().manual_seed(0))
     p_value, _ = _p_value(_decode(decoder, prompt, broken).tokens, joint)
     assert p_value < ALPHA, p_value
@@ -190,7 +191,7 @@ def test_a_rule_that_accepts_every_draft_is_caught(setup):
 
 def test_sampling_is_reproducible_with_a_generator(setup):
     vlm, one, _, _ = setup
-    decoder = SelfSpeculativeDecoder(vlm.decoder, 1, None, 2, eos_token_id=())
+    decoder = SelfSpeculativeDecoder(vlm.decoder, DraftSpec(1, None, 2), ())
     small = _repeat(vlm, one, 64)
     runs = [generate(vlm, decoder, **small, max_new_tokens=6, generation_config=CONFIG,
                      generator=torch.Generator().manual_seed(7)).tokens for _ in range(2)]

@@ -12,10 +12,12 @@ from lightning_ssd.backbones.vlm import vision_inputs
 from lightning_ssd.cli import cli_main
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import generate
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.checkpoint import (
     NotACheckpointError,
     UnsafeCheckpointError,
     export_draft,
+    load_draft_spec,
     load_imitation_network,
 )
 from lightning_ssd.models.components.imitation import ImitationNetwork
@@ -60,7 +62,7 @@ def _ssd_tokens(vlm, imitation):
     data = tiny_data(NAME)
     data.setup("test")
     batch = next(iter(data.test_dataloader()))
-    decoder = build_decoder("ssd", vlm.decoder, vlm.eos_token_id, imitation.n, imitation, 3)
+    decoder = build_decoder("ssd", vlm.decoder, vlm.eos_token_id, DraftSpec(2, imitation, 3))
     out = generate(vlm, decoder, input_ids=batch["prompt_input_ids"], attention_mask=batch["prompt_attention_mask"],
                    max_new_tokens=8, **vision_inputs(batch))
     return out.tokens, [[c.accepted for c in seq.cycles] for seq in out.sequences]
@@ -82,13 +84,13 @@ def test_a_genuine_checkpoint_loads_weights_only_and_decodes_as_before(checkpoin
     reference = ImitationNetwork(vlm.decoder.hidden_size)
     reference.load_state_dict({k.removeprefix("imitation_net."): v for k, v in trusted["state_dict"].items()
                                if k.startswith("imitation_net.")})
-    reference.n = trusted["backbone"]["n"]
     calls = []
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **kw: calls.append(kw.get("weights_only")) or real_load(*a, **kw))
-    net = load_imitation_network(checkpoint, vlm)
+    spec = load_draft_spec(checkpoint, vlm)
+    net = spec.imitation
     assert calls == [True]
-    assert net.n == reference.n == 2
+    assert spec.n == trusted["backbone"]["n"] == 2
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(net.state_dict()[key], value, rtol=0, atol=0)
     assert _ssd_tokens(vlm, net) == _ssd_tokens(vlm, reference.eval())
@@ -97,7 +99,7 @@ def test_a_genuine_checkpoint_loads_weights_only_and_decodes_as_before(checkpoin
 def test_a_path_in_the_hyperparameters_is_allowed(checkpoint, vlm, tmp_path):
     # save_hyperparameters keeps a module's arguments as given: a Path from Python code is pickled as a PosixPath
     path = _tampered(checkpoint, tmp_path / "with_path.ckpt", export_dir=Path("runs/backbone"))
-    assert load_imitation_network(path, vlm).n == 2
+    assert load_draft_spec(path, vlm).n == 2
 
 
 def test_export_draft_trusts_a_checkpoint_only_when_told(checkpoint, vlm, tmp_path, capsys):
@@ -105,7 +107,7 @@ def test_export_draft_trusts_a_checkpoint_only_when_told(checkpoint, vlm, tmp_pa
     with pytest.raises(UnsafeCheckpointError, match=r"fractions\.Fraction.*--trust"):
         export_main([str(path), str(tmp_path / "draft")])
     export_main(["--trust", str(path), str(tmp_path / "draft")])
-    assert load_imitation_network(tmp_path / "draft", vlm).n == 2
+    assert load_draft_spec(tmp_path / "draft", vlm).n == 2
 
 
 @pytest.mark.parametrize("kind", ["text", "truncated", "empty"])

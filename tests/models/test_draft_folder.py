@@ -1,13 +1,20 @@
 """A trained draft as a shareable folder: export, reload, and clear errors for anything else."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from lightning_ssd.backbones import load_backbone
 from lightning_ssd.models import ImitationModule
-from lightning_ssd.models.checkpoint import NotACheckpointError, export_draft, load_imitation_network, save_draft
+from lightning_ssd.models.checkpoint import (
+    NotACheckpointError,
+    export_draft,
+    load_draft_spec,
+    load_imitation_network,
+    save_draft,
+)
 from lightning_ssd.models.components.fingerprint import BackboneMismatchError
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from lightning_ssd.tools.export_draft import main as export_main
@@ -35,11 +42,14 @@ def test_export_then_load_gives_the_trained_network(checkpoint, tmp_path, capsys
     assert config["format"] == "lightning_ssd-draft" and config["n"] == 2
     assert config["backbone"]["path"] == NAME and config["backbone"]["fingerprint"]["num_layers"] == 4
     vlm = load_backbone(NAME)
-    for source in (path, tmp_path / "draft"):
-        net = load_imitation_network(source, vlm)
-        assert net.n == 2
+    specs = [load_draft_spec(source, vlm, "dynamic", 0.5) for source in (path, tmp_path / "draft")]
+    for spec in specs:
+        assert (spec.n, spec.draft, spec.confidence_threshold) == (2, "dynamic", 0.5)
         for key, value in trained.state_dict().items():
-            torch.testing.assert_close(net.state_dict()[key], value, rtol=0, atol=0)
+            torch.testing.assert_close(spec.imitation.state_dict()[key], value, rtol=0, atol=0)
+    # the checkpoint and the folder read as the same spec (the networks are equal copies, checked above)
+    assert specs[0] == replace(specs[1], imitation=specs[0].imitation)
+    assert load_imitation_network(path, vlm).state_dict().keys() == trained.state_dict().keys()
 
 
 def test_save_draft_round_trips_an_architecture(tmp_path):
@@ -47,8 +57,9 @@ def test_save_draft_round_trips_an_architecture(tmp_path):
     torch.manual_seed(0)
     net = ImitationNetwork(vlm.decoder.hidden_size, attention=True, num_linear=1, norm="post").eval()
     save_draft(net, 3, vlm, NAME, tmp_path / "d")
-    loaded = load_imitation_network(tmp_path / "d", vlm)
-    assert loaded.n == 3 and loaded.attention is not None and loaded.norm_placement == "post"
+    spec = load_draft_spec(tmp_path / "d", vlm)
+    loaded = spec.imitation
+    assert spec.n == 3 and loaded.attention is not None and loaded.norm_placement == "post"
     x = torch.randn(2, 5, vlm.decoder.hidden_size)
     torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=0)
 

@@ -199,7 +199,8 @@ def test_mixed_freezes_the_backbone_after_the_joint_epochs(tmp_path):
 
 
 def test_bad_exit_layer_is_refused():
-    with pytest.raises(ValueError, match=r"n=4: the draft exit layer must be in \[1, 3\]"):
+    with pytest.raises(ValueError, match=r"^model.init_args.n=4: the draft exit layer must be in \[1, L-1\] = \[1, 3\]"
+                       ):
         ImitationModule("tiny-blip2-opt", n=4)
 
 

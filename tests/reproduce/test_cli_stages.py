@@ -1,6 +1,7 @@
 """The test stage's record: the sequences where SSD departs from the full model, and their float64 recheck."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -15,11 +16,11 @@ from lightning_ssd.reproduce.stages import LAYERSKIP_TEST, SYNTHETIC
 SSD_TEST = SYNTHETIC / "ssd_test.yaml"
 
 
-def _unverified_ssd(mode, decoder, eos_token_id=(), n=None, imitation=None, *args, **kwargs):
+def _unverified_ssd(mode, decoder, eos_token_id=(), spec=None, **kwargs):
     """`build_decoder` with a broken "ssd": the draft alone, never verified, so it is not the full model's output."""
     if mode == "ssd":
-        return DraftOnlyDecoder(decoder, n, None, eos_token_id)
-    return build_decoder(mode, decoder, eos_token_id, n, imitation, *args, **kwargs)
+        return DraftOnlyDecoder(decoder, replace(spec, imitation=None), eos_token_id)
+    return build_decoder(mode, decoder, eos_token_id, spec, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import lightning_ssd.reproduce.decode_eval as decode_eval
 from lightning_ssd.backbones import load_backbone, load_processor
 from lightning_ssd.decoding.engine import DraftOnlyDecoder
 from lightning_ssd.decoding.factory import build_decoder
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.reproduce.decode_eval import evaluate_decoders, split_batches
 from lightning_ssd.reproduce.settings import QUICK
 from lightning_ssd.timing import ImplausibleSpeedupWarning
@@ -23,9 +24,10 @@ def split():
 
 def _decoders(model):
     eos = model.eos_token_id
-    return {"full": build_decoder("full", model.decoder, eos), "ssd": build_decoder("ssd", model.decoder, eos, n=2),
+    return {"full": build_decoder("full", model.decoder, eos),
+            "ssd": build_decoder("ssd", model.decoder, eos, DraftSpec(2)),
             # the draft alone, never verified: not the full model's output
-            "unverified": DraftOnlyDecoder(model.decoder, 1, None, eos)}
+            "unverified": DraftOnlyDecoder(model.decoder, DraftSpec(1), eos)}
 
 
 def test_a_decoder_that_differs_is_recorded_and_rechecked_in_float64(split):
@@ -56,7 +58,7 @@ def test_identical_decoders_need_no_recheck(split):
 def test_a_speedup_its_tau_cannot_give_is_warned_about(split, monkeypatch):
     vlm, tokenizer, batches = split
     decoders = {"full": build_decoder("full", vlm.decoder, vlm.eos_token_id),
-                "ssd": build_decoder("ssd", vlm.decoder, vlm.eos_token_id, n=2)}
+                "ssd": build_decoder("ssd", vlm.decoder, vlm.eos_token_id, DraftSpec(2))}
     real = decode_eval.generate
 
     def slow_baseline(model, decoder, **kwargs):  # the full model's clock runs 100 times slow: a fabricated timing

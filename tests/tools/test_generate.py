@@ -129,7 +129,8 @@ def test_nothing_readable_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize(("bad", "message"), [(["--batch-size", "0"], "batch-size"), ([], "needs --draft-head"),
-                                              (["--draft", "x"], "--draft 'x'")])
+                                              (["--draft", "x"], "^--draft must be an integer d >= 1 or 'dynamic', "
+                                                                 "got 'x'")])
 def test_impossible_settings(tmp_path, bad, message):
     with pytest.raises(UsageError, match=message):
         generate_main(["--backbone", NAME, "--images", str(tmp_path), "--output", str(tmp_path / "o.jsonl"), *bad])
