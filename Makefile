@@ -12,7 +12,7 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,nas,docs]'
+	$(BIN)/pip install -q -e '.[dev,nas,docs,serve]'
 
 demo: install
 	$(BIN)/python -m lightning_ssd demo

@@ -11,7 +11,7 @@ from lightning_ssd.cli import cli_main
 from lightning_ssd.threads import add_threads_argument, default_threads, set_threads
 from tests.models.helpers import tiny_config, write_config
 
-TOOLS = ["generate", "bench", "bench-stream", "demo", "choose-n", "export-draft", "reproduce"]
+TOOLS = ["generate", "bench", "bench-stream", "serve", "demo", "choose-n", "export-draft", "reproduce"]
 STAGES = ["fit", "validate", "test", "predict"]
 
 

@@ -86,6 +86,10 @@ PRESETS: dict[str, Preset] = {
     "base-llava": Preset(
         "llava", hidden_size=128, num_layers=24, num_heads=4, ffn_size=384, image_size=64, patch_size=16
     ),
+    # BLIP-2 Flan-T5 (the paper's Table 3 backbone) sized like the embedded default: 24 decoder layers of width 128
+    # (and as many encoder layers: transformers' T5 generate needs equal depths).
+    "base-blip2-t5": Preset("blip2-t5", hidden_size=128, num_layers=24, num_heads=4, ffn_size=384, image_size=64,
+                            patch_size=16),
     "tiny-llava-next": Preset("llava-next", hidden_size=64, num_layers=4, num_heads=4, ffn_size=128, num_kv_heads=2),
     "tiny-qwen2.5-vl": Preset(
         "qwen2.5-vl", hidden_size=64, num_layers=4, num_heads=4, ffn_size=128, num_kv_heads=2, image_size=56,

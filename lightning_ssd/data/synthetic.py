@@ -85,6 +85,10 @@ class SyntheticDataModule(VLDataModule):
         captions_per_image: reference captions per image (at most 6 templates).
         questions_per_image: VQA questions per image.
         dialog_rounds: VisDial rounds per image.
+        test_domain: None for the whole world; "in", "near" or "out" trains and validates on in-domain scenes only
+            and tests on that domain (the zero-shot splits, ``lightning_ssd.data.synth.domains``).
+        train_domain: with ``test_domain``, trains and validates on this domain instead of "in" (a shifted
+            fine-tune).
         **kwargs: see :class:`~lightning_ssd.data.base.VLDataModule`.
     """
 
@@ -94,14 +98,16 @@ class SyntheticDataModule(VLDataModule):
     def __init__(self, task: Literal["caption", "vqa", "visdial", "long"] = "caption", num_train: int = 2000,
                  num_val: int = 200, num_test: int = 200, seed: int = 0, image_size: int = 64,
                  root: str | None = None, captions_per_image: int = 5, questions_per_image: int = 3,
-                 dialog_rounds: int = 5, **kwargs: Any) -> None:
+                 dialog_rounds: int = 5, test_domain: Literal["in", "near", "out"] | None = None,
+                 train_domain: Literal["in", "near", "out"] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if task not in TASKS:
             raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
         self.task = task
         self.config = SyntheticConfig(seed=seed, num_train=num_train, num_val=num_val, num_test=num_test,
                                       image_size=image_size, captions_per_image=captions_per_image,
-                                      questions_per_image=questions_per_image, dialog_rounds=dialog_rounds)
+                                      questions_per_image=questions_per_image, dialog_rounds=dialog_rounds,
+                                      test_domain=test_domain, train_domain=train_domain)
         self.root = Path(root) if root is not None else None
 
     def required_files(self, split: str) -> list[Path]:

@@ -81,3 +81,26 @@ class VisDialRanking(Metric):
         result.update({f"R@{k}": 100.0 * hits / self.total for k, hits in zip(RECALL_AT, self.hits, strict=True)})
         result["mean_rank"] = self.rank_sum / self.total
         return {name: value.float() for name, value in result.items()}
+
+
+def answer_match_scores(answers: list[str], candidates: list[list[str]]) -> Tensor:
+    """(B, C) scores of each row's candidates against a generated answer, for ranking by what a decoder wrote.
+
+    A candidate equal to the answer (whitespace-normalised) scores 2; every other candidate its token F1 with the
+    answer (0..1), so the exact answer ranks first and near answers ("it is red" for "red") next. A decoder that
+    never scores the candidates itself (greedy decoding, SSD, a draft) is ranked this way; a decoder whose output
+    equals the full model's gets the full model's ranks.
+    """
+    rows = []
+    for answer, options in zip(answers, candidates, strict=True):
+        words = answer.split()
+        row = []
+        for option in options:
+            other = option.split()
+            if other == words:
+                row.append(2.0)
+                continue
+            common = sum(min(words.count(w), other.count(w)) for w in set(words))
+            row.append(0.0 if common == 0 else 2 * common / (len(words) + len(other)))
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.float64)

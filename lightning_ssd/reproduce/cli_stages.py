@@ -96,15 +96,17 @@ def chosen_n(path: Path) -> int:
                          ) from err
 
 
-def finetune(ctx: RunContext, config: Path, out: Path) -> None:
-    """Stage 1 from the preset: fine-tune, export the backbone to out/backbone, choose n (out/chosen_n.yaml) by the
-    settings' `exit_rule`, whatever rule `config` itself names."""
+def finetune(ctx: RunContext, config: Path, out: Path, overrides: tuple[str, ...] = (),
+             backbone: str | None = None) -> None:
+    """Stage 1 from the preset (`backbone`, default the settings'): fine-tune, export the backbone to out/backbone,
+    choose n (out/chosen_n.yaml) by the settings' `exit_rule`, whatever rule `config` itself names; `overrides` come
+    last (another task, its lengths)."""
     s = ctx.settings
     rule = callbacks_with_exit_rule(config, s.exit_rule, ctx.fragments / f"{config.stem}_{s.exit_rule}_callbacks.yaml")
     cli = _cli(["fit", "--config", str(config), "--config", str(rule), "--trainer.default_root_dir", str(out),
-                "--trainer.max_epochs", str(s.finetune_epochs), "--model.init_args.backbone", s.backbone,
+                "--trainer.max_epochs", str(s.finetune_epochs), "--model.init_args.backbone", backbone or s.backbone,
                 "--model.init_args.backbone_seed", str(ctx.seed), "--model.init_args.export_dir", str(out / "backbone"),
-                *_validate_last(s.finetune_epochs, "full"), *_common(ctx)])
+                *_validate_last(s.finetune_epochs, "full"), *_common(ctx), *overrides])
     atomic_write_json(out / "stage.json", {"backbone": str(out / "backbone"), "n": chosen_n(out / "chosen_n.yaml"),
                                            "L": cli.model.vlm.decoder.num_layers,
                                            "metrics": _metrics(cli, "train/") | _metrics(cli, "val/")})
@@ -115,8 +117,8 @@ def imitation(ctx: RunContext, out: Path, backbone: Path, n: int, epochs: int, o
     """Stage 2 on the frozen backbone at layer n; `overrides` set the loss weights, fusion, ..."""
     cli = _cli(["fit", "--config", str(config), "--config", str(ctx.fit_callbacks),
                 "--trainer.default_root_dir", str(out), "--trainer.max_epochs", str(epochs),
-                "--model.init_args.backbone", str(backbone), "--model.init_args.n", str(n), *overrides,
-                *_validate_last(epochs, "draft_imit"), *_common(ctx)])
+                "--model.init_args.backbone", str(backbone), "--model.init_args.n", str(n),
+                *_validate_last(epochs, "draft_imit"), *_common(ctx), *overrides])
     atomic_write_json(out / "stage.json", {"checkpoint": str(out / "checkpoints" / "last.ckpt"), "n": n,
                                            "epochs": epochs, "overrides": list(overrides),
                                            "metrics": _metrics(cli, "train/") | _metrics(cli, "val/")})
@@ -171,3 +173,26 @@ def mixed(ctx: RunContext, out: Path, backbone: Path, n: int, joint_epochs: int)
     history: dict[str, Any] = {"joint_epochs": joint_epochs, "epochs": s.figure_epochs, "n": n,
                                "val": logged_scalars(Path(cli.trainer.logger.log_dir), "val/")}
     atomic_write_json(out / "history.json", history)
+
+
+def shifted_imitation(ctx: RunContext, out: Path, backbone: Path, n: int, checkpoint: Path, epochs: int,
+                      overrides: tuple[str, ...]) -> None:
+    """A short imitation fine-tune that starts from `checkpoint`'s weights (with a fresh optimizer and schedule) on
+    the data `overrides` name (a shifted domain's training images); its record as `imitation`'s."""
+    from lightning_ssd.cli import cli_main
+    from lightning_ssd.models.checkpoint import load_checkpoint
+    from lightning_ssd.threads import threads_args
+
+    cli = cli_main(["--config", str(EXPERIMENTS / "synthetic.yaml"), "--config", str(ctx.fit_callbacks),
+                    "--trainer.default_root_dir", str(out), "--trainer.max_epochs", str(epochs),
+                    "--model.init_args.backbone", str(backbone), "--model.init_args.n", str(n),
+                    *_validate_last(epochs, "draft_imit"), *_common(ctx), *overrides, *threads_args()], run=False)
+    # the checkpoint holds the trained parts only; the frozen backbone comes from `backbone`
+    found = cli.model.load_state_dict(load_checkpoint(checkpoint)["state_dict"], strict=False)
+    wrong = [k for k in found.missing_keys if not k.startswith("vlm.")] + list(found.unexpected_keys)
+    if wrong:
+        raise ValueError(f"{checkpoint} does not fit the imitation module it should start from: {wrong[:5]}")
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    atomic_write_json(out / "stage.json", {"checkpoint": str(out / "checkpoints" / "last.ckpt"), "n": n,
+                                           "epochs": epochs, "start": str(checkpoint), "overrides": list(overrides),
+                                           "metrics": _metrics(cli, "train/") | _metrics(cli, "val/")})

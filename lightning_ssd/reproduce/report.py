@@ -17,6 +17,7 @@ from lightning_ssd.reproduce.layout import FIGURE_RUNS, MAIN_ROW
 from lightning_ssd.reproduce.paper import claims
 from lightning_ssd.reproduce.plan import duration
 from lightning_ssd.reproduce.report_tables import table1, table5, table6
+from lightning_ssd.reproduce.rest_report import index_lines
 from lightning_ssd.reproduce.results import need_record
 from lightning_ssd.reproduce.sweep import sweep_mode
 
@@ -165,7 +166,8 @@ def readme(ctx: ReportContext, sentences: dict[str, str]) -> str:
         f"Written by `{ctx.command}` ({ctx.settings.preset} preset, seeds {list(ctx.settings.seeds)}); the stages' "
         f"wall time adds up to {total / 60:.1f} min (stages run in earlier invocations included). Every number of "
         "ours comes from this run's records; the paper's are transcribed in lightning_ssd/reproduce/paper.py.", "",
-        "| file | what |", "|---|---|", *(f"| [{name}]({name}) | {what} |" for name, what in INDEX), "",
+        "| file | what |", "|---|---|", *(f"| [{name}]({name}) | {what} |" for name, what in INDEX),
+        *index_lines(ctx.out), "",
         "## Figures: the paper's statements and ours", "",
     ]
     for source, key in (("Figure 9", "fig9"), ("Figure 6", "fig6"), ("Figure 1", "fig1"), ("Figure 7", "fig7"),

@@ -2,7 +2,7 @@
 
 The defaults are the embedded default's (`python -m lightning_ssd demo`): base-llava fine-tuned from random
 initialisation for 2 epochs on 2000 synthetic images, imitation for 12 epochs, 200 test images, d = 6. `QUICK` is a
-smoke-test preset on a tiny backbone (a test runs the whole plan with it in about a minute).
+smoke-test preset on tiny backbones (a test runs each part of the plan with it in about a minute).
 """
 
 from __future__ import annotations
@@ -65,6 +65,18 @@ class Settings:
         seeds: training seeds; each seed's stages go to a folder of their own.
         progress_bar: Lightning's progress bars in the training stages.
         preset: "default" or "quick", for the report.
+        t5_backbone: the BLIP-2 Flan-T5 preset of Table 3's analogue (dialog and zero-shot captions).
+        llava_backbone: the LLaVA preset of Table 2's analogue (long answers) and Appendix A.2's (VQA).
+        task_imitation_epochs: imitation epochs of those tasks' rows (their fine-tunes take `finetune_epochs`).
+        long_max_new_tokens: generation cap (and target length) of the long answers (the descriptions: 47-63 tokens).
+        vqa_max_new_tokens: generation cap of the one-word VQA answers.
+        length_caps: the output lengths of the output-length stage (end-of-sequence off).
+        length_images: test images decoded at each of `length_caps`, one at a time.
+        shift_images: shifted training images of the distribution-shift fine-tune (near and out, each).
+        shift_epochs: its epochs, from the in-domain imitation network's weights.
+        grid_ns: the exit layers of the size-ratio grid (on the long-answer backbone).
+        grid_epochs: imitation epochs of each grid cell.
+        grid_images: long-answer test images each grid cell is decoded on.
     """
 
     backbone: str = "base-llava"
@@ -91,6 +103,18 @@ class Settings:
     seeds: tuple[int, ...] = (0,)
     progress_bar: bool = True
     preset: str = "default"
+    t5_backbone: str = "base-blip2-t5"
+    llava_backbone: str = "base-llava"
+    task_imitation_epochs: int = 6
+    long_max_new_tokens: int = 80
+    vqa_max_new_tokens: int = 8
+    length_caps: tuple[int, ...] = (16, 64, 256)
+    length_images: int = 20
+    shift_images: int = 300
+    shift_epochs: int = 2
+    grid_ns: tuple[int, ...] = (1, 2, 4, 8)
+    grid_epochs: int = 3
+    grid_images: int = 40
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -109,6 +133,9 @@ QUICK = Settings(
     backbone="tiny-blip2-opt", finetune_epochs=1, imitation_epochs=1, ablation_epochs=1, figure_epochs=2,
     num_train=24, num_val=8, num_test=8, batch_size=8, eval_batch_size=8, test_batch_size=4, max_new_tokens=8,
     sweep_drafts=(1, 2, 4), dv_trials=3, dv_search_images=4, meteor=False, progress_bar=False, preset="quick",
+    t5_backbone="tiny-blip2-t5", llava_backbone="tiny-llava", task_imitation_epochs=1, long_max_new_tokens=16,
+    vqa_max_new_tokens=4, length_caps=(4, 8, 16), length_images=2,
+    shift_images=16, shift_epochs=1, grid_ns=(1, 2), grid_epochs=1, grid_images=4,
 )
 
 

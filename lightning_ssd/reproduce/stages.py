@@ -141,17 +141,30 @@ class SeedPlan:
         atomic_write_json(record, {**about, "n": n, "metrics": str(metrics)})
 
 
-def build_plan(settings, root: Path, out: Path, command: str) -> list[Stage]:
-    """Every seed's stages, then the report (which reads the hook rows if they ran)."""
+PARTS: tuple[str, ...] = ("tables", "rest")  # Tables 1, 5, 6 and figures; the rest of the paper (rest_stages)
+
+
+def build_plan(settings, root: Path, out: Path, command: str, parts: tuple[str, ...] = PARTS) -> list[Stage]:
+    """Every seed's stages of `parts`, then their reports: "tables" ends with the report of Tables 1, 5 and 6 (which
+    reads the hook rows if they ran), "rest" with the report of Tables 2, 3, 4, A.2 and the output length."""
     from lightning_ssd.reproduce.context import ReportContext
     from lightning_ssd.reproduce.report import REPORT_FILES, write_report
+    from lightning_ssd.reproduce.rest_report import REST_FILES, write_rest_report
+    from lightning_ssd.reproduce.rest_stages import RestLayout, rest_stages
 
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise ValueError(f"--parts: {unknown or 'none given'}; choose from {', '.join(PARTS)}")
     fragments = root / "fragments"
-    stages, layouts = [], []
+    stages, rest, layouts = [], [], []
     for seed in settings.seeds:
         layout = Layout(root, seed)
         prefix = "" if len(settings.seeds) == 1 else f"seed{seed} "
-        stages += SeedPlan(RunContext(settings, seed, layout.folder, fragments), layout, prefix).build()
+        ctx = RunContext(settings, seed, layout.folder, fragments)
+        if "tables" in parts:
+            stages += SeedPlan(ctx, layout, prefix).build()
+        if "rest" in parts:
+            rest += rest_stages(ctx, RestLayout(layout.folder), prefix)
         layouts.append(layout)
     hooks = tuple(s.name for s in stages if s.unavailable is not None)
 
@@ -159,6 +172,16 @@ def build_plan(settings, root: Path, out: Path, command: str) -> list[Stage]:
         missing = {name: why for name in HOOK_CONFIGS if (why := missing_hook(name))}
         write_report(ReportContext(settings, tuple(layouts), out, missing, command, root / "timings.json"))
 
-    required = tuple(s.name for s in stages if s.name not in hooks)
-    stages.append(Stage("report", tuple(out / f for f in REPORT_FILES), report, required, hooks, 0.1))
-    return stages
+    def rest_report() -> None:
+        write_rest_report(ReportContext(settings, tuple(layouts), out, {}, command, root / "timings.json"))
+
+    plan = list(stages)
+    if rest:
+        plan += rest
+        plan.append(Stage("report rest", tuple(out / f for f in REST_FILES), rest_report,
+                          tuple(s.name for s in rest), (), 0.1))
+    if stages:
+        required = tuple(s.name for s in stages if s.name not in hooks)
+        optional = (*hooks, "report rest") if rest else hooks
+        plan.append(Stage("report", tuple(out / f for f in REPORT_FILES), report, required, optional, 0.1))
+    return plan

@@ -5,10 +5,14 @@ and with imitation, Draft & Verify, the LayerSkip and Kangaroo hooks, and imitat
 Table 5 (fusion strategies), Table 6 (lambda -> n, the n <= L/2 limit lifted), figure 9 (speedup and BLEU-4 against
 d), figure 6 (acceptance against output position t) and figures 1, 7, 8 (joint, frozen and mixed training) are
 measured, and written next to the paper's numbers under --out: table1.md, table5.md, table6.md, PNGs and a README.
+The rest of the paper (--parts rest) fine-tunes a backbone per task and writes Table 3 (dialog MRR; zero-shot in-,
+near- and out-of-domain captions), Table 2 (long answers), Table 9 of Appendix A.2 (one-word VQA answers), Table 4's
+note, the distribution shift, the output-length question (length.md, fig_length.png) and the size-ratio grid
+(grid.md, fig_grid.png).
 
 Stages whose outputs exist are skipped, so an interrupted run resumes where it stopped (rerun the same command);
-every stage's wall time goes to <root>/timings.json. --quick runs the whole plan on a tiny backbone in about a
-minute (a smoke test: its numbers mean nothing); --seeds 0 1 2 repeats the training stages per seed and the tables
+every stage's wall time goes to <root>/timings.json. --quick runs the whole plan on tiny backbones in a few
+minutes (a smoke test: its numbers mean nothing); --seeds 0 1 2 repeats the training stages per seed and the tables
 give the median and range.
 """
 
@@ -30,9 +34,11 @@ def _parser() -> argparse.ArgumentParser:
                    formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="runs/reproduce", help="stage outputs: checkpoints, logs, records")
     p.add_argument("--out", default="results/paper", help="the report: tables, figures, README.md")
-    p.add_argument("--quick", action="store_true", help="the whole plan on a tiny preset, in about a minute")
+    p.add_argument("--quick", action="store_true", help="the whole plan on tiny presets, in a few minutes")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: 0)")
     p.add_argument("--backbone", default=None, help="preset fine-tuned from random initialisation")
+    p.add_argument("--t5-backbone", default=None, help="BLIP-2 Flan-T5 preset of Table 3 (dialog, zero-shot, shift)")
+    p.add_argument("--llava-backbone", default=None, help="LLaVA preset of Table 2 (long answers) and A.2 (VQA)")
     p.add_argument("--finetune-epochs", type=at_least(1), default=None)
     p.add_argument("--imitation-epochs", type=at_least(1), default=None, help="Tables 1 and 5")
     p.add_argument("--ablation-epochs", type=at_least(1), default=None, help="imitation epochs of Table 6's rows")
@@ -51,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dv-trials", type=at_least(0), default=None, help="TPE trials of Draft & Verify's skip-set search")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (a JVM start per decoding mode)")
     add_threads_argument(p)
+    p.add_argument("--parts", nargs="+", choices=("tables", "rest"), default=None,
+                   help="tables: Tables 1, 5, 6 and figures 1, 6-9; rest: Tables 2, 3, 4, A.2 and the output-length "
+                        "question (default: both)")
     p.add_argument("--dry-run", action="store_true", help="print the stages and the estimate, run nothing")
     return p
 
@@ -60,7 +69,8 @@ def settings_from(a: argparse.Namespace) -> Settings:
     tuples = {k: tuple(v) if v is not None else None for k, v in
               (("seeds", a.seeds), ("sweep_drafts", a.sweep_drafts), ("lambdas", a.lambdas))}
     return with_overrides(
-        QUICK if a.quick else Settings(), backbone=a.backbone, finetune_epochs=a.finetune_epochs,
+        QUICK if a.quick else Settings(), backbone=a.backbone, t5_backbone=a.t5_backbone,
+        llava_backbone=a.llava_backbone, finetune_epochs=a.finetune_epochs,
         imitation_epochs=a.imitation_epochs, ablation_epochs=a.ablation_epochs, figure_epochs=a.figure_epochs,
         mixed_joint_epochs=a.mixed_joint_epochs, num_train=a.num_train, num_val=a.num_val, num_test=a.num_test,
         draft=a.draft, test_batch_size=a.test_batch_size, dv_trials=a.dv_trials,
@@ -71,25 +81,26 @@ def main(argv: list[str] | None = None) -> None:
     """Runs (or resumes) the reproduction; exits with status 1 when a stage failed (rerun to retry it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(args)
-    if a.backbone is not None:
-        from lightning_ssd.backbones import PRESETS
+    from lightning_ssd.backbones import PRESETS
 
-        if a.backbone not in PRESETS:
-            raise UsageError(f"--backbone {a.backbone}: reproduce fine-tunes a preset from random initialisation; "
-                             f"give one of {', '.join(sorted(PRESETS))}")
+    for flag, value in (("--backbone", a.backbone), ("--t5-backbone", a.t5_backbone),
+                        ("--llava-backbone", a.llava_backbone)):
+        if value is not None and value not in PRESETS:
+            raise UsageError(f"{flag} {value}: reproduce fine-tunes a preset from random initialisation; give one of "
+                             f"{', '.join(sorted(PRESETS))}")
     try:
         settings = settings_from(a)
     except ValueError as err:  # the settings' own checks, whose messages name the flags
         raise UsageError(str(err)) from err
     from lightning_ssd.reproduce.cli_stages import write_fragments
     from lightning_ssd.reproduce.plan import PlanFailed, pending_minutes, run_plan
-    from lightning_ssd.reproduce.stages import build_plan
+    from lightning_ssd.reproduce.stages import PARTS, build_plan
 
     # --quick's tiny models run fastest on one thread; the LightningCLI stages run in this process and keep the count
     set_threads(1 if a.threads is None and a.quick else a.threads)
     root, out = Path(a.root), Path(a.out)
     command = " ".join(["python -m lightning_ssd reproduce", *map(shlex.quote, args)])
-    stages = build_plan(settings, root, out, command)
+    stages = build_plan(settings, root, out, command, tuple(a.parts or PARTS))
     total = sum(s.estimate_min for s in stages)
     est = Estimates(with_overrides(Settings(), test_batch_size=settings.test_batch_size))  # the default sizes
     print(f"reproduce: {len(stages)} stages, estimated {total:.0f} min in all, {pending_minutes(stages):.0f} min "

@@ -75,3 +75,14 @@ def test_bad_inputs_name_the_problem(scores, gt, match):
 def test_compute_without_samples_is_an_error():
     with pytest.raises(ValueError, match="no samples"):
         VisDialRanking().compute()
+
+
+def test_answer_match_scores_rank_the_written_answer_first():
+    from lightning_ssd.metrics.visdial import answer_match_scores, gt_ranks
+
+    candidates = [["blue", "it is red", "red", "they are red"], ["yes", "no", "two", "there are two"]]
+    scores = answer_match_scores(["red", "there are two"], candidates)
+    assert scores.shape == (2, 4)
+    assert scores[0].tolist() == [0.0, 0.5, 2.0, 0.5]  # exact match 2, token F1 otherwise
+    assert gt_ranks(scores, torch.tensor([2, 3])).tolist() == [1, 1]
+    assert gt_ranks(scores, torch.tensor([1, 2])).tolist() == [2, 2]  # ties: the lower index first

@@ -72,3 +72,24 @@ def test_a_speedup_its_tau_cannot_give_is_warned_about(split, monkeypatch):
     with pytest.warns(ImplausibleSpeedupWarning, match="reproduce ssd: a measured speedup"):
         metrics = evaluate_decoders(vlm, lambda model: decoders, batches, tokenizer, QUICK.max_new_tokens)["metrics"]
     assert metrics["test/ssd/speedup"] > 10 * metrics["test/ssd/tau"]
+
+
+def test_dialog_is_ranked_and_draft_only_decoders_are_not_compared():
+    vlm, tokenizer = load_backbone(BACKBONE).eval(), load_processor(BACKBONE).tokenizer
+    batches = split_batches(BACKBONE, QUICK, "test", images=2, task="visdial")
+
+    def decoders(model):
+        eos = model.eos_token_id
+        return {"full": build_decoder("full", model.decoder, eos),
+                "draft": build_decoder("draft", model.decoder, eos, 1),
+                "ssd": build_decoder("ssd", model.decoder, eos, 2)}
+
+    result = evaluate_decoders(vlm, decoders, batches, tokenizer, 4)
+    metrics = result["metrics"]
+    assert all(f"test/{m}/MRR" in metrics and 0 < metrics[f"test/{m}/MRR"] <= 100 for m in ("full", "draft", "ssd"))
+    assert metrics["test/ssd/MRR"] == metrics["test/full/MRR"]  # lossless: the full model's answers, its ranks
+    assert "test/draft_identical" not in metrics and "draft" not in result["mismatches"]
+    sequences = sum(len(b["sample_ids"]) for b in batches)
+    for mode in ("full", "draft", "ssd"):
+        assert len(result["per_sequence"][mode]) == sequences
+    assert all(s["judged"] >= s["accepted"] and s["length"] <= 4 for s in result["per_sequence"]["ssd"])

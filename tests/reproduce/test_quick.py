@@ -1,4 +1,5 @@
-"""`python -m lightning_ssd reproduce --quick` end to end into tmp_path, then again (every stage skipped)."""
+"""`python -m lightning_ssd reproduce --quick --parts tables` end to end into tmp_path, then again (every stage
+skipped); `test_rest_quick.py` runs the other part."""
 
 import json
 import math
@@ -36,7 +37,7 @@ def _number(cell: str) -> float:
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
-    args = ["reproduce", "--quick", "--root", str(root / "runs"), "--out", str(root / "out")]
+    args = ["reproduce", "--quick", "--parts", "tables", "--root", str(root / "runs"), "--out", str(root / "out")]
     return root, args
 
 
@@ -66,6 +67,7 @@ def test_quick_run_writes_every_table_and_figure(quick, capsys):
             assert max(ImageStat.Stat(image.convert("L")).stddev) > 5, f"{name} looks blank"
     readme = (out / "README.md").read_text()
     assert "python -m lightning_ssd reproduce --quick" in readme and "fig9_d.png" in readme
+    assert "table3.md" not in readme  # the rest's files are indexed only when they exist
 
 
 def test_test_stages_decode_in_the_settings_test_batches(quick):
