@@ -136,6 +136,7 @@ CASES = [
     ("bench-stream load above 1", ["bench-stream", "--load", "1.5", "--output", "{root}/bench.json"], ["--load 1.5"]),
     SLOW + ("bench-stream draft not a number", ["bench-stream", "--draft", "fast", "--output", "{root}/bench.json"],
             ["--draft must be an integer d >= 1", "got 'fast'"]),
+    ("serve port below 1024", ["serve", "--backbone", "tiny-llava", "--port", "80"], ["--port", "got 80"]),
     ("negative threads", ["generate", *GENERATE[1:], "--threads", "-1"], ["--threads", "-1"]),
     SLOW + ("reproduce lambda", ["reproduce", "--lambdas", "1/0", "--dry-run"], ["--lambdas", "'1/0'"]),
     SLOW + ("demo on a folder backbone", ["demo", "--backbone", "{root}/images", "--root", "{root}/demo"],

@@ -11,12 +11,14 @@ search's reward (`nas.reward.draft_reward`: the cost model's predicted speedup a
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.decoding.cost import measure_cost_model
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.checkpoint import load_imitation_network
 from lightning_ssd.nas.reward import draft_reward
 from lightning_ssd.reproduce.decode_eval import evaluate_decoders, split_batches
@@ -52,13 +54,14 @@ def run_grid_test(backbone: Path, checkpoints: dict[str, Path], n: int, settings
 
     def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
         dtype = next(model.parameters()).dtype
+        plain = DraftSpec(n, None, s.draft)
         found = {"full": build_decoder("full", model.decoder, eos),
-                 f"ssd_{NO_IMITATION}": build_decoder("ssd", model.decoder, eos, n, None, s.draft),
-                 f"draft_{NO_IMITATION}": build_decoder("draft", model.decoder, eos, n)}
+                 f"ssd_{NO_IMITATION}": build_decoder("ssd", model.decoder, eos, plain),
+                 f"draft_{NO_IMITATION}": build_decoder("draft", model.decoder, eos, plain)}
         for cap, net in nets.items():
-            imit = copy.deepcopy(net).to(dtype)
-            found[f"ssd_{slug(cap)}"] = build_decoder("ssd", model.decoder, eos, n, imit, s.draft)
-            found[f"draft_{slug(cap)}"] = build_decoder("draft_imit", model.decoder, eos, n, imit)
+            spec = replace(plain, imitation=copy.deepcopy(net).to(dtype))
+            found[f"ssd_{slug(cap)}"] = build_decoder("ssd", model.decoder, eos, spec)
+            found[f"draft_{slug(cap)}"] = build_decoder("draft_imit", model.decoder, eos, spec)
         return found
 
     batches = split_batches(backbone, s, "test", images=s.grid_images, **data)

@@ -21,6 +21,7 @@ from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder
 from lightning_ssd.decoding.skip_drafter import AdaptiveThreshold
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.checkpoint import load_imitation_network
 from lightning_ssd.reproduce.decode_eval import evaluate_decoders, prompt_inputs, split_batches
 from lightning_ssd.reproduce.plan import atomic_write_json
@@ -60,14 +61,15 @@ def run_task_eval(backbone: Path, checkpoint: Path, settings: Settings, seed: in
 
     def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
         imit = copy.deepcopy(imitation).to(next(model.parameters()).dtype)  # the recheck's model is float64
+        spec = DraftSpec(n, imit, s.draft)
         found = {"full": build_decoder("full", model.decoder, eos),
-                 "draft": build_decoder("draft", model.decoder, eos, n),
-                 "draft_imit": build_decoder("draft_imit", model.decoder, eos, n, imit),
-                 "ssd": build_decoder("ssd", model.decoder, eos, n, imit, s.draft)}
+                 "draft": build_decoder("draft", model.decoder, eos, spec),
+                 "draft_imit": build_decoder("draft_imit", model.decoder, eos, spec),
+                 "ssd": build_decoder("ssd", model.decoder, eos, spec)}
         if skip is not None:
-            found["draft_verify"] = build_decoder("draft_verify", model.decoder, eos, draft=s.draft,
-                                                  confidence_threshold=s.dv_threshold, skip_layers=skip,
-                                                  adaptive_threshold=AdaptiveThreshold())
+            found["draft_verify"] = build_decoder("draft_verify", model.decoder, eos,
+                                                  DraftSpec(draft=s.draft, confidence_threshold=s.dv_threshold),
+                                                  skip_layers=skip, adaptive_threshold=AdaptiveThreshold())
         return found
 
     batches = split_batches(backbone, s, "test", **data)
@@ -86,7 +88,7 @@ def run_length_eval(backbone: Path, checkpoint: Path, settings: Settings, data: 
     def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
         imit = copy.deepcopy(imitation).to(next(model.parameters()).dtype)
         return {"full": build_decoder("full", model.decoder, ()),
-                "ssd": build_decoder("ssd", model.decoder, (), n, imit, s.draft)}
+                "ssd": build_decoder("ssd", model.decoder, (), DraftSpec(n, imit, s.draft))}
 
     batches = split_batches(backbone, s, "test", images=s.length_images, batch_size=1, **data)
     caps = {str(cap): evaluate_decoders(vlm, decoders, batches, tokenizer, cap) for cap in s.length_caps}

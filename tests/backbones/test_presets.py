@@ -6,6 +6,7 @@ from lightning_ssd.backbones import load_backbone
 from lightning_ssd.backbones.presets import PRESETS
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import generate
+from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.reproduce.decode_eval import prompt_inputs, split_batches
 from lightning_ssd.reproduce.settings import QUICK
 
@@ -19,6 +20,6 @@ def test_base_blip2_t5_is_sized_like_the_embedded_default_and_ssd_is_lossless_on
     eos = vlm.eos_token_id
     with torch.inference_mode():
         full = generate(vlm, build_decoder("full", vlm.decoder, eos), **prompt_inputs(batch), max_new_tokens=6)
-        ssd = generate(vlm, build_decoder("ssd", vlm.decoder, eos, 2, None, 4), **prompt_inputs(batch),
+        ssd = generate(vlm, build_decoder("ssd", vlm.decoder, eos, DraftSpec(2, None, 4)), **prompt_inputs(batch),
                        max_new_tokens=6)
     assert ssd.tokens == full.tokens

@@ -81,8 +81,8 @@ def test_dialog_is_ranked_and_draft_only_decoders_are_not_compared():
     def decoders(model):
         eos = model.eos_token_id
         return {"full": build_decoder("full", model.decoder, eos),
-                "draft": build_decoder("draft", model.decoder, eos, 1),
-                "ssd": build_decoder("ssd", model.decoder, eos, 2)}
+                "draft": build_decoder("draft", model.decoder, eos, DraftSpec(1)),
+                "ssd": build_decoder("ssd", model.decoder, eos, DraftSpec(2))}
 
     result = evaluate_decoders(vlm, decoders, batches, tokenizer, 4)
     metrics = result["metrics"]
