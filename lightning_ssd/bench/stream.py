@@ -201,7 +201,7 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
     """The stream benchmark at each `max_rows`, then the length sweep; one JSON-able report."""
     vlm, processor, spec = _load(cfg)
     requests = _requests(cfg, processor, vlm, cfg.max_new_tokens, cfg.num_requests)
-    slots = max(int(r.inputs["input_ids"].shape[1]) for r in requests) + cfg.max_new_tokens + 32
+    slots = max((int(r.inputs["input_ids"].shape[1]) for r in requests), default=0) + cfg.max_new_tokens + 32
     cost = measure_cost_model(vlm.decoder, spec.n, spec.imitation)[0]
     report: dict = {"config": asdict(cfg), "n": spec.n, "L": vlm.decoder.num_layers, "torch_threads":
                     torch.get_num_threads(), "cost_model": asdict(cost), "streams": [], "lengths": []}

@@ -101,6 +101,17 @@ class _Row:
         return "length" if self.budget <= 0 else None
 
 
+def _shapes(request: Request) -> tuple:
+    """What must match for requests to be prefilled as one batch: their input names and shapes past the batch
+    dimension (Qwen2.5-VL's patch rows concatenate whatever their number)."""
+    return tuple(sorted((k, tuple(v.shape[1:])) for k, v in request.inputs.items() if torch.is_tensor(v)))
+
+
+def _stack(inputs: list[Mapping[str, torch.Tensor]], device: torch.device) -> dict[str, torch.Tensor]:
+    """The requests' inputs as one batch on `device` (concatenated along the batch dimension)."""
+    return {k: torch.cat([x[k] for x in inputs]).to(device) for k in inputs[0]}
+
+
 def _clock(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -224,35 +235,48 @@ class ContinuousEngine:
             return 1
         return 1 + self.policy.max_d
 
+    def _next_group(self) -> list[tuple[int, Request]]:
+        """The oldest waiting request, with the waiting requests right behind it whose inputs have the same shapes
+        (the same prompt length: no padding), up to the free rows: one prefill pass admits them together."""
+        free = self.state.max_rows - len(self._rows)
+        group = [self._waiting.popleft()]
+        shapes = _shapes(group[0][1])
+        while self._waiting and len(group) < free and _shapes(self._waiting[0][1]) == shapes:
+            group.append(self._waiting.popleft())
+        return group
+
     @torch.inference_mode()
     def _admit(self) -> list[TokenEvent]:
         events = []
         while self._waiting and len(self._rows) < self.state.max_rows:
-            request_id, request = self._waiting.popleft()
+            group = self._next_group()
             start = _clock(self.device)
-            inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in request.inputs.items()}
+            inputs = _stack([request.inputs for _, request in group], self.device)
             prompt = self.vlm.encode(**inputs)
-            history = inputs["input_ids"][0].tolist()
+            histories = inputs["input_ids"].tolist()
             L = self.decoder.num_layers
             if self.drafter is None:
-                x_L = self.state.prefill(prompt, history, L)
+                x_L = self.state.prefill(prompt, histories, L)
             else:
-                x_n = self.state.prefill(prompt, history, self.drafter.layer)
+                x_n = self.state.prefill(prompt, histories, self.drafter.layer)
                 self.drafter.observe_prompt(self.state, x_n)
                 x_L = self.state.prefill_rest(prompt, x_n, self.drafter.layer, L)
-            self.rule.begin([request.rule], [0])
-            token = int(self.rule.pick(self.decoder.head(x_L[:, -1:])[:, -1])[0])
-            stops = tuple(request.stop_token_ids) + (() if request.ignore_eos else self.eos)
-            live = _Row(request_id, request, stops, tokens=[token])
-            live.prefill_s = _clock(self.device) - start
-            live.acceptance.generated = 1
-            self._rows.append(live)
-            self._last.append(token)
-            self.state.histories[-1].append(token)
-            reason = live.finish_reason()
-            events.append(TokenEvent(request_id, (token,), reason is not None, reason))
-            if reason is not None:
-                self._retire(len(self._rows) - 1)
+            self.rule.begin([request.rule for _, request in group], [0] * len(group))
+            tokens = self.rule.pick(self.decoder.head(x_L[:, -1:])[:, -1]).tolist()
+            seconds = (_clock(self.device) - start) / len(group)
+            first = len(self._rows)
+            for (request_id, request), token in zip(group, tokens, strict=True):
+                stops = tuple(request.stop_token_ids) + (() if request.ignore_eos else self.eos)
+                live = _Row(request_id, request, stops, tokens=[token], prefill_s=seconds)
+                live.acceptance.generated = 1
+                self._rows.append(live)
+                self._last.append(token)
+                self.state.histories[len(self._rows) - 1].append(token)
+                reason = live.finish_reason()
+                events.append(TokenEvent(request_id, (token,), reason is not None, reason))
+            for row in reversed(range(first, len(self._rows))):  # highest first, as in _emit
+                if self._rows[row].finish_reason() is not None:
+                    self._retire(row)
         return events
 
     # -- 2. one cycle of every live row ------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class SlotState:
         self.length = torch.zeros(0, dtype=torch.long, device=device)
         self.position = torch.zeros(0, dtype=torch.long, device=device)
         self.histories: list[list[int]] = []
+        self._prefilled = (0, 0)  # the rows of the last prefill
         self.followers: list = []  # per-row states on the same rows: move_row
 
     @property
@@ -67,28 +68,30 @@ class SlotState:
 
     # -- admission and retirement ------------------------------------------------------------------------------------
 
-    def prefill(self, prompt: DecoderPrompt, history: list[int], hi: int) -> torch.Tensor:
-        """Adds one sequence as row B and returns its prompt's states x_hi (1, T, D) through layers [0, hi)."""
-        if self.batch_size >= self.max_rows:
-            raise RuntimeError(f"all {self.max_rows} rows are live; retire one before prefilling another")
-        T = prompt.inputs_embeds.shape[1]
+    def prefill(self, prompt: DecoderPrompt, histories: list[list[int]], hi: int) -> torch.Tensor:
+        """Adds the k sequences of an unpadded prompt batch (k, T) as rows [B, B + k) and returns their prompt
+        states x_hi (k, T, D) through layers [0, hi)."""
+        k, T = prompt.inputs_embeds.shape[:2]
+        if self.batch_size + k > self.max_rows:
+            raise RuntimeError(f"{self.batch_size} of {self.max_rows} rows are live; {k} more do not fit")
         if T >= self.max_slots:
             raise ValueError(f"a prompt of {T} tokens does not fit the cache's {self.max_slots} slots per row")
-        row = self.batch_size
+        r0 = self.batch_size
         if self._cross is not None:
-            self._cross.admit(row, prompt.encoder)
+            self._cross.admit(r0, prompt.encoder)
         x = self.decoder.embed(prompt.inputs_embeds, prompt.position_ids)
-        x_hi = self._forward(x, 0, hi, row, row + 1, self.length.new_zeros(1), prompt.position_ids)
-        next_position = T if prompt.next_position is None else int(prompt.next_position[0])
-        self.length = torch.cat([self.length, self.length.new_tensor([T])])
-        self.position = torch.cat([self.position, self.position.new_tensor([next_position])])
-        self.histories.append(list(history))
+        x_hi = self._forward(x, 0, hi, r0, r0 + k, self.length.new_zeros(k), prompt.position_ids)
+        next_position = self.length.new_full((k,), T) if prompt.next_position is None else prompt.next_position
+        self.length = torch.cat([self.length, self.length.new_full((k,), T)])
+        self.position = torch.cat([self.position, next_position.to(self.position)])
+        self.histories += [list(h) for h in histories]
+        self._prefilled = (r0, r0 + k)
         return x_hi
 
     def prefill_rest(self, prompt: DecoderPrompt, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        """Layers [lo, hi) over the last prefilled row's prompt states x (1, T, D)."""
-        row = self.batch_size - 1
-        return self._forward(x, lo, hi, row, row + 1, self.length.new_zeros(1), prompt.position_ids)
+        """Layers [lo, hi) over the last prefilled rows' prompt states x (k, T, D)."""
+        r0, r1 = self._prefilled
+        return self._forward(x, lo, hi, r0, r1, self.length.new_zeros(r1 - r0), prompt.position_ids)
 
     def _forward(self, x: torch.Tensor, lo: int, hi: int, r0: int, r1: int, write_at: torch.Tensor,
                  position_ids: torch.Tensor) -> torch.Tensor:
@@ -137,10 +140,10 @@ class SlotState:
 
     def attend(self, attention: SlotImitationState, new: int, offset: int | None) -> None:
         """Binds an attention state's next pass: `new` states `offset` slots past every row's committed ones, or
-        (offset None) the last prefilled row's prompt. Its mask comes from the state itself."""
-        zero = torch.zeros(1, dtype=torch.long, device=self.device)
+        (offset None) the last prefilled rows' prompts. Its mask comes from the state itself."""
         if offset is None:
-            attention.cache.bind(self.batch_size - 1, self.batch_size, zero, new)
+            r0, r1 = self._prefilled
+            attention.cache.bind(r0, r1, self.length.new_zeros(r1 - r0), new)
         else:
             attention.cache.bind(0, self.batch_size, self.length + offset, new)
 
@@ -191,7 +194,8 @@ class _CrossAttention:
         self.placeholder: torch.Tensor | None = None  # (R, S_enc, D) zeros: shapes for the encoder mask
 
     def admit(self, row: int, encoder: EncoderOutput) -> None:
-        """The next pass is row `row`'s prefill: its encoder states are projected into the cross cache."""
+        """The next passes prefill rows [row, row + k) (encoder (k, S, D)): their encoder states are projected into
+        the cross cache."""
         S = encoder.hidden_states.shape[1]
         if S > self.cache.cross_attention_cache.max_slots:
             raise ValueError(f"an encoder output of {S} states does not fit the cache's "
@@ -200,7 +204,7 @@ class _CrossAttention:
             R, slots = self.cache.cross_attention_cache.max_rows, self.cache.cross_attention_cache.max_slots
             self.placeholder = encoder.hidden_states.new_zeros(R, slots, encoder.hidden_states.shape[-1])
             self.length = self.length.to(encoder.hidden_states.device)
-        self.length[row] = S
+        self.length[row : row + encoder.hidden_states.shape[0]] = S
         self.pending = encoder
         self.cache.is_updated = dict.fromkeys(range(self.num_layers), False)
 
@@ -209,7 +213,7 @@ class _CrossAttention:
         # a prefill's passes (layers [0, n), then [n, L)) each project the row's encoder states in their layers;
         # the attention modules mark each layer done in `is_updated`
         if self.pending is not None and not all(self.cache.is_updated.values()):
-            cross.bind(r0, r1, self.length.new_zeros(1), self.pending.hidden_states.shape[1])
+            cross.bind(r0, r1, self.length.new_zeros(r1 - r0), self.pending.hidden_states.shape[1])
             return self.cache, self.pending
         self.pending = None
         width = int(self.length[r0:r1].max())

@@ -11,7 +11,6 @@ search's reward (`nas.reward.draft_reward`: the cost model's predicted speedup a
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 from pathlib import Path
 
 from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
@@ -54,14 +53,13 @@ def run_grid_test(backbone: Path, checkpoints: dict[str, Path], n: int, settings
 
     def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
         dtype = next(model.parameters()).dtype
-        plain = DraftSpec(n, None, s.draft)
         found = {"full": build_decoder("full", model.decoder, eos),
-                 f"ssd_{NO_IMITATION}": build_decoder("ssd", model.decoder, eos, plain),
-                 f"draft_{NO_IMITATION}": build_decoder("draft", model.decoder, eos, plain)}
+                 f"ssd_{NO_IMITATION}": build_decoder("ssd", model.decoder, eos, DraftSpec(n, None, s.draft)),
+                 f"draft_{NO_IMITATION}": build_decoder("draft", model.decoder, eos, DraftSpec(n))}
         for cap, net in nets.items():
-            spec = replace(plain, imitation=copy.deepcopy(net).to(dtype))
-            found[f"ssd_{slug(cap)}"] = build_decoder("ssd", model.decoder, eos, spec)
-            found[f"draft_{slug(cap)}"] = build_decoder("draft_imit", model.decoder, eos, spec)
+            imit = copy.deepcopy(net).to(dtype)
+            found[f"ssd_{slug(cap)}"] = build_decoder("ssd", model.decoder, eos, DraftSpec(n, imit, s.draft))
+            found[f"draft_{slug(cap)}"] = build_decoder("draft_imit", model.decoder, eos, DraftSpec(n, imit))
         return found
 
     batches = split_batches(backbone, s, "test", images=s.grid_images, **data)

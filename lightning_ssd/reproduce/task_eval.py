@@ -61,11 +61,10 @@ def run_task_eval(backbone: Path, checkpoint: Path, settings: Settings, seed: in
 
     def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
         imit = copy.deepcopy(imitation).to(next(model.parameters()).dtype)  # the recheck's model is float64
-        spec = DraftSpec(n, imit, s.draft)
         found = {"full": build_decoder("full", model.decoder, eos),
-                 "draft": build_decoder("draft", model.decoder, eos, spec),
-                 "draft_imit": build_decoder("draft_imit", model.decoder, eos, spec),
-                 "ssd": build_decoder("ssd", model.decoder, eos, spec)}
+                 "draft": build_decoder("draft", model.decoder, eos, DraftSpec(n)),
+                 "draft_imit": build_decoder("draft_imit", model.decoder, eos, DraftSpec(n, imit)),
+                 "ssd": build_decoder("ssd", model.decoder, eos, DraftSpec(n, imit, s.draft))}
         if skip is not None:
             found["draft_verify"] = build_decoder("draft_verify", model.decoder, eos,
                                                   DraftSpec(draft=s.draft, confidence_threshold=s.dv_threshold),

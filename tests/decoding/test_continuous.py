@@ -21,7 +21,7 @@ from lightning_ssd.decoding.row_rules import RowRule
 from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from tests.decoding import test_qwen, test_sampling
-from tests.helpers import chaotic_, make_inputs, reference_generate, tiny_vlm
+from tests.helpers import chaotic_, image_prefix_length, make_inputs, reference_generate, tiny_vlm
 
 MAX_NEW = 16
 EOS = 2
@@ -64,6 +64,15 @@ def family(request):
             batch = make_inputs(request.param, [length], seed=seed)
             inputs.append({"pixel_values": batch["pixel_values"], "input_ids": batch["input_ids"]})
     return vlm, inputs, [_reference(vlm, x) for x in inputs]
+
+
+def _preset(vlm) -> str:
+    return {"llava": "tiny-llava", "blip2-opt": "tiny-blip2-opt", "blip2-t5": "tiny-blip2-t5"}[vlm.family]
+
+
+def _row(vlm, length: int, seed: int) -> dict:
+    batch = make_inputs(_preset(vlm), [length], seed=seed)
+    return {"pixel_values": batch["pixel_values"], "input_ids": batch["input_ids"]}
 
 
 def _engine(vlm, mode, max_rows=2, max_slots=160):
@@ -288,3 +297,20 @@ def test_compiled_layer_ranges_give_the_same_tokens():
         eager = ContinuousEngine(vlm, drafter, 4, max_rows=2, max_slots=160).run(requests)
         compiled = ContinuousEngine(vlm, drafter, 4, max_rows=2, max_slots=160, compile=True).run(requests)
         assert [r.tokens for r in compiled] == [r.tokens for r in eager]
+
+
+@pytest.mark.parametrize("mode", ["plain", "ssd-attention-imitation-dynamic"])
+def test_requests_of_one_prompt_length_are_prefilled_together_and_still_exact(family, mode, monkeypatch):
+    vlm, inputs, _ = family
+    if vlm.family == "qwen2.5-vl":  # its rows carry different image sizes; build rows of one shape from the first
+        same = [inputs[0]] * 3
+    else:
+        length = inputs[0]["input_ids"].shape[1] - image_prefix_length(_preset(vlm)) - 1
+        same = [inputs[0]] + [_row(vlm, length, seed) for seed in (40, 41)]
+    refs = [_reference(vlm, x) for x in same]
+    encodes = []
+    encode = vlm.encode
+    monkeypatch.setattr(vlm, "encode", lambda **kw: encodes.append(kw["input_ids"].shape[0]) or encode(**kw))
+    results = _engine(vlm, mode, max_rows=4).run([Request(x, MAX_NEW) for x in same])
+    assert encodes == [3]  # one prefill pass for the three
+    assert [list(r.tokens) for r in results] == refs
