@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from lightning_ssd.errors import VERBOSE_HELP, UsageError, reported, verbose_requested
+
 # the project's own tools: module, one line of help
 _TOOLS = {
     "generate": ("lightning_ssd.tools.generate", "SSD over your own images (folder, glob or JSONL), written as JSONL"),
@@ -32,23 +34,33 @@ def _usage() -> str:
     width = max(len(name) for name, _ in rows)
     lines = ["usage: python -m lightning_ssd <subcommand> [options]", "", "subcommands:"]
     lines += [f"  {name:{width}}  {text}" for name, text in rows]
-    lines += ["", "python -m lightning_ssd <subcommand> --help describes each one's options."]
+    lines += ["", "python -m lightning_ssd <subcommand> --help describes each one's options.",
+              f"An error you can fix prints one line; --verbose: {VERBOSE_HELP}."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
+    verbose, args = verbose_requested(list(sys.argv[1:] if argv is None else argv))
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return
-    if args[0] in _TOOLS:
-        import importlib
+    command = args[0]
+    with reported(command, verbose):
+        if command in _TOOLS:
+            import importlib
 
-        importlib.import_module(_TOOLS[args[0]][0]).main(args[1:])
-        return
-    from lightning_ssd.cli import cli_main
+            importlib.import_module(_TOOLS[command][0]).main(args[1:])
+            return
+        if command not in _STAGES and not command.startswith("-"):
+            raise UsageError(f"unknown subcommand {command!r}; choose one of {', '.join([*_STAGES, *_TOOLS])} "
+                             "(python -m lightning_ssd --help describes them)")
+        from lightning_ssd.cli import cli_main
 
-    cli_main(argv)  # None: LightningCLI reads sys.argv itself
+        if argv is None:
+            sys.argv[1:] = args  # LightningCLI reads sys.argv itself; DDP ranks restart from it, --verbose removed
+            cli_main()
+        else:
+            cli_main(args)
 
 
 if __name__ == "__main__":

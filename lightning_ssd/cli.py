@@ -22,12 +22,18 @@ meteor, num_samples) are not stored, so the config's values apply. A checkpoint 
 absolute path, so it works from any directory; a backbone typed on the command line (`--model.init_args.backbone`
 or `--model.backbone`) wins over the recorded one, for a backbone that has moved, and is checked against the
 checkpoint's fingerprint like any other.
+
+Before any model loads, the config is checked (`lightning_ssd.cli_checks`): the `--config` files, then the data
+files, then `--ckpt_path` (complete, and readable weights-only), then the backbone and n, then `--threads`. Errors,
+jsonargparse's parse errors included, are raised as `UsageError`s (or other `UserError`s) whose one-line message
+names the key and the config file that set it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from argparse import ArgumentError
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,15 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning_ssd.backbones import PRESETS, CheckpointError
 from lightning_ssd.callbacks.guards import FiniteLossGuard
 from lightning_ssd.callbacks.predictions import PredictionWriter
+from lightning_ssd.cli_checks import (
+    check_ckpt_path,
+    check_config_files,
+    check_data,
+    check_model,
+    check_threads,
+    describe_parser_error,
+)
+from lightning_ssd.errors import UsageError
 from lightning_ssd.models.base import SSDModule
 from lightning_ssd.threads import THREADS_HELP, set_threads
 
@@ -56,6 +71,14 @@ def typed_backbone(args: list[str]) -> str | None:
     return value
 
 
+class SSDArgumentParser(LightningArgumentParser):
+    """A parser that raises its errors (to be reported in one line) instead of printing usage and exiting."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("exit_on_error", False)
+        super().__init__(*args, **kwargs)
+
+
 class SSDLightningCLI(LightningCLI):
     """LightningCLI for the SSD stages: forced checkpointing and loss guard, backbone linked into the data."""
 
@@ -70,11 +93,22 @@ class SSDLightningCLI(LightningCLI):
         parser.add_argument("--threads", type=int | None, default=None, help=THREADS_HELP)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict | Namespace) else []
         # Read before LightningCLI copies a checkpoint's hyperparameters over the parsed config (see
         # before_instantiate_classes): a backbone typed on the command line must survive that copy.
-        command_line = sys.argv[1:] if args is None else args
-        self.typed_backbone = typed_backbone(command_line) if isinstance(command_line, list) else None
-        super().parse_arguments(parser, args)
+        self.typed_backbone = typed_backbone(argv)
+        check_config_files(argv)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            subcommand = next((a for a in argv if a in self.subcommands()), None)
+            raise UsageError(describe_parser_error(str(err), argv, subcommand)) from err
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        check_data(config)
+        check_ckpt_path(config, argv)
+        if not config.get("ckpt_path"):  # else the checkpoint's model arguments replace these, checked later
+            check_model(config)
+        check_threads(config, argv)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -83,6 +117,7 @@ class SSDLightningCLI(LightningCLI):
             config.model.init_args.backbone = config.data.init_args.backbone = self.typed_backbone
         elif config.get("ckpt_path") and Path(config.ckpt_path).is_file():
             _check_recorded_backbone(config.ckpt_path, config.model.init_args.backbone)
+        check_model(config)
         root = config.trainer.default_root_dir or "."
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(Path(root) / "checkpoints")
@@ -112,6 +147,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SSDLightningCLI
         parser_kwargs={"parser_mode": "omegaconf"},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,  # each module defines its AdamW + warm-up/cosine schedule
+        parser_class=SSDArgumentParser,
         args=args,
         run=run,
     )

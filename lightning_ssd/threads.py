@@ -32,6 +32,8 @@ import argparse
 import math
 import os
 
+from lightning_ssd.errors import UsageError
+
 THREADS_HELP = ("torch CPU threads (default: half the free cores, at least 1, so 1 on a 2-core machine, where 2 "
                 "threads decode slower, and far slower beside another job; OMP_NUM_THREADS, when set, is kept; 0: "
                 "leave torch's count alone)")
@@ -75,7 +77,7 @@ def set_threads(threads: int | None) -> int:
             `OMP_NUM_THREADS` is set in the environment, in which case torch keeps the count it read from it.
     """
     if threads is not None and threads < 0:
-        raise ValueError(f"--threads must be >= 0 (0: leave torch's count alone), got {threads}")
+        raise UsageError(f"--threads must be >= 0 (0: leave torch's count alone), got {threads}")
     import torch
 
     if threads is None and not os.environ.get("OMP_NUM_THREADS"):

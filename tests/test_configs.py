@@ -62,3 +62,26 @@ def test_callbacks_with_exit_rule_refuses_a_config_without_a_chooser(tmp_path):
     with pytest.raises(ValueError, match="no ChooseLayerCallback"):
         callbacks_with_exit_rule(EXPERIMENTS / "synthetic.yaml", "argmax", tmp_path / "fragment.yaml")
     assert not (tmp_path / "fragment.yaml").exists()
+
+
+PAPER_SCALE = [p for p in CONFIGS if p.parent == EXPERIMENTS and not p.name.startswith("synthetic")]
+SET_BEFORE_RUNNING = "# Set before running"
+
+
+def _has_key(config: dict, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return False
+        config = config[part]
+    return True
+
+
+@pytest.mark.parametrize("path", PAPER_SCALE, ids=lambda p: p.name)
+def test_paper_scale_config_says_which_keys_to_set(path):
+    text = path.read_text()
+    assert SET_BEFORE_RUNNING in text, f"{path.name} must list the keys a user sets"
+    block = text.split(SET_BEFORE_RUNNING, 1)[1].splitlines()[2:]
+    keys = [line.split()[1] for line in block if line.startswith("#   ")]
+    raw = yaml.safe_load(text)
+    assert keys and all(_has_key(raw, key) for key in keys), keys
+    assert any(key.startswith("data.init_args.") for key in keys)  # where the data is, always

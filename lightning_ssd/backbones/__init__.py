@@ -4,6 +4,7 @@ from lightning_ssd.backbones.decoder import EncoderOutput, SplitDecoder
 from lightning_ssd.backbones.loading import (
     CheckpointError,
     absolute_backbone,
+    check_backbone,
     family_of,
     load_backbone,
     load_processor,
@@ -21,6 +22,7 @@ __all__ = [
     "SplitDecoder",
     "SplitVLM",
     "absolute_backbone",
+    "check_backbone",
     "family_of",
     "load_backbone",
     "load_processor",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoProcessor,
     Blip2ForConditionalGeneration,
     Blip2Processor,
@@ -33,6 +35,7 @@ from lightning_ssd.backbones.presets import PRESETS, SpecialTokens, build_preset
 from lightning_ssd.backbones.qwen_processing import IMAGE_PAD, Qwen2VLImageTextProcessor
 from lightning_ssd.backbones.tokenizer import preset_tokenizer, qwen_preset_tokenizer
 from lightning_ssd.backbones.vlm import Family, SplitVLM
+from lightning_ssd.errors import UserError
 from lightning_ssd.files import umask_mode
 
 IMAGE_TOKEN = "<image>"
@@ -44,28 +47,47 @@ _MODEL_CLASSES = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A backbone name or folder that cannot be loaded; the message names the file and what to do."""
 
 
-def _read_config(path: Path) -> dict:
+def _not_found(name: str, setting: str) -> str:
+    close = difflib.get_close_matches(name, PRESETS, n=1)
+    hint = f"did you mean {close[0]!r}? Otherwise give" if close else "give"
+    return (f"{setting} {name!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor an existing folder; {hint} "
+            "a checkpoint folder written by save_pretrained (such as the fine-tune stage's export_dir) or a preset")
+
+
+def _read_config(path: Path, setting: str = "backbone") -> dict:
     config_file = path / "config.json"
     if not path.is_dir():
-        raise CheckpointError(
-            f"backbone {str(path)!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor an existing folder"
-        )
+        raise CheckpointError(_not_found(str(path), setting))
     if not config_file.is_file():
-        raise CheckpointError(f"{config_file} not found: {path} is not a transformers checkpoint folder")
+        raise CheckpointError(f"{setting}: {config_file} not found: {path} is not a transformers checkpoint folder")
     try:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_file} is not valid JSON ({err})") from err
+        raise CheckpointError(f"{setting}: {config_file} is not valid JSON ({err})") from err
     if config.get("model_type") not in _MODEL_CLASSES:
         raise CheckpointError(
-            f"{config_file}: model_type {config.get('model_type')!r} is not a supported VLM; supported: "
+            f"{setting}: {config_file}: model_type {config.get('model_type')!r} is not a supported VLM; supported: "
             "'blip-2' (OPT or Flan-T5 text model), 'llava', 'llava_next', 'qwen2_5_vl'"
         )
     return config
+
+
+def check_backbone(name_or_path: str, setting: str = "backbone") -> int:
+    """Checks, without loading any weights, that `name_or_path` is a preset or a supported checkpoint folder, and
+    returns the number of decoder layers L of its language model. Errors name the flag or key `setting`."""
+    if name_or_path in PRESETS:
+        return PRESETS[name_or_path].num_layers
+    path = Path(name_or_path)
+    _read_config(path, setting)
+    try:
+        text = AutoConfig.from_pretrained(path, local_files_only=True).get_text_config(decoder=True)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{setting}: cannot read {path / 'config.json'} ({err})") from err
+    return getattr(text, "num_decoder_layers", None) or text.num_hidden_layers
 
 
 def family_of(name_or_path: str) -> Family:

@@ -39,6 +39,7 @@ from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.result import GenerationResult
 from lightning_ssd.decoding.skip_drafter import AdaptiveThreshold
 from lightning_ssd.decoding.spec import DraftSpec
+from lightning_ssd.errors import UsageError
 from lightning_ssd.threads import set_threads
 from lightning_ssd.timing import FLAG, check_speedup, marked, speedup_bound
 
@@ -161,10 +162,10 @@ def make_redundant(vlm: SplitVLM, n: int) -> None:
                     linear.bias.zero_()
 
 
-def bench_spec(imitation: str, n: int | None, vlm: SplitVLM) -> DraftSpec:
+def bench_spec(imitation: str, n: int | None, vlm: SplitVLM, backbone: str = "the backbone") -> DraftSpec:
     """The benchmark's draft from its --imitation and --n: a checkpoint's or draft folder's n and network ("none":
     the plain early exit, "identity": an untrained residual network), at --n if given, else the checkpoint's n, else
-    L // 4. A --n that differs from the checkpoint's is refused."""
+    L // 4. A --n that differs from the checkpoint's is refused. `backbone` is the --backbone `vlm` was loaded from."""
     from lightning_ssd.models.components.imitation import ImitationNetwork
 
     default = max(1, vlm.decoder.num_layers // 4)
@@ -173,8 +174,8 @@ def bench_spec(imitation: str, n: int | None, vlm: SplitVLM) -> DraftSpec:
         return DraftSpec(default if n is None else n, net, prefix="--").check(vlm.decoder)
     from lightning_ssd.models.checkpoint import load_draft_spec
 
-    spec = load_draft_spec(imitation, vlm, prefix="--")
-    check_trained_exit_layer(n, spec.n, spec.setting("n"), f"the imitation network of {imitation}")
+    spec = load_draft_spec(imitation, vlm, prefix="--", backbone=backbone, source="imitation")
+    check_trained_exit_layer(n, spec.n, spec.setting("n"), f"the imitation network of --imitation {imitation}")
     return spec
 
 
@@ -342,11 +343,11 @@ def _flag(records: list[MethodRecord], baseline: dict) -> None:
 
 def _check(cfg: BenchConfig) -> None:
     if cfg.repeats < 1 or cfg.num_samples < 1 or cfg.max_new_tokens < 2:
-        raise ValueError("bench needs repeats >= 1, num_samples >= 1 and max_new_tokens >= 2")
+        raise UsageError("bench needs repeats >= 1, num_samples >= 1 and max_new_tokens >= 2")
     if not cfg.batch_sizes or min(cfg.batch_sizes) < 1:
-        raise ValueError(f"bench --batch-size must be >= 1, got {cfg.batch_sizes}")
+        raise UsageError(f"bench --batch-size must be >= 1, got {cfg.batch_sizes}")
     if cfg.skip_search_trials < 0 or cfg.skip_search_samples < 1:
-        raise ValueError("bench --skip-search-trials must be >= 0 and --skip-search-samples >= 1, got "
+        raise UsageError("bench --skip-search-trials must be >= 0 and --skip-search-samples >= 1, got "
                          f"{cfg.skip_search_trials} and {cfg.skip_search_samples}")
 
 
@@ -393,7 +394,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: print
     dtype = getattr(torch, cfg.dtype)
     vlm = load_backbone(cfg.backbone, dtype=dtype).to(device)
     L = vlm.decoder.num_layers
-    spec = bench_spec(cfg.imitation, cfg.n, vlm)
+    spec = bench_spec(cfg.imitation, cfg.n, vlm, cfg.backbone)
     n, imitation = spec.n, spec.imitation
     if cfg.redundant_deep_layers:
         make_redundant(vlm, n)

@@ -189,7 +189,7 @@ def _load(cfg: StreamConfig) -> tuple[SplitVLM, object, DraftSpec]:
     set_threads(cfg.threads)
     dtype = getattr(torch, cfg.dtype)
     vlm = load_backbone(cfg.backbone, dtype=dtype).to(cfg.device)
-    spec = bench_spec(cfg.imitation, cfg.n, vlm)
+    spec = bench_spec(cfg.imitation, cfg.n, vlm, cfg.backbone)
     if spec.imitation is not None:
         spec = replace(spec, imitation=spec.imitation.to(device=cfg.device, dtype=dtype))
     if cfg.redundant_deep_layers:

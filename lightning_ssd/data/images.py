@@ -1,5 +1,6 @@
 """A user's own images as a DataModule: `predict` (or `test`) over a folder, a glob or a JSONL of prompts."""
 
+import glob
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,7 @@ class ImagesDataModule(VLDataModule):
         return ("test",)
 
     def required_files(self, split: str) -> list[Path]:
-        path = Path(self.images)
-        return [path] if path.is_dir() or path.suffix.lower() == ".jsonl" else []
+        return [] if glob.has_magic(self.images) else [Path(self.images)]  # a glob's matches are found in setup
 
     def build_dataset(self, split: str) -> VLDataset:
         records = with_instruction(load_image_records(self.images, self.prompt, skip_bad=self.skip_bad_samples))

@@ -9,15 +9,17 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
+from lightning_ssd.errors import UserError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class DatasetFileError(FileNotFoundError):
+class DatasetFileError(UserError, FileNotFoundError):
     """A benchmark file or folder is missing where it is expected."""
 
 
-class MalformedDataError(ValueError):
+class MalformedDataError(UserError, ValueError):
     """A benchmark file cannot be parsed, or one of its entries lacks what is needed."""
 
 
@@ -39,7 +41,7 @@ def read_json(path: Path, dataset: str) -> Any:
         ) from e
 
 
-def read_jsonl(path: Path, dataset: str) -> list[Any]:
+def read_jsonl(path: Path, dataset: str, fix: str = "download the file again") -> list[Any]:
     rows = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -49,7 +51,7 @@ def read_jsonl(path: Path, dataset: str) -> list[Any]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
                 raise MalformedDataError(
-                    f"{dataset}: {path} line {lineno} is not valid JSON ({e.msg}); download the file again"
+                    f"{dataset}: {path} line {lineno} is not valid JSON ({e.msg}); {fix}"
                 ) from e
     return rows
 
@@ -84,12 +86,14 @@ def parse_entries(
     file: Path,
     skip_bad: bool,
     describe: Callable[[Any], str] = lambda e: repr(e)[:120],
+    skip_setting: str | None = "skip_bad_samples: true",
 ) -> list[T]:
     """Parse each entry of ``file`` with ``parse`` (which returns zero or more items).
 
     A ``KeyError``, ``TypeError``, ``ValueError``, ``IndexError`` or missing image file in ``parse``
     makes the entry bad: it raises a :class:`MalformedDataError` naming the file and the entry, or,
-    with ``skip_bad``, the entry is skipped and the number of skipped entries logged once.
+    with ``skip_bad``, the entry is skipped and the number of skipped entries logged once. The error suggests
+    ``skip_setting`` (None: no such setting where the file was given).
     """
     items: list[T] = []
     bad: list[str] = []
@@ -101,10 +105,9 @@ def parse_entries(
         except (KeyError, TypeError, ValueError, IndexError, FileNotFoundError) as e:
             reason = f"entry #{i} ({describe(entry)}): {type(e).__name__}: {e}"
             if not skip_bad:
-                raise MalformedDataError(
-                    f"{dataset}: bad entry in {file}: {reason}. Fix or remove the entry, or set "
-                    "skip_bad_samples: true to skip such entries"
-                ) from e
+                skip = f", or set {skip_setting} to skip such entries" if skip_setting else ""
+                raise MalformedDataError(f"{dataset}: bad entry in {file}: {reason}. Fix or remove the entry{skip}"
+                                         ) from e
             bad.append(reason)
     if bad:
         log.warning("%s: skipped %d of %d entries in %s (skip_bad_samples); first: %s", dataset, len(bad), total,

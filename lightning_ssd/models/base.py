@@ -18,6 +18,7 @@ from lightning_ssd.decoding.checks import check_modes
 from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder, generate
 from lightning_ssd.decoding.spec import DraftSpec
+from lightning_ssd.errors import UsageError
 from lightning_ssd.models.evaluation import DecodingEvaluator, EvalSummary
 
 
@@ -127,7 +128,7 @@ class SSDModule(LightningModule):
         if n is not None:
             self.spec.check(self.vlm.decoder)
         if max_new_tokens < 1:
-            raise ValueError(f"model.init_args.max_new_tokens must be >= 1, got {max_new_tokens}")
+            raise UsageError(f"model.init_args.max_new_tokens must be >= 1, got {max_new_tokens}")
         self.max_new_tokens = max_new_tokens
         self._eval_modes = eval_modes
         if timing_repeats < 1:
@@ -139,7 +140,7 @@ class SSDModule(LightningModule):
         # Built here, once subclasses have set their imitation network, so that modes can be checked against it.
         if not hasattr(self, "val_eval"):
             modes = self.modes_for(self.imitation) if self._eval_modes is None else self._eval_modes
-            modes = check_modes(modes, self.imitation is not None, self.n)
+            modes = check_modes(modes, self.imitation is not None, self.n, self.spec.setting("eval_modes"))
             self.val_eval, self.test_eval = (
                 DecodingEvaluator(modes, self._meteor, self._num_samples, timing_repeats=self._timing_repeats)
                 .to(self.device) for _ in range(2))

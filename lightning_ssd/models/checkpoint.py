@@ -32,6 +32,7 @@ from torch import nn
 from lightning_ssd.backbones.loading import staged_folder
 from lightning_ssd.backbones.vlm import SplitVLM
 from lightning_ssd.decoding.spec import DraftSpec
+from lightning_ssd.errors import UserError
 from lightning_ssd.models.components.fingerprint import BackboneMismatchError, backbone_fingerprint, check_fingerprint
 
 _PREFIX = "imitation_net."
@@ -49,12 +50,12 @@ def _build(spec: dict | None, hidden_size: int) -> nn.Module:
     return cls(hidden_size, **spec.get("init_args", {}))
 
 
-class NotACheckpointError(ValueError):
+class NotACheckpointError(UserError, ValueError):
     """A path given as a trained draft that holds none: not a checkpoint at all (text, empty, truncated), a
     checkpoint of another kind, or a draft folder with a damaged file."""
 
 
-class UnsafeCheckpointError(ValueError):
+class UnsafeCheckpointError(UserError, ValueError):
     """A checkpoint whose pickle needs more than weights-only loading allows, so that loading it could run code."""
 
 
@@ -163,10 +164,13 @@ def _network(draft: dict[str, Any], hidden_size: int, source: Path) -> nn.Module
 
 
 def load_draft_spec(path: str | Path, vlm: SplitVLM, draft: int | str = 4, confidence_threshold: float | None = None,
-                    prefix: str = "") -> DraftSpec:
+                    prefix: str = "", backbone: str = "the backbone", source: str = "draft") -> DraftSpec:
     """The draft of an imitation-stage checkpoint or a draft folder, checked against `vlm`: the n and the imitation
     network the file holds, with d and the confidence threshold as given (they are decoding settings, not the
     draft's). `prefix` names the settings in errors as the user gave them (see `DraftSpec`).
+
+    `backbone` is the name or folder `vlm` was loaded from, and `source` the setting that gave `path` (`draft-head`
+    with prefix "--" reads `--draft-head`), so that a mismatch speaks of what the user typed.
 
     Raises:
         FileNotFoundError: no such checkpoint file or folder, or a draft folder without its files.
@@ -175,10 +179,11 @@ def load_draft_spec(path: str | Path, vlm: SplitVLM, draft: int | str = 4, confi
         UnsafeCheckpointError: the checkpoint needs more than weights-only loading allows (it could run code).
         BackboneMismatchError: the draft was trained on another backbone (family, sizes or weights differ).
     """
-    source, saved = _read(path)
-    backbone = saved["backbone"]
-    check_fingerprint(backbone["fingerprint"], backbone_fingerprint(vlm), backbone["path"], "the given backbone")
-    imitation = _network(saved, vlm.decoder.hidden_size, source)
+    where, saved = _read(path)
+    trained_on = saved["backbone"]
+    check_fingerprint(trained_on["fingerprint"], backbone_fingerprint(vlm), trained_on["path"], backbone,
+                      f"{prefix}{source} {path}", f"{prefix}backbone")
+    imitation = _network(saved, vlm.decoder.hidden_size, where)
     return DraftSpec(saved["n"], imitation, draft, confidence_threshold, prefix).check(vlm.decoder)
 
 

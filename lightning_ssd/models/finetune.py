@@ -13,6 +13,7 @@ from torch import nn
 
 from lightning_ssd.backbones import load_processor, save_backbone
 from lightning_ssd.backbones.vlm import SplitVLM
+from lightning_ssd.errors import UsageError
 from lightning_ssd.models.base import SSDModule, TeacherForced
 from lightning_ssd.models.components.layerskip import (
     LayerSkipRecipe,
@@ -95,7 +96,7 @@ class FineTuneModule(SSDModule):
         self.layerskip = layerskip
         if layerskip is not None:
             if self.vlm.decoder.num_layers < 2:
-                raise ValueError(f"model.init_args.layerskip needs a backbone of at least 2 decoder layers; "
+                raise UsageError(f"model.init_args.layerskip needs a backbone of at least 2 decoder layers; "
                                  f"{backbone!r} has {self.vlm.decoder.num_layers}")
             # plain values, so that hparams.yaml and LightningCLI's --ckpt_path read them back like any other argument
             self.hparams["layerskip"] = asdict(layerskip)

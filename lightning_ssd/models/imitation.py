@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 
 from lightning_ssd.decoding.checks import check_trained_exit_layer
+from lightning_ssd.errors import UsageError
 from lightning_ssd.models.base import SSDModule, TeacherForced
 from lightning_ssd.models.components.fingerprint import (
     BackboneMismatchError,
@@ -72,7 +73,7 @@ class ImitationModule(SSDModule):
         super().__init__(backbone, n=n, **kwargs)
         D, L = self.vlm.decoder.hidden_size, self.vlm.decoder.num_layers
         if not 1 <= fusion_layers <= L:
-            raise ValueError(f"model.init_args.fusion_layers={fusion_layers} must be in [1, L={L}]")
+            raise UsageError(f"model.init_args.fusion_layers={fusion_layers} must be in [1, L={L}]")
         self.fingerprint = backbone_fingerprint(self.vlm)
         self.backbone_frozen = False
         self.imitation_net = (imitation or ImitationNetwork)(D)

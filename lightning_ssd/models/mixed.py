@@ -7,6 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lightning_ssd.errors import UsageError
 from lightning_ssd.models.base import TeacherForced
 from lightning_ssd.models.finetune import export_backbone, freeze, vision_encoder
 from lightning_ssd.models.imitation import ImitationModule
@@ -48,7 +49,7 @@ class MixedModule(ImitationModule):
     ) -> None:
         super().__init__(backbone, n, **kwargs)
         if joint_epochs < 0:
-            raise ValueError(f"model.init_args.joint_epochs must be >= 0, got {joint_epochs}")
+            raise UsageError(f"model.init_args.joint_epochs must be >= 0, got {joint_epochs}")
         if freeze_vision:
             freeze(vision_encoder(self.vlm), weights=True)
         self.freeze_vision = freeze_vision

@@ -31,7 +31,7 @@ def run_sweep(backbone: Path, checkpoint: Path, settings: Settings, out: Path) -
     """Decodes the test split with greedy, SSD at each d, and SSD without imitation; writes out (JSON)."""
     s = settings
     vlm = load_backbone(str(backbone)).eval()
-    spec = load_draft_spec(checkpoint, vlm)
+    spec = load_draft_spec(checkpoint, vlm, backbone=str(backbone))
     n, eos = spec.n, vlm.eos_token_id
 
     def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:

@@ -12,13 +12,15 @@ import json
 from pathlib import Path
 
 from lightning_ssd.bench.serve_load import ServeBenchConfig, format_serve, serve_benchmark
+from lightning_ssd.errors import ToolParser
 from lightning_ssd.files import atomic_write_text
+from lightning_ssd.tools import checks
 
 
 def _parser() -> argparse.ArgumentParser:
     d = ServeBenchConfig()
-    p = argparse.ArgumentParser(prog="python -m lightning_ssd bench-serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(prog="python -m lightning_ssd bench-serve", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default=d.backbone, help="preset name or checkpoint folder")
     p.add_argument("--draft-head", default=None, help="imitation checkpoint or draft folder for the SSD server")
     p.add_argument("--n", type=int, default=None, help="without --draft-head: the early-exit layer (default L // 4)")
@@ -41,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = vars(parser.parse_args(argv))
+    args.pop("verbose")
     output = Path(args.pop("output"))
+    checks.output_file(str(output))
     args["concurrency"] = args["concurrency"] or ServeBenchConfig().concurrency
     if args["num_requests"] < 1 or min(args["concurrency"]) < 1 or args["max_tokens"] < 1:
         parser.error("--num-requests, --concurrency and --max-tokens must be >= 1")

@@ -18,25 +18,31 @@ from pathlib import Path
 import yaml
 
 from lightning_ssd.configs import EXPERIMENTS
+from lightning_ssd.errors import ToolParser, UsageError, at_least
 from lightning_ssd.threads import add_threads_argument, set_threads, threads_args
+from lightning_ssd.tools import checks
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m lightning_ssd choose-n", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(prog="python -m lightning_ssd choose-n", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", required=True, help="fine-tuned backbone folder (or a preset)")
     p.add_argument("--lam", type=float, default=None, help="cost per layer lambda (default 1/L)")
     p.add_argument("--rule", choices=["argmax", "one_se", "speedup"], default="argmax",
                    help="argmax: the paper's rule; one_se: the shallowest layer whose mean reward is within one "
                         "standard error of the best; speedup: the highest speedup predicted from each layer's "
                         "agreement with the full model")
-    p.add_argument("--draft", type=int, default=6, help="d of the speedup rule's prediction")
+    p.add_argument("--draft", type=at_least(1), default=6, help="d of the speedup rule's prediction")
     p.add_argument("--output", default="chosen_n.yaml", help="where to write the YAML fragment")
-    p.add_argument("--batches", type=int, default=4, help="validation batches to average over")
+    p.add_argument("--batches", type=at_least(1), default=4, help="validation batches to average over")
     p.add_argument("--config", default=str(EXPERIMENTS / "synthetic" / "choose_n.yaml"),
                    help="validate config whose data section provides the validation split")
     add_threads_argument(p)
     a = p.parse_args(argv)
+    checks.backbone(a.backbone)
+    if not Path(a.config).is_file():
+        raise UsageError(f"--config {a.config}: no such file; give a validate config with a data section")
+    checks.output_file(a.output)
     set_threads(a.threads)
     from lightning_ssd.cli import cli_main
 

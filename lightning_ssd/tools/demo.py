@@ -30,25 +30,27 @@ from pathlib import Path
 import yaml
 
 from lightning_ssd.configs import EXPERIMENTS, callbacks_without_sweep
+from lightning_ssd.errors import ToolParser, UsageError, at_least
 from lightning_ssd.files import atomic_write_text
 from lightning_ssd.threads import add_threads_argument, set_threads, threads_args
 from lightning_ssd.timing import FLAG, SLACK, marked
+from lightning_ssd.tools import checks
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lightning_ssd demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(prog="python -m lightning_ssd demo", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="runs/demo", help="output folder (checkpoints, logs, results)")
     p.add_argument("--backbone", default="base-llava", help="preset to fine-tune from random init")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the backbone's random init and of every stage (the benchmark's images stay the same)")
-    p.add_argument("--finetune-epochs", type=int, default=2)
-    p.add_argument("--imitation-epochs", type=int, default=12)
-    p.add_argument("--num-train", type=int, default=2000, help="training images (5 captions each)")
-    p.add_argument("--num-test", type=int, default=200, help="test images decoded by every method")
+    p.add_argument("--finetune-epochs", type=at_least(1), default=2)
+    p.add_argument("--imitation-epochs", type=at_least(1), default=12)
+    p.add_argument("--num-train", type=at_least(1), default=2000, help="training images (5 captions each)")
+    p.add_argument("--num-test", type=at_least(1), default=200, help="test images decoded by every method")
     p.add_argument("--draft", default="6", help="SSD draft length d for the test stage: an integer or 'dynamic'")
-    p.add_argument("--bench-samples", type=int, default=24, help="test images in the speed benchmark")
-    p.add_argument("--bench-repeats", type=int, default=3)
+    p.add_argument("--bench-samples", type=at_least(1), default=24, help="test images in the speed benchmark")
+    p.add_argument("--bench-repeats", type=at_least(1), default=3)
     p.add_argument("--full-validation", action="store_true",
                    help="validate as the stage configs do: after each epoch, with every decoder, and sweep d at the "
                         "end of imitation training")
@@ -104,6 +106,17 @@ _ROWS = (("full model", "full", "greedy"), ("draft w/o imitation", "draft", "dra
 
 def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
     return "—" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def _check(a: argparse.Namespace) -> None:
+    from lightning_ssd.backbones import PRESETS
+
+    if not a.quick and a.backbone not in PRESETS:
+        raise UsageError(f"--backbone {a.backbone}: the demo fine-tunes a preset from random initialisation; give "
+                         f"one of {', '.join(sorted(PRESETS))}")
+    checks.draft_length(a.draft)
+    if Path(a.root).exists() and not Path(a.root).is_dir():
+        raise UsageError(f"--root {a.root} is a file; give a folder for the demo's outputs")
 
 
 def _test_speedup(tm: dict[str, float], mode: str) -> str:
@@ -181,6 +194,7 @@ def render(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     a = _parser().parse_args(argv)
+    _check(a)
     if a.quick:
         a.backbone, a.finetune_epochs, a.imitation_epochs = "tiny-blip2-opt", 1, 1
         a.num_train, a.num_test, a.bench_samples, a.bench_repeats = 64, 8, 2, 1

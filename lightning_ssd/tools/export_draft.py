@@ -11,13 +11,16 @@ is refused. `--trust` reads such a file anyway; give it only for a checkpoint yo
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from lightning_ssd.errors import ToolParser, UsageError
 from lightning_ssd.threads import add_threads_argument, set_threads
+from lightning_ssd.tools import checks
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lightning_ssd export-draft", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(prog="python -m lightning_ssd export-draft", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a .ckpt written by the imitation stage")
     p.add_argument("out_dir", help="folder to write (replaced whole if it exists)")
     p.add_argument("--trust", action="store_true",
@@ -29,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    checks.draft_source(args.checkpoint, "checkpoint")
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise UsageError(f"out_dir {args.out_dir} is a file; give a folder to write the draft into")
     set_threads(args.threads)
     from lightning_ssd.models.checkpoint import export_draft
 

@@ -18,12 +18,14 @@ import json
 import sys
 from pathlib import Path
 
+from lightning_ssd.errors import ToolParser, UsageError, at_least
 from lightning_ssd.threads import add_threads_argument, set_threads
+from lightning_ssd.tools import checks
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lightning_ssd generate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(prog="python -m lightning_ssd generate", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", required=True, help="backbone checkpoint folder (or preset name)")
     p.add_argument("--draft-head", help="imitation checkpoint (.ckpt) or draft folder (export-draft); needed for ssd")
     p.add_argument("--images", required=True, help="folder, glob pattern or .jsonl of {image, prompt, id}")
@@ -31,8 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="JSONL file to write")
     p.add_argument("--mode", choices=["ssd", "greedy"], default="ssd",
                    help="ssd: self-speculative decoding; greedy: the full model alone (same tokens when greedy)")
-    p.add_argument("--batch-size", type=int, default=8, help="images decoded together in one batch")
-    p.add_argument("--max-new-tokens", type=int, default=64,
+    p.add_argument("--batch-size", type=at_least(1), default=8, help="images decoded together in one batch")
+    p.add_argument("--max-new-tokens", type=at_least(1), default=64,
                    help="most tokens generated per image (fewer where it ends on its own)")
     p.add_argument("--draft", default="6", help="draft tokens per cycle d, or 'dynamic' (paper eq. 5)")
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding (lossless for SSD)")
@@ -46,20 +48,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from lightning_ssd.decoding.checks import parse_draft
-
-    if args.batch_size < 1:
-        raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.max_new_tokens < 1:
-        raise SystemExit(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    try:
-        args.draft = parse_draft(args.draft, "--draft", ("dynamic",))
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
+    """Every flag that can be checked before a model loads: the flags alone first, then the files they name."""
+    args.draft = checks.draft_length(args.draft)
+    checks.sampling(args.do_sample, args.temperature, args.top_k, args.top_p)
     if args.mode == "ssd" and not args.draft_head:
-        raise SystemExit("--mode ssd needs --draft-head (an imitation checkpoint or a draft folder)")
-    if Path(args.output).is_dir():
-        raise SystemExit(f"--output {args.output} is a folder; give a file name such as captions.jsonl")
+        raise UsageError("--mode ssd needs --draft-head (an imitation checkpoint or a draft folder); or use "
+                         "--mode greedy")
+    checks.output_file(args.output)
+    checks.device(args.device)
+    if args.draft_head:
+        checks.draft_source(args.draft_head, "--draft-head")
+    checks.backbone(args.backbone)
 
 
 def _read_images(requests, log):
@@ -79,16 +78,19 @@ def _read_images(requests, log):
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     _check(args)
-    log = lambda s: print(s, file=sys.stderr)  # noqa: E731
+    from lightning_ssd.data.readers.images import load_image_records, task_of, with_instruction
+
+    records = load_image_records(args.images, args.prompt, require_images=False, source="--images")
     threads = set_threads(args.threads)
     import torch
     from tqdm.auto import tqdm
+
+    log = lambda s: tqdm.write(s, file=sys.stderr)  # noqa: E731  (a line of its own, not inside the progress bar)
 
     from lightning_ssd.backbones import load_backbone, load_processor
     from lightning_ssd.backbones.vlm import vision_inputs
     from lightning_ssd.data.collate import VLCollator
     from lightning_ssd.data.readers.base import Sample
-    from lightning_ssd.data.readers.images import load_image_records, task_of, with_instruction
     from lightning_ssd.decoding.acceptance import with_strategy
     from lightning_ssd.decoding.factory import build_decoder
     from lightning_ssd.decoding.generate import generate
@@ -99,14 +101,15 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     vlm = load_backbone(args.backbone).to(device)
     processor = load_processor(args.backbone)
-    spec = load_draft_spec(args.draft_head, vlm, args.draft, prefix="--") if args.mode == "ssd" else None
-    if spec is not None:
+    spec = None
+    if args.mode == "ssd":
+        spec = load_draft_spec(args.draft_head, vlm, args.draft, prefix="--", backbone=args.backbone,
+                               source="draft-head")
         spec.imitation.to(device)
     decoder = build_decoder("ssd" if args.mode == "ssd" else "full", vlm.decoder, vlm.eos_token_id, spec)
     config = with_strategy(vlm.model.generation_config, args.do_sample, args.temperature, args.top_k, args.top_p)
     generator = torch.Generator(device).manual_seed(args.seed) if args.do_sample else None
 
-    records = load_image_records(args.images, args.prompt, require_images=False)
     collate = VLCollator(processor, vlm.family, task_of(records))
     # the output names the prompt each image was given; one without is decoded with the caption instruction
     requests = list(zip([r.query for r in records], with_instruction(records), strict=True))
@@ -140,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
             decode_s += out.prefill_time_s + out.decode_time_s
             results.append(out)
         if written == 0:  # raised inside the block: the temporary file goes, an earlier output stays
-            raise SystemExit(f"no image of {args.images} could be read; {output} was not written")
+            raise UsageError(f"--images {args.images}: no image could be read (each is named above); {output} was "
+                             "not written")
     summary = f"{written} images, {skipped} skipped, {num_tokens} tokens at {num_tokens / max(decode_s, 1e-9):.1f}/s"
     if args.mode == "ssd" and results:
         merged = GenerationResult(tuple(s for r in results for s in r.sequences))

@@ -24,13 +24,14 @@ import sys
 import time
 from pathlib import Path
 
+from lightning_ssd.errors import ToolParser, UsageError, at_least
 from lightning_ssd.reproduce.settings import QUICK, Estimates, Settings, with_overrides
 from lightning_ssd.threads import add_threads_argument, set_threads
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lightning_ssd reproduce", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(prog="python -m lightning_ssd reproduce", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="runs/reproduce", help="stage outputs: checkpoints, logs, records")
     p.add_argument("--out", default="results/paper", help="the report: tables, figures, README.md")
     p.add_argument("--quick", action="store_true", help="the whole plan on tiny presets, in a few minutes")
@@ -38,20 +39,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default=None, help="preset fine-tuned from random initialisation")
     p.add_argument("--t5-backbone", default=None, help="BLIP-2 Flan-T5 preset of Table 3 (dialog, zero-shot, shift)")
     p.add_argument("--llava-backbone", default=None, help="LLaVA preset of Table 2 (long answers) and A.2 (VQA)")
-    p.add_argument("--finetune-epochs", type=int, default=None)
-    p.add_argument("--imitation-epochs", type=int, default=None, help="Tables 1 and 5")
-    p.add_argument("--ablation-epochs", type=int, default=None, help="imitation epochs of Table 6's rows")
-    p.add_argument("--figure-epochs", type=int, default=None, help="epochs of the joint / frozen / mixed runs")
-    p.add_argument("--mixed-joint-epochs", type=int, default=None, help="joint epochs of the mixed run (fig. 8)")
-    p.add_argument("--num-train", type=int, default=None)
-    p.add_argument("--num-val", type=int, default=None, help="validation images (choice of n, D&V search, figures)")
-    p.add_argument("--num-test", type=int, default=None)
-    p.add_argument("--draft", type=int, default=None, help="d of the SSD tests")
-    p.add_argument("--test-batch-size", type=int, default=None,
+    p.add_argument("--finetune-epochs", type=at_least(1), default=None)
+    p.add_argument("--imitation-epochs", type=at_least(1), default=None, help="Tables 1 and 5")
+    p.add_argument("--ablation-epochs", type=at_least(1), default=None, help="imitation epochs of Table 6's rows")
+    p.add_argument("--figure-epochs", type=at_least(1), default=None, help="epochs of the joint / frozen / mixed runs")
+    p.add_argument("--mixed-joint-epochs", type=at_least(0), default=None,
+                   help="joint epochs of the mixed run (fig. 8)")
+    p.add_argument("--num-train", type=at_least(1), default=None)
+    p.add_argument("--num-val", type=at_least(1), default=None,
+                   help="validation images (choice of n, D&V search, figures)")
+    p.add_argument("--num-test", type=at_least(1), default=None)
+    p.add_argument("--draft", type=at_least(1), default=None, help="d of the SSD tests")
+    p.add_argument("--test-batch-size", type=at_least(1), default=None,
                    help="test images decoded per batch (default 1: per-image latency, as the paper's speedups)")
-    p.add_argument("--sweep-drafts", type=int, nargs="+", default=None, help="the values of d of figure 9")
+    p.add_argument("--sweep-drafts", type=at_least(1), nargs="+", default=None, help="the values of d of figure 9")
     p.add_argument("--lambdas", nargs="+", default=None, help="Table 6's costs per layer: 1/L, 1/10, 0.05, ...")
-    p.add_argument("--dv-trials", type=int, default=None, help="TPE trials of Draft & Verify's skip-set search")
+    p.add_argument("--dv-trials", type=at_least(0), default=None, help="TPE trials of Draft & Verify's skip-set search")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (a JVM start per decoding mode)")
     add_threads_argument(p)
     p.add_argument("--parts", nargs="+", choices=("tables", "rest"), default=None,
@@ -78,7 +81,17 @@ def main(argv: list[str] | None = None) -> None:
     """Runs (or resumes) the reproduction; exits with status 1 when a stage failed (rerun to retry it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(args)
-    settings = settings_from(a)
+    from lightning_ssd.backbones import PRESETS
+
+    for flag, value in (("--backbone", a.backbone), ("--t5-backbone", a.t5_backbone),
+                        ("--llava-backbone", a.llava_backbone)):
+        if value is not None and value not in PRESETS:
+            raise UsageError(f"{flag} {value}: reproduce fine-tunes a preset from random initialisation; give one of "
+                             f"{', '.join(sorted(PRESETS))}")
+    try:
+        settings = settings_from(a)
+    except ValueError as err:  # the settings' own checks, whose messages name the flags
+        raise UsageError(str(err)) from err
     from lightning_ssd.reproduce.cli_stages import write_fragments
     from lightning_ssd.reproduce.plan import PlanFailed, pending_minutes, run_plan
     from lightning_ssd.reproduce.stages import PARTS, build_plan

@@ -15,6 +15,7 @@ import os
 import signal
 from pathlib import Path
 
+from lightning_ssd.errors import ToolParser, UsageError
 from lightning_ssd.threads import add_threads_argument
 
 API_KEY_ENV = "LIGHTNING_SSD_API_KEY"
@@ -24,8 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     from lightning_ssd.serving.limits import Limits
 
     d = Limits()
-    p = argparse.ArgumentParser(prog="python -m lightning_ssd serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(prog="python -m lightning_ssd serve", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", required=True, help="backbone checkpoint folder or preset name")
     p.add_argument("--draft-head", help="imitation checkpoint (.ckpt) or draft folder (export-draft); its n is used")
     p.add_argument("--n", type=int, default=None,
@@ -64,22 +65,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
+    # not `checks.draft_length`: its parser lives in lightning_ssd.decoding, which imports torch, and this process
+    # serves HTTP without it; the worker reads the setting again with `parse_draft` when it builds its DraftSpec
     if args.draft not in ("dynamic", "adaptive") and (not args.draft.isdigit() or int(args.draft) < 1):
-        raise SystemExit(f"--draft must be an integer d >= 1, 'dynamic' or 'adaptive', got {args.draft!r}")
+        raise UsageError(f"--draft must be an integer d >= 1, 'dynamic' or 'adaptive', got {args.draft!r}")
     if args.mode == "greedy" and (args.draft_head or args.n is not None):
-        raise SystemExit("--mode greedy serves the full model alone: drop --draft-head and --n")
+        raise UsageError("--mode greedy serves the full model alone: drop --draft-head and --n")
     if args.draft_head and args.n is not None:
-        raise SystemExit("--n is for the plain early exit; a --draft-head carries its own n: give one of them")
+        raise UsageError("--n is for the plain early exit; a --draft-head carries its own n: give one of them")
     if args.host not in ("127.0.0.1", "0.0.0.0", "::"):
-        raise SystemExit(f"--host must be 127.0.0.1, 0.0.0.0 or '::' (LitServe binds these), got {args.host!r}")
+        raise UsageError(f"--host must be 127.0.0.1, 0.0.0.0 or '::' (LitServe binds these), got {args.host!r}")
     if args.workers < 1 or args.devices < 1:
-        raise SystemExit(f"--workers and --devices must be >= 1, got {args.workers} and {args.devices}")
+        raise UsageError(f"--workers and --devices must be >= 1, got {args.workers} and {args.devices}")
     if args.devices > 1 and args.accelerator != "cuda":
-        raise SystemExit("--devices is for --accelerator cuda; on CPU, serve more workers with --workers")
+        raise UsageError("--devices is for --accelerator cuda; on CPU, serve more workers with --workers")
     if not 1024 <= args.port <= 65535:
-        raise SystemExit(f"--port must be in [1024, 65535], got {args.port}")
+        raise UsageError(f"--port must be in [1024, 65535], got {args.port}")
     if args.draft_head and not Path(args.draft_head).exists():
-        raise SystemExit(f"--draft-head {args.draft_head} not found (a .ckpt or a draft folder from export-draft)")
+        raise UsageError(f"--draft-head {args.draft_head} not found (a .ckpt or a draft folder from export-draft)")
     _check_family(args.backbone)
 
 
@@ -96,14 +99,14 @@ def _check_family(backbone: str) -> None:
     else:
         config = Path(backbone) / "config.json"
         if not config.is_file():
-            raise SystemExit(f"--backbone {backbone} is neither a preset name nor a checkpoint folder with a "
+            raise UsageError(f"--backbone {backbone} is neither a preset name nor a checkpoint folder with a "
                              "config.json")
         text_config = json.loads(config.read_text()).get("text_config") or {}
         family = "blip2-t5" if text_config.get("model_type") == "t5" else "other"
     try:
         check_family(family, backbone)
     except ValueError as exc:
-        raise SystemExit(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def build_server(args: argparse.Namespace):
@@ -120,7 +123,7 @@ def build_server(args: argparse.Namespace):
                         max_live_rows=args.max_batch_size, max_queue=args.max_queue,
                         image_root=Path(args.image_root) if args.image_root else None, workers=workers)
     except ValueError as exc:
-        raise SystemExit(f"serve: {exc}") from None
+        raise UsageError(f"serve: {exc}") from None
     config = ServeConfig(
         backbone=args.backbone, draft_head=args.draft_head, n=args.n, mode=args.mode,
         draft=args.draft if args.draft in ("dynamic", "adaptive") else int(args.draft), limits=limits,

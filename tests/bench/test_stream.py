@@ -1,8 +1,12 @@
 """The stream and length benchmarks run the real engine on a tiny preset and report what they measured."""
 
 import json
+import re
+
+import pytest
 
 from lightning_ssd.bench.stream import StreamConfig, _percentile, format_stream, profile_request, stream_benchmark
+from lightning_ssd.errors import UsageError
 from lightning_ssd.tools import bench_stream
 
 
@@ -31,16 +35,13 @@ def test_stream_report_counts_every_request_and_ssd_tokens_equal_plain():
     assert "| 2 | plain |" in table and "1.00x" in table and "| 8 |" in table
 
 
-def test_cli_writes_the_json_and_refuses_an_impossible_load(tmp_path, capsys):
+def test_cli_writes_the_json_and_refuses_an_impossible_load(tmp_path):
     out = tmp_path / "stream.json"
     bench_stream.main(["--backbone", "tiny-llava", "--num-requests", "2", "--max-rows", "1", "--max-new-tokens",
                        "3", "--num-repeats", "1", "--output", str(out)])
     assert json.loads(out.read_text())["streams"][0]["max_rows"] == 1
-    try:
+    with pytest.raises(UsageError, match=re.escape("--load 1.5: must be in (0, 1]")):
         bench_stream.main(["--load", "1.5", "--output", str(tmp_path / "x.json")])
-    except SystemExit as exit:
-        assert exit.code == 2
-    assert "--load must be in (0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from lightning_ssd.errors import UsageError
 from lightning_ssd.tools.serve import main as serve_main
 
 
@@ -28,10 +29,10 @@ def test_help_lists_the_flags(capsys):
     (["--backbone", "tiny-llava", "--devices", "2"], "--devices is for --accelerator cuda"),
 ])
 def test_impossible_settings_are_refused_at_once(argv, message):
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(UsageError, match=message):
         serve_main(argv)
 
 
 def test_the_image_root_must_be_a_folder(tmp_path):
-    with pytest.raises(SystemExit, match="is not a folder"):
+    with pytest.raises(UsageError, match="is not a folder"):
         serve_main(["--backbone", "tiny-llava", "--image-root", str(tmp_path / "missing")])

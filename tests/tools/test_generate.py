@@ -11,6 +11,7 @@ from lightning_ssd.backbones import load_backbone, load_processor
 from lightning_ssd.data.collate import VLCollator
 from lightning_ssd.data.prompts import CAPTION_INSTRUCTION
 from lightning_ssd.data.readers.base import Record, Sample
+from lightning_ssd.errors import UsageError
 from lightning_ssd.models.checkpoint import save_draft
 from lightning_ssd.models.components.imitation import ImitationNetwork
 from lightning_ssd.tools.generate import _parser
@@ -122,15 +123,16 @@ def test_sampling_is_reproducible_by_seed(setup):
 def test_nothing_readable_writes_nothing(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"nope")
     out = tmp_path / "out.jsonl"
-    with pytest.raises(SystemExit, match="could be read"):
+    with pytest.raises(UsageError, match="could be read"):
         generate_main(["--backbone", NAME, "--mode", "greedy", "--images", str(tmp_path), "--output", str(out)])
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["bad.png"]
 
 
 @pytest.mark.parametrize(("bad", "message"), [(["--batch-size", "0"], "batch-size"), ([], "needs --draft-head"),
-                                              (["--draft", "x"], "--draft must be")])
+                                              (["--draft", "x"], "^--draft must be an integer d >= 1 or 'dynamic', "
+                                                                 "got 'x'")])
 def test_impossible_settings(tmp_path, bad, message):
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(UsageError, match=message):
         generate_main(["--backbone", NAME, "--images", str(tmp_path), "--output", str(tmp_path / "o.jsonl"), *bad])
 
 

@@ -12,11 +12,12 @@ from typing import Any
 import torch
 
 from lightning_ssd.backbones.vlm import SplitVLM
+from lightning_ssd.errors import UserError
 
 _SLICE = 64  # rows of each hashed matrix: enough to differ between trainings, cheap to read
 
 
-class BackboneMismatchError(ValueError):
+class BackboneMismatchError(UserError, ValueError):
     """A checkpoint's trainable weights belong to another backbone than the one configured."""
 
 
@@ -41,15 +42,19 @@ def backbone_fingerprint(vlm: SplitVLM) -> dict[str, Any]:
     }
 
 
-def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], saved_path: str, current_path: str) -> None:
-    """Raises `BackboneMismatchError` naming what differs between the checkpoint's backbone and the configured one."""
+def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], saved_path: str, current_path: str,
+                      checkpoint: str = "this checkpoint", setting: str = "model.init_args.backbone") -> None:
+    """Raises `BackboneMismatchError` naming what differs between the checkpoint's backbone and the configured one.
+
+    `checkpoint` names the checkpoint and `setting` the flag or config key that chose the backbone, as the user
+    typed them (`--draft-head d`, `--backbone`)."""
     diff = [f"{k}: checkpoint {saved.get(k)!r} vs configured {current.get(k)!r}"
             for k in current if saved.get(k) != current.get(k)]
     if diff:
         raise BackboneMismatchError(
-            f"this checkpoint was trained on backbone {saved_path!r}, which differs from the configured backbone "
-            f"{current_path!r} ({'; '.join(diff)}). Set model.init_args.backbone to the backbone the checkpoint was "
-            "trained with, or train a new checkpoint for this backbone"
+            f"{checkpoint} was trained on backbone {saved_path!r}, which differs from {setting} {current_path!r} "
+            f"({'; '.join(diff)}). Set {setting} to the backbone it was trained with, or train a new one for this "
+            "backbone"
         )
 
 
