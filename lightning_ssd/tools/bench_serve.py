@@ -1,4 +1,4 @@
-"""`python -m lightning_ssd bench-serve`: concurrent streaming clients against the server, SSD against `--mode
+r"""`python -m lightning_ssd bench-serve`: concurrent streaming clients against the server, SSD against `--mode
 greedy`, at each concurrency; tokens/s, latency, time to first token, failures and the servers' memory.
 
     python -m lightning_ssd bench-serve --backbone runs/demo/finetune/backbone --draft-head runs/demo/draft \
