@@ -134,6 +134,8 @@ CASES = [
     SLOW + ("export-draft of a damaged checkpoint", ["export-draft", "{root}/whole.ckpt", "{root}/exported"],
             ["{root}/whole.ckpt", "damaged"]),
     ("bench-stream load above 1", ["bench-stream", "--load", "1.5", "--output", "{root}/bench.json"], ["--load 1.5"]),
+    ("bench-stream profile without a stream", ["bench-stream", "--num-requests", "0", "--length", "8", "--profile",
+                                               "--output", "{root}/bench.json"], ["--profile", "--num-requests"]),
     SLOW + ("bench-stream draft not a number", ["bench-stream", "--draft", "fast", "--output", "{root}/bench.json"],
             ["--draft must be an integer d >= 1", "got 'fast'"]),
     ("serve port below 1024", ["serve", "--backbone", "tiny-llava", "--port", "80"], ["--port", "got 80"]),

@@ -27,7 +27,7 @@ from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.bench.inputs import benchmark_inputs
 from lightning_ssd.bench.runner import bench_spec, make_redundant
 from lightning_ssd.decoding.continuous import ContinuousEngine, Request
-from lightning_ssd.decoding.cost import measure_cost_model
+from lightning_ssd.decoding.cost import CostModel, measure_cost_model
 from lightning_ssd.decoding.drafters import ShallowDrafter
 from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
 from lightning_ssd.decoding.generate import generate
@@ -155,10 +155,8 @@ def _requests(cfg: StreamConfig, processor, vlm: SplitVLM, max_new: int, count: 
                     ignore_eos=ignore_eos) for x in inputs]
 
 
-def _methods(cfg: StreamConfig, vlm: SplitVLM, spec: DraftSpec, max_rows: int, max_slots: int
+def _methods(cfg: StreamConfig, vlm: SplitVLM, spec: DraftSpec, cost: CostModel, max_rows: int, max_slots: int
              ) -> dict[str, Callable[[], ContinuousEngine]]:
-    cost = measure_cost_model(vlm.decoder, spec.n, spec.imitation)[0] if "adaptive" in cfg.drafts else None
-
     def engine(drafter, draft=1, compile=False):
         return lambda: ContinuousEngine(vlm, drafter, draft, cost, max_rows=max_rows, max_slots=max_slots,
                                         compile=compile)
@@ -206,7 +204,7 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
     report: dict = {"config": asdict(cfg), "n": spec.n, "L": vlm.decoder.num_layers, "torch_threads":
                     torch.get_num_threads(), "cost_model": asdict(cost), "streams": [], "lengths": []}
     for max_rows in cfg.max_rows if cfg.num_requests else []:
-        methods = _methods(cfg, vlm, spec, max_rows, slots)
+        methods = _methods(cfg, vlm, spec, cost, max_rows, slots)
         rate = cfg.rate
         if cfg.load is not None:
             probe = run_stream(methods["plain"](), requests, 0.0)
@@ -234,10 +232,10 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
             if row["predicted_speedup"]:
                 row["fraction_of_predicted"] = row["tokens_per_s"] / plain_rate / row["predicted_speedup"]
     for length in cfg.lengths:
-        report["lengths"].append(_length_row(cfg, vlm, processor, spec, length, log))
+        report["lengths"].append(_length_row(cfg, vlm, processor, spec, cost, length, log))
     if cfg.profile:
         report["profile"] = {name: profile_request(make, requests[0])
-                             for name, make in _methods(cfg, vlm, spec, 1, slots).items()}
+                             for name, make in _methods(cfg, vlm, spec, cost, 1, slots).items()}
     return report
 
 
@@ -267,11 +265,12 @@ def profile_request(make: Callable[[], ContinuousEngine], request: Request) -> d
     return {k: 1e3 * v / len(result.tokens) for k, v in groups.items()}
 
 
-def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, spec: DraftSpec, length: int, log) -> dict:
+def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, spec: DraftSpec, cost: CostModel, length: int,
+                log) -> dict:
     """Per-token decode time of one request of `length` new tokens (EOS ignored), per method, median of repeats."""
     request = _requests(cfg, processor, vlm, length, 1, ignore_eos=True)[0]
     slots = int(request.inputs["input_ids"].shape[1]) + length + 32
-    methods = _methods(cfg, vlm, spec, 1, slots)
+    methods = _methods(cfg, vlm, spec, cost, 1, slots)
     # the batch engine of generate() (DynamicCache), with no EOS: the sweep runs every request to its budget
     batch = {"plain generate()": GreedyDecoder(vlm.decoder, ())}
     d = next((d for d in cfg.drafts if d not in ("adaptive", "lookup")), None)  # those need the stream engine

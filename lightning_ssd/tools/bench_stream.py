@@ -61,6 +61,8 @@ def _check(args: dict) -> None:
         raise UsageError(f"--load {args['load']:g}: must be in (0, 1], a fraction of plain decoding's throughput")
     if not args["num_requests"] and not args["lengths"]:
         raise UsageError("--num-requests 0 runs no stream: give --length for the length sweep")
+    if not args["num_requests"] and args["profile"]:
+        raise UsageError("--profile profiles the stream's first request: give --num-requests >= 1")
     for d in args["drafts"]:
         checks.draft_length(d, "--draft", _DRAFT_NAMES)
     num_layers = checks.backbone(args["backbone"])
