@@ -9,9 +9,10 @@
 
 `step()`:
   1. admit: while a row is free, the oldest waiting request is encoded (vision encoder, projector) and its prompt
-     prefilled alone into the free row; the prefill's logits give its first token, streamed at once. Prefill and
-     decoding share the time by turns: a step prefills the requests it admits, then runs one cycle of every live
-     row, so a long queue delays the live rows by one prefill per admitted request, and no more;
+     prefilled into the free row, together with the waiting requests right behind it whose inputs have the same
+     shapes (one prompt length: no padding); the prefill's logits give each its first token, streamed at once.
+     Prefill and decoding share the time by turns: a step prefills the requests it admits, then runs one cycle of
+     every live row, so a long queue delays the live rows by one prefill pass per group admitted, and no more;
   2. one cycle of every live row (the paper's Algorithm 1 with a drafter, or one full-model token per row without):
      draft up to d_b tokens per row (d_b from the row's own draft policy), verify them in one pass of layers [n, L),
      accept each row's longest agreeing prefix plus the full model's token;

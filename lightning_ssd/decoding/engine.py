@@ -245,30 +245,15 @@ class SelfSpeculativeDecoder(SpeculativeDecoder):
             confidence threshold (see `DraftSpec`; the threshold changes the work per cycle, never the output).
         eos_token_id: tokens that end a sequence (kept in the output, like transformers' generate).
         cpu_narrow_linear: on CPU, compute the verification pass's linear layers as W @ x^T (see narrow_linear.py).
-        n: with `imitation`, `draft` and `confidence_threshold`: the spec's fields one by one, in place of `spec`
-            (the form the README's quick start uses); they are made into a `DraftSpec`.
-        imitation: see `n`.
-        draft: see `n`.
-        confidence_threshold: see `n`.
     """
 
     def __init__(
         self,
         decoder: SplitDecoder,
-        spec: DraftSpec | None = None,
+        spec: DraftSpec,
         eos_token_id: Sequence[int] = (),
         cpu_narrow_linear: bool = True,
-        *,
-        n: int | None = None,
-        imitation: nn.Module | None = None,
-        draft: int | str | DraftLength = 4,
-        confidence_threshold: float | None = None,
     ) -> None:
-        if spec is None:
-            spec = DraftSpec(n, imitation, draft, confidence_threshold)
-        elif (n, imitation, draft, confidence_threshold) != (None, None, 4, None):
-            raise TypeError("SelfSpeculativeDecoder takes a DraftSpec or its fields (n, imitation, draft, "
-                            "confidence_threshold), not both")
         drafter = ShallowDrafter(decoder, spec, eos_token_id)
         super().__init__(decoder, drafter, spec.draft, eos_token_id, cpu_narrow_linear)
 

@@ -188,20 +188,9 @@ def load_draft_spec(path: str | Path, vlm: SplitVLM, draft: int | str = 4, confi
 
 
 def load_imitation_network(path: str | Path, vlm: SplitVLM) -> nn.Module:
-    """The trained imitation network of an imitation-stage checkpoint or a draft folder, checked against `vlm`
-    (`load_draft_spec(path, vlm).imitation`). Its `n` attribute repeats the spec's n for code that builds a decoder
-    from the network alone, as the README's quick start does; `load_draft_spec` is the reader to use.
-
-    Raises:
-        FileNotFoundError: no such checkpoint file or folder, or a draft folder without its files.
-        NotACheckpointError: the path holds no draft (a text, empty or truncated file, a checkpoint of another
-            kind, a draft folder with a damaged file).
-        UnsafeCheckpointError: the checkpoint needs more than weights-only loading allows (it could run code).
-        BackboneMismatchError: the draft was trained on another backbone (family, sizes or weights differ).
-    """
-    spec = load_draft_spec(path, vlm)
-    spec.imitation.n = spec.n
-    return spec.imitation
+    """The trained imitation network of an imitation-stage checkpoint or a draft folder, checked against `vlm`:
+    `load_draft_spec(path, vlm).imitation`, raising as `load_draft_spec` does. Its exit layer n is in the spec."""
+    return load_draft_spec(path, vlm).imitation
 
 
 def _write_folder(out_dir: str | Path, imitation: dict | None, n: int, backbone: dict[str, Any],

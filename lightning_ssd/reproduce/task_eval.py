@@ -22,7 +22,7 @@ from lightning_ssd.decoding.factory import build_decoder
 from lightning_ssd.decoding.generate import BatchDecoder
 from lightning_ssd.decoding.skip_drafter import AdaptiveThreshold
 from lightning_ssd.decoding.spec import DraftSpec
-from lightning_ssd.models.checkpoint import load_imitation_network
+from lightning_ssd.models.checkpoint import load_draft_spec
 from lightning_ssd.reproduce.decode_eval import evaluate_decoders, prompt_inputs, split_batches
 from lightning_ssd.reproduce.plan import atomic_write_json
 from lightning_ssd.reproduce.settings import Settings
@@ -30,9 +30,11 @@ from lightning_ssd.reproduce.settings import Settings
 SEARCH_BATCH = 8
 
 
-def _load(backbone: Path, checkpoint: Path) -> tuple[SplitVLM, torch.nn.Module, Any]:
+def _load(backbone: Path, checkpoint: Path) -> tuple[SplitVLM, DraftSpec, Any]:
     vlm = load_backbone(str(backbone)).eval()
-    return vlm, load_imitation_network(checkpoint, vlm).eval(), load_processor(str(backbone)).tokenizer
+    spec = load_draft_spec(checkpoint, vlm)
+    spec.imitation.eval()
+    return vlm, spec, load_processor(str(backbone)).tokenizer
 
 
 def _skip_set(vlm: SplitVLM, settings: Settings, seed: int, backbone: Path, data: dict[str, Any],
@@ -55,8 +57,8 @@ def run_task_eval(backbone: Path, checkpoint: Path, settings: Settings, seed: in
     """Decodes the test split of `data` (SyntheticDataModule arguments: task, test_domain, ...) with full, draft,
     draft_imit, ssd and, with `draft_verify`, Draft & Verify; writes out (a metrics.json like the test stage's)."""
     s = settings
-    vlm, imitation, tokenizer = _load(backbone, checkpoint)
-    n, eos = imitation.n, vlm.eos_token_id
+    vlm, spec, tokenizer = _load(backbone, checkpoint)
+    n, imitation, eos = spec.n, spec.imitation, vlm.eos_token_id
     skip = _skip_set(vlm, s, seed, backbone, data, max_new_tokens) if draft_verify else None
 
     def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
@@ -81,8 +83,8 @@ def run_length_eval(backbone: Path, checkpoint: Path, settings: Settings, data: 
     """Plain decoding and SSD at each output length of `settings.length_caps`, end-of-sequence off, on the first
     `settings.length_images` test images of `data`; writes out (JSON: one evaluate_decoders result per cap)."""
     s = settings
-    vlm, imitation, tokenizer = _load(backbone, checkpoint)
-    n = imitation.n
+    vlm, spec, tokenizer = _load(backbone, checkpoint)
+    n, imitation = spec.n, spec.imitation
 
     def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
         imit = copy.deepcopy(imitation).to(next(model.parameters()).dtype)
