@@ -48,6 +48,8 @@ class StreamConfig:
         redundant_deep_layers: zero what layers n..L write to the residual stream (alpha = 1 by construction).
         num_requests: requests in the stream (0: the length sweep only).
         max_rows: live-row limits to run, each on its own.
+        prefill_batch: the engines' `prefill_batch` (every method alike): rows that must be free before waiting
+            requests are admitted while others decode.
         rate: arrivals per second (0: all at once); load: instead, this fraction of the plain engine's throughput.
         max_new_tokens: each request's budget.
         lengths: max_new_tokens of the length sweep (EOS ignored); empty: no sweep.
@@ -67,6 +69,7 @@ class StreamConfig:
     redundant_deep_layers: bool = False
     num_requests: int = 64
     max_rows: list[int] = field(default_factory=lambda: [8])
+    prefill_batch: int = 1
     rate: float = 0.0
     load: float | None = None
     max_new_tokens: int = 32
@@ -159,7 +162,7 @@ def _methods(cfg: StreamConfig, vlm: SplitVLM, spec: DraftSpec, cost: CostModel,
              ) -> dict[str, Callable[[], ContinuousEngine]]:
     def engine(drafter, draft=1, compile=False):
         return lambda: ContinuousEngine(vlm, drafter, draft, cost, max_rows=max_rows, max_slots=max_slots,
-                                        compile=compile)
+                                        compile=compile, prefill_batch=min(cfg.prefill_batch, max_rows))
 
     drafters = {"plain": (None, 1)}
     for d in cfg.drafts:

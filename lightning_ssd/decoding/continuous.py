@@ -12,10 +12,12 @@
      prefilled into the free row, together with the waiting requests right behind it whose inputs have the same
      shapes (one prompt length: no padding); the prefill's logits give each its first token, streamed at once.
      Prefill and decoding share the time by turns: a step prefills the requests it admits, then runs one cycle of
-     every live row, so a long queue delays the live rows by one prefill pass per group admitted, and no more;
+     every live row, so a long queue delays the live rows by one prefill pass per group admitted, and no more.
+     With `prefill_batch` > 1, waiting requests are admitted only once that many rows are free (or the queue fits),
+     so that fewer, fuller prefill passes serve them;
   2. one cycle of every live row (the paper's Algorithm 1 with a drafter, or one full-model token per row without):
-     draft up to d_b tokens per row (d_b from the row's own draft policy), verify them in one pass of layers [n, L),
-     accept each row's longest agreeing prefix plus the full model's token;
+     draft up to d_b tokens per row (d_b from the draft policy, which then sees the cycle's cost), verify them in
+     one pass of layers [n, L), accept each row's longest agreeing prefix plus the full model's token;
   3. retire: a row that met a stop token or its budget, or whose request was cancelled, frees its row at once.
 
 Requests in one batch keep their own settings (greedy or sampled, temperature, top-k, top-p, seed, token budget,
@@ -36,7 +38,7 @@ import torch
 from lightning_ssd.backbones.vlm import SplitVLM
 from lightning_ssd.decoding.acceptance import stop_index
 from lightning_ssd.decoding.cost import CostModel
-from lightning_ssd.decoding.draft_policy import DraftPolicy, RowAcceptance, draft_policy
+from lightning_ssd.decoding.draft_policy import CycleTiming, DraftPolicy, RowAcceptance, draft_policy
 from lightning_ssd.decoding.drafters import Drafter
 from lightning_ssd.decoding.narrow_linear import linear_modules, narrow_linear
 from lightning_ssd.decoding.result import Cycle, SequenceResult
@@ -135,6 +137,10 @@ class ContinuousEngine:
         cpu_narrow_linear: on CPU, run the verification pass's linear layers as W @ x^T (see narrow_linear.py).
         compile: run the decoder's layer ranges through `torch.compile` (off by default: see docs/engine.md for
             what it gains and costs on CPU).
+        prefill_batch: while rows are decoding, admit waiting requests only once this many rows are free (or all
+            of the queue fits), so that they are prefilled in one pass; 1 admits each request as soon as a row frees.
+            A pass costs much the same for one prompt as for several where per-pass overhead dominates (small
+            models, CPU), so waiting trades a few cycles at fewer rows for fewer prefill passes.
     """
 
     def __init__(
@@ -147,7 +153,11 @@ class ContinuousEngine:
         max_slots: int = 1024,
         cpu_narrow_linear: bool = True,
         compile: bool = False,
+        prefill_batch: int = 1,
     ) -> None:
+        if not 1 <= prefill_batch <= max_rows:
+            raise ValueError(f"prefill_batch must be in [1, max_rows] = [1, {max_rows}], got {prefill_batch}")
+        self.prefill_batch = prefill_batch
         self.vlm, self.decoder, self.drafter = vlm, vlm.decoder, drafter
         if draft is None:
             spec = getattr(drafter, "spec", None)
@@ -246,10 +256,16 @@ class ContinuousEngine:
             group.append(self._waiting.popleft())
         return group
 
+    def _may_admit(self) -> bool:
+        """A row is free, and: nothing is decoding, or `prefill_batch` rows are free, or the whole queue fits."""
+        free = self.state.max_rows - len(self._rows)
+        return bool(self._waiting) and free > 0 and (
+            not self._rows or free >= min(self.prefill_batch, len(self._waiting)))
+
     @torch.inference_mode()
     def _admit(self) -> list[TokenEvent]:
         events = []
-        while self._waiting and len(self._rows) < self.state.max_rows:
+        while self._may_admit():
             group = self._next_group()
             start = _clock(self.device)
             inputs = _stack([request.inputs for _, request in group], self.device)
@@ -269,7 +285,7 @@ class ContinuousEngine:
             for (request_id, request), token in zip(group, tokens, strict=True):
                 stops = tuple(request.stop_token_ids) + (() if request.ignore_eos else self.eos)
                 live = _Row(request_id, request, stops, tokens=[token], prefill_s=seconds)
-                live.acceptance.generated = 1
+                live.acceptance.generated, live.acceptance.sampled = 1, request.rule.do_sample
                 self._rows.append(live)
                 self._last.append(token)
                 self.state.histories[len(self._rows) - 1].append(token)
@@ -286,7 +302,7 @@ class ContinuousEngine:
     def _cycle(self) -> list[TokenEvent]:
         rows, L = self._rows, self.decoder.num_layers
         start = _clock(self.device)
-        budgets = [min(self.policy(r.acceptance), r.budget - 1) for r in rows]
+        budgets = self.policy.choose([r.acceptance for r in rows], [r.budget - 1 for r in rows])
         last = torch.tensor(self._last, device=self.device)
         self.rule.begin([r.request.rule for r in rows], [len(r.tokens) for r in rows])
         # 1. draft: up to d_b tokens per row, with the states verification starts from
@@ -315,7 +331,10 @@ class ContinuousEngine:
             live.acceptance.record(drafted[b], k, len(tokens))
             emitted.append(tokens)
         self._last = following
-        return self._emit(emitted, t2 - start)
+        live_rows = len(rows)
+        events = self._emit(emitted, t2 - start)
+        self.policy.observe(CycleTiming(live_rows, len(drafts[0]), t1 - start, _clock(self.device) - t1))
+        return events
 
     @torch.inference_mode()
     def _plain_step(self) -> list[TokenEvent]:

@@ -52,7 +52,16 @@ ACCEPT = (Col("tau", "tau", digits=2), Col("alpha", "alpha", digits=3),
 
 
 def _records(ctx: ReportContext, block: str, split: str | None) -> list[dict[str, Any] | None]:
-    return [read_record(RestLayout(lay.folder).eval_record(block, split)) for lay in ctx.layouts]
+    """Each seed's task record, with its LayerSkip row's metrics merged in where that stage ran."""
+    found = []
+    for lay in ctx.layouts:
+        rest = RestLayout(lay.folder)
+        record = read_record(rest.eval_record(block, split))
+        layerskip = read_record(rest.layerskip_record(block, split))
+        if record is not None and layerskip is not None:
+            record = {**record, "metrics": {**record["metrics"], **layerskip["metrics"]}}
+        found.append(record)
+    return found
 
 
 def _block(name: str):
@@ -110,6 +119,7 @@ def table3(ctx: ReportContext) -> str:
                      _draft_sentence(dialog[None], "MRR", PAPER_TABLE3, "MRR", "MRR"),
                      _ssd_sentence(dialog[None], "MRR", "MRR", PAPER_TABLE3["ssd"]["Spd."]),
                      _dv_sentence(dialog[None], PAPER_TABLE3),
+                     _layerskip_sentence(dialog[None], "MRR", PAPER_TABLE3, "MRR", "MRR"),
                  ])
     zs = {split: _records(ctx, "zeroshot", split) for split in ZERO_SHOT_SPLITS}
     cols_b = (*(c for split in ZERO_SHOT_SPLITS for c in (
@@ -126,6 +136,7 @@ def table3(ctx: ReportContext) -> str:
                      "colour) or (shape, background) pair never in a training scene; in = neither (the training "
                      "distribution). The paper's NoCaps splits are defined by COCO's object classes.",
                      *_zero_shot_sentences(zs),
+                     _layerskip_sentence(zs["in"], "CIDEr", PAPER_TABLE3, "in", "in-domain CIDEr"),
                  ], methods=tuple((m, label) for m, label in METHODS if m != "draft_verify"))
     return a + "\n" + b + "\n" + shift_table(ctx, zs)
 
@@ -182,9 +193,23 @@ def _with_n(record: dict[str, Any] | None) -> dict[str, Any] | None:
     for mode in ("draft", "draft_imit", "ssd"):
         metrics[f"test/{mode}/n"] = record["n"]
     metrics["test/full/n"] = record["L"]
+    if "test/layerskip/speedup" in metrics:
+        metrics["test/layerskip/n"] = record["n"]
     if record.get("skip_layers"):
         metrics["test/draft_verify/n"] = min(record["skip_layers"])
     return {**record, "metrics": metrics}
+
+
+def _layerskip_sentence(recs, key: str, paper: dict[str, dict[str, float]], paper_key: str, name: str) -> str:
+    """LayerSkip's quality (its own backbone's) and speedup against SSD's, beside the paper's."""
+    ls, full = median(recs, "layerskip", key), median(recs, "full", key)
+    spd, ssd = median(recs, "layerskip", "speedup"), median(recs, "ssd", "speedup")
+    if not math.isfinite(spd):
+        return "LayerSkip was not run."
+    p_ls, p_full = paper["layerskip"][paper_key], paper["full"][paper_key]
+    return (f"LayerSkip's backbone reaches {ls:.1f} {name} ({pct(ls, full)} of the full model's; paper "
+            f"{pct(p_ls, p_full)} in {paper_key}), at {spd:.2f}x against SSD's {ssd:.2f}x (paper "
+            f"{paper['layerskip']['Spd.']:.2f}x against {paper['ssd']['Spd.']:.2f}x).")
 
 
 def _dv_sentence(recs, paper: dict[str, dict[str, float]]) -> str:
@@ -233,6 +258,7 @@ def table2(ctx: ReportContext) -> str:
                         _draft_sentence(r, "CIDEr", PAPER_TABLE2, "LLaVA-W", "CIDEr"),
                         _ssd_sentence(r, "CIDEr", "CIDEr", PAPER_TABLE2["ssd"]["Spd."]),
                         _dv_sentence(r, PAPER_TABLE2),
+                        _layerskip_sentence(r, "CIDEr", PAPER_TABLE2, "LLaVA-W", "CIDEr"),
                         _long_vs_short(ctx),
                     ])
 
@@ -258,6 +284,7 @@ def tablea2(ctx: ReportContext) -> str:
     return markdown("Appendix A.2 (Table 9): one-word VQA answers (LLaVA family)", cols, recs, PAPER_VQA, [
         _setting(ctx, "vqa", "the synthetic VQA questions (counts, colours, shapes, positions, sizes, yes/no)"),
         why, _draft_sentence(r, "accuracy", PAPER_VQA, "VQAv2", "accuracy"),
+        _layerskip_sentence(r, "accuracy", PAPER_VQA, "VQAv2", "accuracy"),
         "Draft & Verify is not run on this task. VQA accuracy is VQAv2's, against 10 identical answers.",
     ])
 

@@ -1,15 +1,20 @@
 """The rest of the paper as stages (issue 22): Table 3's dialog and zero-shot splits, Table 2's long answers,
 Appendix A.2's one-word answers, and the output-length question.
 
-Each task block fine-tunes its own backbone on its task (the paper fine-tunes BLIP-2 per task; the embedded default
-is trained from random initialisation, so a captioner cannot answer dialog questions), trains the imitation network
-on it at the n the fine-tune chose, and decodes the task's test split(s) in-process with every decoder of its table
+Each task block fine-tunes its own backbone on its task (the paper fine-tunes BLIP-2 per task; the embedded default is
+trained from random initialisation, so a captioner cannot answer dialog questions), trains the imitation network on it
+at the n the fine-tune chose, and decodes the task's test split(s) in-process with every decoder of its table
 (`task_eval.run_task_eval`). The zero-shot block is trained on in-domain scenes only and tested on the in-, near- and
 out-of-domain splits (`lightning_ssd.data.synth.domains`): its near and out rows are also the distribution-shift
 question's first half (imitation trained in-domain, tested shifted). Blocks share nothing with Tables 1, 5 and 6, so
-`--parts rest` runs them alone. Its second half: the in-domain imitation network fine-tuned briefly on a few hundred
-near- or out-of-domain training images (`shift_images`, `shift_epochs`), and tested on that split again. The size-
-ratio grid (`grid.py`) trains imitation networks of several capacities at several n on the long-answer backbone.
+`--parts rest` runs them alone. Each block's LayerSkip row continues the task's fine-tuned backbone with LayerSkip's
+recipe (layer dropout and early-exit losses, `experiments/synthetic/layerskip.yaml`) for `task_layerskip_epochs`, and
+decodes the same test split(s) through that backbone's plain early exit at the block's n: LayerSkip fine-tunes a
+pretrained model, and the task's backbone is this benchmark's pretrained model (Table 1 trains its LayerSkip row from
+random initialisation instead, beside stage 1). The distribution-shift question's second half: the in-domain imitation
+network fine-tuned briefly on a few hundred near- or out-of-domain training images (`shift_images`, `shift_epochs`),
+and tested on that split again. The size-ratio grid (`grid.py`) trains imitation networks of several capacities at
+several n on the long-answer backbone.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from lightning_ssd.reproduce.grid import CAPACITIES, run_grid_test, slug
 from lightning_ssd.reproduce.plan import Stage
 from lightning_ssd.reproduce.results import need_record
 from lightning_ssd.reproduce.settings import Estimates, Settings
-from lightning_ssd.reproduce.task_eval import run_length_eval, run_task_eval
+from lightning_ssd.reproduce.task_eval import run_layerskip_eval, run_length_eval, run_task_eval
 
 SYNTHETIC = EXPERIMENTS / "synthetic"
 ZERO_SHOT_SPLITS: tuple[str, ...] = ("in", "near", "out")
 SHIFTED: tuple[str, ...] = ("near", "out")  # the distribution-shift fine-tune's domains
 LENGTH_BLOCK = "long"
+LAYERSKIP_COST = 1.3  # a LayerSkip epoch against a plain fine-tune epoch (every exit's loss), as Table 1 estimates it
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,13 @@ class RestLayout:
     def eval_record(self, name: str, split: str | None) -> Path:
         return self.block(name) / f"test_{split or 'all'}.json"
 
+    def layerskip(self, name: str) -> Path:
+        """Folder of the block's LayerSkip fine-tune (its backbone in backbone/)."""
+        return self.block(name) / "layerskip"
+
+    def layerskip_record(self, name: str, split: str | None) -> Path:
+        return self.block(name) / f"layerskip_{split or 'all'}.json"
+
     def shift(self, split: str) -> Path:
         """Folder of the imitation fine-tuned on `split`'s images (the zero-shot block's backbone)."""
         return self.block("shift") / split
@@ -168,6 +181,19 @@ def rest_stages(ctx: RunContext, layout: RestLayout, prefix: str) -> list[Stage]
                     block.max_new_tokens(s), layout.eval_record(block.name, split), block.draft_verify),
                 est.test(5 if block.draft_verify else 4) * block.test_cost,
                 deps=(f"imitation {b}",))
+        add(f"layerskip {b}", (layout.layerskip(b) / "stage.json",),
+            lambda block=block, epochs=s.task_layerskip_epochs: cli_stages.finetune(
+                ctx, SYNTHETIC / "layerskip.yaml", layout.layerskip(block.name),
+                (*block.overrides(s), "--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch",
+                 str(epochs), "--model.init_args.n", str(_n(layout, block.name))), str(layout.backbone(block.name))),
+            est.finetune(s.task_layerskip_epochs) * block.train_cost * LAYERSKIP_COST, deps=(f"finetune {b}",))
+        for split in block.splits:
+            label = f"test {b} layerskip" + (f" {split}" if split else "")
+            add(label, (layout.layerskip_record(b, split),),
+                lambda block=block, split=split: run_layerskip_eval(
+                    layout.layerskip(block.name) / "backbone", _n(layout, block.name), s, block.data(s, split),
+                    block.max_new_tokens(s), layout.layerskip_record(block.name, split)),
+                est.test(2) * block.test_cost, deps=(f"layerskip {b}",))
     zs = next(b for b in BLOCKS if b.name == "zeroshot")
     for split in SHIFTED:
         folder = layout.shift(split)

@@ -68,6 +68,8 @@ class Settings:
         t5_backbone: the BLIP-2 Flan-T5 preset of Table 3's analogue (dialog and zero-shot captions).
         llava_backbone: the LLaVA preset of Table 2's analogue (long answers) and Appendix A.2's (VQA).
         task_imitation_epochs: imitation epochs of those tasks' rows (their fine-tunes take `finetune_epochs`).
+        task_layerskip_epochs: epochs of each task's LayerSkip row: LayerSkip's recipe continued from the task's
+            fine-tuned backbone.
         long_max_new_tokens: generation cap (and target length) of the long answers (the descriptions: 47-63 tokens).
         vqa_max_new_tokens: generation cap of the one-word VQA answers.
         length_caps: the output lengths of the output-length stage (end-of-sequence off).
@@ -106,6 +108,7 @@ class Settings:
     t5_backbone: str = "base-blip2-t5"
     llava_backbone: str = "base-llava"
     task_imitation_epochs: int = 6
+    task_layerskip_epochs: int = 1
     long_max_new_tokens: int = 80
     vqa_max_new_tokens: int = 8
     length_caps: tuple[int, ...] = (16, 64, 256)

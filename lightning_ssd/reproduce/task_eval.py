@@ -3,7 +3,9 @@ decoder of a table row, and decoding long outputs at fixed lengths.
 
 `run_task_eval` loads a task's fine-tuned backbone and its imitation network and decodes the task's test split with
 plain greedy decoding (the reference), the draft without and with imitation, SSD and, where asked, Draft & Verify
-(its skip set searched on the task's validation prompts, as Table 1's row). `run_length_eval` decodes the first test
+(its skip set searched on the task's validation prompts, as Table 1's row). `run_layerskip_eval` decodes it with a
+LayerSkip-trained backbone's plain early exit, verified by that backbone (the LayerSkip row). `run_length_eval` decodes
+the first test
 images of the long-answer task with end-of-sequence turned off, so that every output is exactly `cap` tokens long, for
 each cap: the speedup, tau, alpha and per-token time of plain decoding and SSD at that output length. Past the point
 where the model would have stopped, it continues its own text, which the draft predicts as it would any other.
@@ -77,6 +79,29 @@ def run_task_eval(backbone: Path, checkpoint: Path, settings: Settings, seed: in
     result = evaluate_decoders(vlm, decoders, batches, tokenizer, max_new_tokens, meteor=False)
     atomic_write_json(out, {**result, "n": n, "L": vlm.decoder.num_layers, "d": s.draft, "data": data,
                             "max_new_tokens": max_new_tokens, "skip_layers": None if skip is None else list(skip)})
+
+
+def run_layerskip_eval(backbone: Path, n: int, settings: Settings, data: dict[str, Any], max_new_tokens: int,
+                       out: Path) -> None:
+    """LayerSkip's row: the LayerSkip-trained `backbone` decodes the test split of `data` greedily and with SSD
+    through its plain early exit at n (no imitation network); writes out with that SSD as mode "layerskip" (its
+    speedup and identity against the same backbone's plain decoding) and that plain decoding as "layerskip_full"."""
+    s = settings
+    vlm = load_backbone(str(backbone)).eval()
+    tokenizer = load_processor(str(backbone)).tokenizer
+    eos = vlm.eos_token_id
+
+    def decoders(model: SplitVLM) -> dict[str, BatchDecoder]:
+        return {"full": build_decoder("full", model.decoder, eos),
+                "layerskip": build_decoder("ssd", model.decoder, eos, DraftSpec(n, None, s.draft))}
+
+    result = evaluate_decoders(vlm, decoders, split_batches(backbone, s, "test", **data), tokenizer, max_new_tokens,
+                               meteor=False)
+    rename = {"test/full/": "test/layerskip_full/"}
+    metrics = {next((new + k[len(old):] for old, new in rename.items() if k.startswith(old)), k): v
+               for k, v in result["metrics"].items()}
+    atomic_write_json(out, {**result, "metrics": metrics, "n": n, "L": vlm.decoder.num_layers, "d": s.draft,
+                            "data": data, "max_new_tokens": max_new_tokens})
 
 
 def run_length_eval(backbone: Path, checkpoint: Path, settings: Settings, data: dict[str, Any], out: Path) -> None:

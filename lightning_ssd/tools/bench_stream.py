@@ -25,13 +25,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=at_least(1), default=None,
                    help="draft exit layer (default: the checkpoint's, else L // 4)")
     p.add_argument("--draft", dest="drafts", action="append",
-                   help="SSD draft length: d, 'dynamic', 'adaptive' (per row), or 'lookup' (prompt lookup); repeatable")
+                   help="SSD draft length: d, 'dynamic', 'adaptive' (from the rows' acceptance and the "
+                        "cycles' measured cost), or 'lookup' (prompt lookup); repeatable")
     p.add_argument("--redundant-deep-layers", action="store_true",
                    help="zero the residual writes of layers n..L so that acceptance is 1 by construction")
     p.add_argument("--num-requests", type=at_least(0), default=d.num_requests,
                    help="requests in the stream (0: only the length sweep)")
     p.add_argument("--max-rows", type=at_least(1), action="append",
                    help="live rows at most; repeatable (each on its own)")
+    p.add_argument("--prefill-batch", type=at_least(1), default=d.prefill_batch,
+                   help="while rows decode, admit waiting requests only once this many rows are free, so that they "
+                        "are prefilled in one pass (every method alike; 1: as soon as one row frees)")
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("--rate", type=float, default=d.rate, help="arrivals per second (0: all at once)")
     rate.add_argument("--load", type=float, default=None,

@@ -3,7 +3,13 @@
 import pytest
 
 from lightning_ssd.decoding.cost import CostModel
-from lightning_ssd.decoding.draft_policy import AdaptiveDraft, RowAcceptance, ScheduledDraft, draft_policy
+from lightning_ssd.decoding.draft_policy import (
+    AdaptiveDraft,
+    CycleTiming,
+    RowAcceptance,
+    ScheduledDraft,
+    draft_policy,
+)
 from lightning_ssd.decoding.prompt_lookup import lookup
 from lightning_ssd.decoding.schedule import FixedDraftLength
 
@@ -11,12 +17,45 @@ COST = CostModel(L=24, n=3, A=0.3, H=0.5)
 
 
 def test_adaptive_d_grows_with_acceptance_and_is_zero_when_no_draft_pays():
-    ds = [AdaptiveDraft(COST, max_d=12).best(a) for a in (0.0, 0.3, 0.6, 0.8, 0.9, 0.97, 1.0)]
+    ds = [AdaptiveDraft(COST, max_d=12).best([a]) for a in (0.0, 0.3, 0.6, 0.8, 0.9, 0.97, 1.0)]
     assert ds[0] == 0  # nothing accepted: plain decoding is faster than any draft
     assert ds == sorted(ds) and ds[-1] == 12  # alpha = 1: the longest draft
     for alpha, d in zip((0.6, 0.9), (ds[2], ds[4]), strict=True):  # the pick is the cost model's argmax
         best = max(range(1, 13), key=lambda k: COST.predicted_speedup(alpha, [k]))
         assert d == best
+
+
+def test_a_batch_drafts_one_d_from_every_rows_acceptance_within_each_rows_room():
+    policy = AdaptiveDraft(COST, max_d=12)
+    good, poor = RowAcceptance(accepted=9.0, judged=10.0), RowAcceptance(accepted=0.0, judged=10.0)
+    alone = policy.choose([good], [12])[0]
+    assert alone == policy.best([good.alpha(policy.prior, policy.strength)]) > 0
+    both = policy.choose([good, poor, good], [12, 12, 2])
+    assert both[0] == both[1] > 0 and both[2] == 2  # the poor row drafts the batch's d: it costs nothing more
+    assert policy.best([0.05] * 3) == 0  # rows that accept nothing: plain decoding through the split
+
+
+def test_measured_timings_price_the_cycle_at_the_nearest_number_of_rows():
+    policy = AdaptiveDraft(COST, max_d=12)
+    alpha = [0.9]
+    flops = policy.best(alpha, rows=1)
+    policy.observe(CycleTiming(rows=1, steps=3, draft_s=0.004, rest_s=0.100))  # drafting is cheap: draft long
+    assert policy.best(alpha, rows=1) > flops and policy.best(alpha, rows=4) == policy.best(alpha, rows=1)
+    policy.observe(CycleTiming(rows=8, steps=3, draft_s=0.400, rest_s=0.001))  # drafting is dear: draft short
+    assert policy.best(alpha, rows=8) < flops
+    assert policy.best(alpha, rows=6) == policy.best(alpha, rows=8)  # 6 is nearer 8 than 1
+    unmeasured = AdaptiveDraft(COST, max_d=12, measured=False)
+    unmeasured.observe(CycleTiming(rows=1, steps=3, draft_s=0.004, rest_s=0.100))
+    assert unmeasured.best(alpha, rows=1) == flops
+
+
+def test_a_sampled_rows_d_ignores_its_companions_and_the_timings():
+    policy = AdaptiveDraft(COST, max_d=12)
+    sampled = RowAcceptance(accepted=5.0, judged=10.0, sampled=True)
+    alone = policy.choose([sampled], [12])[0]
+    policy.observe(CycleTiming(rows=2, steps=3, draft_s=0.004, rest_s=0.100))
+    with_good = policy.choose([sampled, RowAcceptance(accepted=10.0, judged=10.0)], [12, 12])
+    assert with_good[0] == alone and with_good[1] != alone
 
 
 def test_row_acceptance_counts_judged_drafts_and_decays():
@@ -32,10 +71,10 @@ def test_row_acceptance_counts_judged_drafts_and_decays():
 
 
 def test_draft_policy_parses_settings():
-    assert draft_policy(3)(RowAcceptance()) == 3 and draft_policy(3).max_d == 3
+    assert draft_policy(3).choose([RowAcceptance()], [5]) == [3] and draft_policy(3).max_d == 3
     assert draft_policy("dynamic").max_d == 15
     assert isinstance(draft_policy("adaptive", COST), AdaptiveDraft)
-    assert draft_policy(ScheduledDraft(FixedDraftLength(2)))(RowAcceptance()) == 2
+    assert draft_policy(ScheduledDraft(FixedDraftLength(2))).choose([RowAcceptance()] * 2, [5, 1]) == [2, 1]
     with pytest.raises(ValueError, match="give the cost model"):
         draft_policy("adaptive")
     with pytest.raises(ValueError, match="'adaptive', got 'fast'"):
@@ -49,3 +88,16 @@ def test_lookup_copies_what_followed_the_latest_longest_match():
     assert lookup([1, 2, 3, 4], 3) == []  # 4 never occurred before
     assert lookup(history, 0) == []
     assert lookup([7, 8, 7, 8, 7], 4, max_ngram=3) == [8, 7]  # (7, 8, 7) occurred at 0, followed by 8, 7
+
+
+def test_the_fitted_price_counts_verification_widening_with_the_draft():
+    policy = AdaptiveDraft(COST, max_d=12)
+    for steps in (1, 6, 3, 8, 2, 5, 7, 4):  # drafting 1 ms per token; verification 10 ms + 4 ms per token
+        k = steps + 1
+        policy.observe(CycleTiming(rows=8, steps=steps, draft_s=0.001 * k, rest_s=0.010 + 0.004 * k))
+    per_token, fixed = policy.prices(8)
+    assert per_token == pytest.approx(0.005) and fixed == pytest.approx(0.010)
+    drafting_only = AdaptiveDraft(COST, max_d=12)
+    drafting_only.observe(CycleTiming(rows=8, steps=4, draft_s=0.005, rest_s=0.030))
+    assert drafting_only.prices(8) == pytest.approx((0.001, 0.030))  # k never varied: drafting's price alone
+    assert policy.best([0.9] * 8, rows=8) < drafting_only.best([0.9] * 8, rows=8)

@@ -114,9 +114,9 @@ def test_help_and_dry_run(tmp_path, capsys):
     assert exit_info.value.code == 0 and "--quick" in capsys.readouterr().out
     main(["reproduce", "--dry-run", "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
-    assert "estimated" in out and "[1/68] finetune: ~5.5 min" in out and "report rest" in out
-    assert "[68/68] report: " in out
-    for parts, count, last in (("tables", 28, "report"), ("rest", 40, "report rest")):
+    assert "estimated" in out and "[1/78] finetune: ~5.5 min" in out and "report rest" in out
+    assert "[78/78] report: " in out
+    for parts, count, last in (("tables", 28, "report"), ("rest", 50, "report rest")):
         main(["reproduce", "--dry-run", "--parts", parts, "--root", str(tmp_path / "runs")])
         assert f"[{count}/{count}] {last}: " in capsys.readouterr().out
     assert not (tmp_path / "runs").exists()

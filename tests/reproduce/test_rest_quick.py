@@ -35,6 +35,10 @@ def test_quick_rest_writes_every_table_and_the_figure(quick, capsys):
     dialog = _rows((out / "table3.md").read_text().split("# Table 3 (b)")[0])
     assert math.isfinite(_number(dialog["ours: SSD"]["MRR"])) and dialog["ours: SSD"]["MRR (paper)"] == "43.9"
     assert dialog["ours: SSD"]["identical to full model"] == "100.0%"
+    for table in ("table3.md", "table2.md", "tableA2.md"):  # every task's LayerSkip row ran, losslessly
+        assert "(not run)" not in (out / table).read_text().split("LayerSkip")[1].split("\n")[0], table
+    assert dialog["LayerSkip"]["identical to full model"] == "100.0%"
+    assert math.isfinite(_number(dialog["LayerSkip"]["MRR"])) and math.isfinite(_number(dialog["LayerSkip"]["Spd."]))
     table3 = (out / "table3.md").read_text()
     zero_shot = _rows("# Table 3 (b)" + table3.split("# Table 3 (b)")[1].split("# Table 3 (c)")[0])
     _, shift = _table("# Table 3 (c)" + table3.split("# Table 3 (c)")[1])

@@ -37,7 +37,7 @@ def test_markdown_marks_rows_not_run_and_shows_paper_values():
     assert "105.0 [100.0–110.0]" in rows["ours: SSD"] and "1.60x [1.50–1.70]" in rows["ours: SSD"]
     assert "1.55x" in rows["ours: SSD"]
     assert "LayerSkip (not run)" in rows and "Draft & Verify (not run)" in rows
-    assert "- a note" in text and "LayerSkip needs its own fine-tune" in text
+    assert "- a note" in text and "LayerSkip's row was not run" in text
 
 
 @pytest.mark.parametrize(("ours", "words"), [(0.8, "slowdown"), (1.6, "matches"), (2.5, "above"), (1.1, "below")])
