@@ -32,13 +32,14 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
 from lightning_ssd.backbones.vlm import SplitVLM
 from lightning_ssd.decoding.acceptance import stop_index
 from lightning_ssd.decoding.cost import CostModel
-from lightning_ssd.decoding.draft_policy import CycleTiming, DraftPolicy, RowAcceptance, draft_policy
+from lightning_ssd.decoding.draft_policy import CycleReport, DraftPolicy, RowAcceptance, draft_policy
 from lightning_ssd.decoding.drafters import Drafter
 from lightning_ssd.decoding.narrow_linear import linear_modules, narrow_linear
 from lightning_ssd.decoding.result import Cycle, SequenceResult
@@ -321,19 +322,23 @@ class ContinuousEngine:
         drafts, following = draft.tokens.tolist(), verdict.next_tokens.tolist()
         t2 = _clock(self.device)
         share_draft, share_verify = (t1 - start) / len(rows), (t2 - t1) / len(rows)
-        emitted = []
+        emitted, ended = [], []
         for b, live in enumerate(rows):
             k = accepted[b]
             tokens = drafts[b][:k] + [following[b]]
             tokens = tokens[: stop_index(tokens, live.stops, live.budget)]
+            if tokens[-1] in live.stops and not live.acceptance.sampled:
+                ended.append(len(live.tokens) + len(tokens))
             rejected = drafts[b][k] if k < drafted[b] else None
             live.cycles.append(Cycle(drafted[b], k, len(tokens), 1, share_draft, share_verify, rejected))
             live.acceptance.record(drafted[b], k, len(tokens))
             emitted.append(tokens)
         self._last = following
-        live_rows = len(rows)
-        events = self._emit(emitted, t2 - start)
-        self.policy.observe(CycleTiming(live_rows, len(drafts[0]), t1 - start, _clock(self.device) - t1))
+        report = partial(CycleReport, len(rows), len(drafts[0]), t1 - start, drafted=tuple(drafted),
+                         accepted=tuple(accepted), sampled=tuple(r.acceptance.sampled for r in rows),
+                         ended=tuple(ended))
+        events = self._emit(emitted, t2 - start)  # retires finished rows: `rows` changes
+        self.policy.observe(report(rest_s=_clock(self.device) - t1))
         return events
 
     @torch.inference_mode()

@@ -9,11 +9,14 @@ split) included.
 Why one d for a batch. A cycle's draft loop runs until its longest row's d, over every row, and verification pads
 every row to the longest draft. So giving a poorly accepted row a shorter d saves almost nothing, while giving it the
 batch's d costs nothing extra: the batch's d is chosen once, from the sum of every row's expected tokens, and each
-row drafts it (up to its own room). At batch 1 this is the row's own best d.
+row drafts it (up to its own room). At batch 1 this is the row's own best d. A row's expected tokens follow the
+acceptance measured per draft position over the greedy rows, scaled to the row's own rate, and the chance that its
+output goes on that long, from the lengths of the greedy outputs that ended before it: a caption 10 tokens in has
+few left, and a long draft past its end is paid for and never used.
 
 Why measured costs. At small widths a step's Python and dispatch overhead outweighs its FLOPs, so the FLOP cost model
 (`decoding/cost.py`) undervalues long drafts; and a batch's verification pass widens with d on a CPU, which the FLOP
-model (weight-bound) does not count. After each cycle the engine reports its timing (`observe`), and the policy prices
+model (weight-bound) does not count. After each cycle the engine reports it (`observe`), and the policy prices
 a cycle with d drafts as fixed + per_token * (d + 1), fitted to the recent cycles at that number of rows. Until it has
 measured, it prices cycles by the FLOP model.
 
@@ -24,6 +27,7 @@ tokens stay those of the request alone (`row_rules.py`). Greedy rows' tokens do 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -62,14 +66,19 @@ class RowAcceptance:
 
 
 @dataclass(frozen=True)
-class CycleTiming:
-    """What one cycle cost: `steps` draft steps (its longest row's d) over `rows` rows, in `draft_s` seconds of
-    drafting and `rest_s` of verification, acceptance and bookkeeping."""
+class CycleReport:
+    """What one cycle did and cost: `steps` draft steps (its longest row's d) over `rows` rows, in `draft_s` seconds
+    of drafting and `rest_s` of verification, acceptance and bookkeeping; per row, the drafts proposed and accepted,
+    and whether the row samples."""
 
     rows: int
     steps: int
     draft_s: float
     rest_s: float
+    drafted: tuple[int, ...] = ()
+    accepted: tuple[int, ...] = ()
+    sampled: tuple[bool, ...] = ()
+    ended: tuple[int, ...] = ()  # the lengths of the greedy rows that met a stop token in this cycle
 
 
 class DraftPolicy(Protocol):
@@ -79,8 +88,8 @@ class DraftPolicy(Protocol):
         """Each row's d for the next cycle; `room[b]`: the most drafts row b can still use (its budget left - 1)."""
         ...
 
-    def observe(self, timing: CycleTiming) -> None:
-        """Sees what the cycle just run cost."""
+    def observe(self, report: CycleReport) -> None:
+        """Sees what the cycle just run did and cost."""
         ...
 
 
@@ -93,7 +102,7 @@ class ScheduledDraft:
     def choose(self, rows: Sequence[RowAcceptance], room: Sequence[int]) -> list[int]:
         return [min(self.schedule(row.generated), r) for row, r in zip(rows, room, strict=True)]
 
-    def observe(self, timing: CycleTiming) -> None:
+    def observe(self, report: CycleReport) -> None:
         pass
 
     @property
@@ -117,11 +126,11 @@ class _CycleFit:
     kt: float = 0.0
     draft: float = 0.0
 
-    def add(self, timing: CycleTiming, decay: float) -> None:
-        k, t = timing.steps + 1, timing.draft_s + timing.rest_s
+    def add(self, report: CycleReport, decay: float) -> None:
+        k, t = report.steps + 1, report.draft_s + report.rest_s
         self.weight, self.k, self.t = decay * self.weight + 1, decay * self.k + k, decay * self.t + t
         self.kk, self.kt = decay * self.kk + k * k, decay * self.kt + k * t
-        self.draft = decay * self.draft + timing.draft_s
+        self.draft = decay * self.draft + report.draft_s
 
     def prices(self) -> tuple[float, float]:
         """(seconds per drafted token, seconds per cycle besides)."""
@@ -133,6 +142,37 @@ class _CycleFit:
 
 
 @dataclass
+class _PositionAcceptance:
+    """Greedy rows' drafts pooled by position j in the cycle's draft: decayed counts of drafts judged there (reached
+    with every earlier draft accepted) and accepted there. Acceptance falls with j (a draft strays further from the
+    full model the longer it runs, and captions end), which one rate per row cannot say."""
+
+    judged: list[float]
+    accepted: list[float]
+
+    def add(self, report: CycleReport, decay: float) -> None:
+        self.judged = [decay * x for x in self.judged]
+        self.accepted = [decay * x for x in self.accepted]
+        for drafted, accepted, sampled in zip(report.drafted, report.accepted, report.sampled, strict=True):
+            if sampled:
+                continue
+            for j in range(min(accepted + 1, drafted, len(self.judged))):
+                self.judged[j] += 1
+                self.accepted[j] += j < accepted
+
+    def survival(self, alpha: float, pooled: float, strength: float) -> list[float]:
+        """For a row at acceptance `alpha` among rows pooled at `pooled`: the chance that its first j + 1 drafts are
+        all accepted, j = 0 .. max_d - 1. Each position's rate is pulled toward `pooled` by `strength` drafts and
+        scaled by the row's own rate against the pool."""
+        scale = alpha / pooled if pooled > 0 else 1.0
+        out, alive = [], 1.0
+        for judged, accepted in zip(self.judged, self.accepted, strict=True):
+            alive *= min(1.0, scale * (accepted + pooled * strength) / (judged + strength))
+            out.append(alive)
+        return out
+
+
+@dataclass
 class AdaptiveDraft:
     """The d the cycle's cost pays best for, at each row's own acceptance rate (see the module docstring).
 
@@ -140,10 +180,11 @@ class AdaptiveDraft:
         cost: the backbone's FLOP cost model at the draft's exit layer (`measure_cost_model`): the price of a
             cycle until one is measured, and always for sampled rows.
         max_d: the largest d considered.
-        prior: the acceptance rate a row starts from, before any of its drafts is judged.
+        prior: the acceptance rate a row starts from, before any of its drafts is judged; a greedy row starts from
+            its greedy companions' pooled rate instead (itself pulled toward `prior`).
         strength: how many judged drafts the prior weighs as.
         measured: price cycles by the seconds measured (`observe`) once there are any; False: by FLOPs alone.
-        decay: how much of the smoothed timing each new cycle keeps.
+        decay: how much of the fitted timing and of the per-position counts each new cycle keeps.
     """
 
     cost: CostModel
@@ -153,6 +194,8 @@ class AdaptiveDraft:
     measured: bool = True
     decay: float = 0.9
     _fits: dict[int, _CycleFit] = field(default_factory=dict, init=False, repr=False)
+    _positions: _PositionAcceptance | None = field(default=None, init=False, repr=False)
+    _ended: deque[int] = field(default_factory=lambda: deque(maxlen=256), init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_d < 1:
@@ -161,26 +204,61 @@ class AdaptiveDraft:
             raise ValueError(f"adaptive draft length needs prior in [0, 1] and strength > 0, got {self.prior}, "
                              f"{self.strength}")
 
-    def best(self, alphas: Sequence[float], room: Sequence[int] | None = None, rows: int | None = None) -> int:
+    def best(self, alphas: Sequence[float], room: Sequence[int] | None = None, rows: int | None = None,
+             pooled: float | None = None, generated: Sequence[int] | None = None) -> int:
         """The d with the most expected tokens per unit of cost for rows at acceptance `alphas`, each drafting up to
-        its `room`; priced at `rows` rows by measured seconds where there are any, else by FLOPs. 0: no draft
-        pays for itself."""
+        its `room`; priced at `rows` rows by measured seconds where there are any, else by FLOPs. With `pooled`
+        (the rows' pooled rate), the tokens follow the acceptance measured per draft position, and with
+        `generated` (each row's tokens so far) the chance that the row's output goes on that long; without, every
+        position is accepted at the row's rate and every output goes on. 0: no draft pays for itself."""
         room = [self.max_d] * len(alphas) if room is None else room
+        generated = [None] * len(alphas) if generated is None else generated
         step, rest = self.prices(rows)
-        value = [sum(self.cost.tokens_per_cycle(a, min(d, r)) for a, r in zip(alphas, room, strict=True))
-                 / ((d + 1) * step + rest) for d in range(self.max_d + 1)]
+        tokens = [0.0] * (self.max_d + 1)
+        for a, r, g in zip(alphas, room, generated, strict=True):
+            alive = (self._positions.survival(a, pooled, self.strength) if pooled is not None and self._positions
+                     else [a ** (j + 1) for j in range(self.max_d)])
+            going = self._going(g)
+            total = 1.0  # a live row always adds a token
+            for d in range(self.max_d + 1):
+                tokens[d] += total
+                if d < min(r, self.max_d):
+                    total += alive[d] * going[d]
+        value = [tokens[d] / ((d + 1) * step + rest) for d in range(self.max_d + 1)]
         return max(range(self.max_d + 1), key=value.__getitem__)
 
-    def choose(self, rows: Sequence[RowAcceptance], room: Sequence[int]) -> list[int]:
-        alphas = [row.alpha(self.prior, self.strength) for row in rows]
-        greedy = [b for b, row in enumerate(rows) if not row.sampled]
-        batch = self.best([alphas[b] for b in greedy], [room[b] for b in greedy], len(rows)) if greedy else 0
-        return [min(self.best([a]) if row.sampled else batch, r)
-                for row, a, r in zip(rows, alphas, room, strict=True)]
+    def _going(self, generated: int | None) -> list[float]:
+        """For a row that has generated `generated` tokens, the chance that its output reaches 2, 3, ... max_d + 1
+        more tokens, from the lengths of the greedy outputs that ended before (pulled toward "it goes on" by
+        `strength` outputs); all 1 before any ended, or without `generated`."""
+        if generated is None or not self._ended:
+            return [1.0] * self.max_d
+        longer = [length for length in self._ended if length > generated]
+        return [(sum(length >= generated + t for length in longer) + self.strength) / (len(longer) + self.strength)
+                for t in range(2, self.max_d + 2)]
 
-    def observe(self, timing: CycleTiming) -> None:
+    def choose(self, rows: Sequence[RowAcceptance], room: Sequence[int]) -> list[int]:
+        greedy = [b for b, row in enumerate(rows) if not row.sampled]
+        batch = 0
+        if greedy:
+            # a greedy row starts from its greedy companions' acceptance, not the fixed prior: rows of one stream
+            # resemble each other far more than a prior guessed before any was seen
+            pooled = RowAcceptance(accepted=sum(rows[b].accepted for b in greedy),
+                                   judged=sum(rows[b].judged for b in greedy)).alpha(self.prior, self.strength)
+            alphas = [rows[b].alpha(pooled, self.strength) for b in greedy]
+            batch = self.best(alphas, [room[b] for b in greedy], len(rows), pooled,
+                              [rows[b].generated for b in greedy])
+        return [min(self.best([row.alpha(self.prior, self.strength)]) if row.sampled else batch, r)
+                for row, r in zip(rows, room, strict=True)]
+
+    def observe(self, report: CycleReport) -> None:
+        self._ended.extend(report.ended)
+        if report.drafted:
+            if self._positions is None:
+                self._positions = _PositionAcceptance([0.0] * self.max_d, [0.0] * self.max_d)
+            self._positions.add(report, self.decay)
         if self.measured:
-            self._fits.setdefault(timing.rows, _CycleFit()).add(timing, self.decay)
+            self._fits.setdefault(report.rows, _CycleFit()).add(report, self.decay)
 
     def prices(self, rows: int | None) -> tuple[float, float]:
         """(one drafted token, the rest of a cycle): fitted at the nearest number of rows timed, else in FLOPs."""
