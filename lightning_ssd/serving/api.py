@@ -53,7 +53,10 @@ class ServeConfig:
         draft_head: imitation checkpoint or draft folder (its n is used); None: the plain early exit at `n`.
         n: the draft exit layer without a head (default L // 4).
         mode: "ssd" or "greedy" (the full model alone, one token per row per step: the baseline).
-        draft: d per cycle, "dynamic" (eq. 5) or "adaptive" (per row, from its acceptance).
+        draft: d per cycle, "dynamic" (eq. 5) or "adaptive" (from the live rows' acceptance and the measured cost
+            of a cycle).
+        prefill_batch: the engine's `prefill_batch`: rows that must be free before queued requests are admitted
+            while others decode, so that they share one prefill pass.
         limits: request limits and engine sizes.
         model_name: the id `/v1/models` lists and responses carry.
         api_key: clients must send it (`Authorization: Bearer KEY` or `X-API-Key`); None: no key.
@@ -67,6 +70,7 @@ class ServeConfig:
     n: int | None = None
     mode: str = "ssd"
     draft: int | str = 6
+    prefill_batch: int = 1
     limits: Limits = field(default_factory=Limits)
     model_name: str = "lightning-ssd"
     api_key: str | None = None
@@ -162,7 +166,8 @@ class SSDChatAPI(ls.LitAPI):
         room = 1 + (policy.max_d if drafter is not None else 0)
         limits = cfg.limits
         self.engine = ContinuousEngine(self.vlm, drafter, policy, max_rows=limits.max_live_rows,
-                                       max_slots=limits.max_prompt_tokens + limits.max_tokens_cap + room)
+                                       max_slots=limits.max_prompt_tokens + limits.max_tokens_cap + room,
+                                       prefill_batch=cfg.prefill_batch)
         self.generation_config = self.vlm.model.generation_config
         text_config = getattr(self.vlm.model.config, "text_config", self.vlm.model.config)
         self.max_positions: int | None = getattr(text_config, "max_position_embeddings", None)

@@ -35,12 +35,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["ssd", "greedy"], default="ssd",
                    help="ssd: self-speculative decoding; greedy: the full model alone (the baseline)")
     p.add_argument("--draft", default="6", help="draft tokens per cycle d, 'dynamic' (paper eq. 5) or 'adaptive' "
-                                                "(per request, from its acceptance)")
+                                                "(from the live requests' acceptance and the measured cost of a "
+                                                "cycle)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on: 127.0.0.1 (default, this machine only), 0.0.0.0 or '::' (every "
                         "interface: set --api-key)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-batch-size", type=int, default=d.max_live_rows, help="requests decoded at once (rows)")
+    p.add_argument("--prefill-batch", type=int, default=1,
+                   help="while requests decode, admit queued ones only once this many rows are free, so that they "
+                        "share one prefill pass (at most --max-batch-size; 1: as soon as a row frees)")
     p.add_argument("--max-queue", type=int, default=d.max_queue,
                    help="requests waiting for a row; beyond that, 429 with Retry-After")
     p.add_argument("--max-tokens-cap", type=int, default=d.max_tokens_cap,
@@ -69,6 +73,9 @@ def _check(args: argparse.Namespace) -> None:
     # serves HTTP without it; the worker reads the setting again with `parse_draft` when it builds its DraftSpec
     if args.draft not in ("dynamic", "adaptive") and (not args.draft.isdigit() or int(args.draft) < 1):
         raise UsageError(f"--draft must be an integer d >= 1, 'dynamic' or 'adaptive', got {args.draft!r}")
+    if not 1 <= args.prefill_batch <= args.max_batch_size:
+        raise UsageError(f"--prefill-batch must be in [1, --max-batch-size] = [1, {args.max_batch_size}], got "
+                         f"{args.prefill_batch}")
     if args.mode == "greedy" and (args.draft_head or args.n is not None):
         raise UsageError("--mode greedy serves the full model alone: drop --draft-head and --n")
     if args.draft_head and args.n is not None:
@@ -126,7 +133,8 @@ def build_server(args: argparse.Namespace):
         raise UsageError(f"serve: {exc}") from None
     config = ServeConfig(
         backbone=args.backbone, draft_head=args.draft_head, n=args.n, mode=args.mode,
-        draft=args.draft if args.draft in ("dynamic", "adaptive") else int(args.draft), limits=limits,
+        draft=args.draft if args.draft in ("dynamic", "adaptive") else int(args.draft),
+        prefill_batch=args.prefill_batch, limits=limits,
         model_name=args.model_name or Path(args.backbone).name, api_key=args.api_key or os.environ.get(API_KEY_ENV),
         threads=args.threads, workers=workers, address=f"http://{args.host}:{args.port}/v1")
     return ls.LitServer(SSDChatAPI(config), accelerator=args.accelerator, devices=args.devices,

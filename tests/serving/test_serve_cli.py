@@ -13,7 +13,7 @@ def test_help_lists_the_flags(capsys):
     out = capsys.readouterr().out
     for flag in ("--backbone", "--draft-head", "--n", "--mode", "--draft", "--host", "--port", "--max-batch-size",
                  "--max-queue", "--max-tokens-cap", "--api-key", "--image-root", "--threads", "--workers",
-                 "--devices"):
+                 "--devices", "--prefill-batch"):
         assert flag in out
 
 
@@ -27,6 +27,7 @@ def test_help_lists_the_flags(capsys):
     (["--backbone", "/nonexistent/model"], "neither a preset"),
     (["--backbone", "tiny-llava", "--workers", "0"], "--workers and --devices must be >= 1"),
     (["--backbone", "tiny-llava", "--devices", "2"], "--devices is for --accelerator cuda"),
+    (["--backbone", "tiny-llava", "--prefill-batch", "9"], r"--prefill-batch must be in \[1, --max-batch-size\]"),
 ])
 def test_impossible_settings_are_refused_at_once(argv, message):
     with pytest.raises(UsageError, match=message):

@@ -53,7 +53,7 @@ def env(tmp_path_factory):
                root / "draft")
     common = ["--image-root", str(images)]
     specs = {
-        "llava-ssd": ["--backbone", llava, "--draft-head", str(root / "draft"), "--draft", "3",
+        "llava-ssd": ["--backbone", llava, "--draft-head", str(root / "draft"), "--draft", "3", "--prefill-batch", "3",
                       "--max-tokens-cap", "64", "--max-body-mb", "1", "--max-image-pixels", "100000",
                       "--max-prompt-tokens", "80", *common],
         "llava-greedy": ["--backbone", llava_long, "--mode", "greedy", "--api-key", KEY, "--workers", "2",
