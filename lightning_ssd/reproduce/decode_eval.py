@@ -80,7 +80,9 @@ def evaluate_decoders(vlm: SplitVLM, decoders_for: DecoderSet, batches: list[dic
     scores them.
 
     Returns {"metrics": {test/<mode>/<score>, test/<mode>/speedup, /tau, /alpha, test/<mode>_identical, ...},
-    "acceptance_by_step": {mode: [...]}, "judged_by_step": {mode: [...]}, "mismatches": {mode: [...]}}. Where a
+    "acceptance_by_step": {mode: [...]}, "judged_by_step": {mode: [...]}, "mismatches": {mode: [...]},
+    "per_sequence": {mode: [{length, cycles, accepted, judged, prefill_s, decode_s, text}]}, "references": [...]}
+    (each sequence's reference texts, in the order of per_sequence). Where a
     decoder's output differs from the full model's, the batches are decoded again by `decoders_for` a float64 copy
     of `vlm`, and "float64" holds that run's identities and mismatches: the decoders are exact in exact arithmetic,
     so a difference that vanishes there was a float32 rounding tie.
@@ -109,10 +111,12 @@ def _evaluate(vlm: SplitVLM, decoders: Mapping[str, BatchDecoder], batches: list
     same: dict[str, list[bool]] = {m: [] for m in decoders if m != REFERENCE and not is_draft_only(m)}
     mismatches: dict[str, list[dict[str, Any]]] = {m: [] for m in same}
     ranking = {m: VisDialRanking(sync_on_compute=False) for m in decoders} if "candidates" in batches[0] else {}
-    per_sequence: dict[str, list[dict[str, float]]] = {m: [] for m in decoders}
+    per_sequence: dict[str, list[dict[str, Any]]] = {m: [] for m in decoders}
+    references: list[list[str]] = []
     for decoder in decoders.values():  # untimed: a first call pays one-time costs
         generate(vlm, decoder, **prompt_inputs(batches[0]), max_new_tokens=max_new_tokens)
     for batch in batches:
+        references += [list(r) for r in batch["references"]]
         tokens = {}
         for mode, decoder in decoders.items():
             result = generate(vlm, decoder, **prompt_inputs(batch), max_new_tokens=max_new_tokens)
@@ -121,7 +125,8 @@ def _evaluate(vlm: SplitVLM, decoders: Mapping[str, BatchDecoder], batches: list
             quality[mode].update(texts, batch["references"])
             if mode in ranking:
                 ranking[mode].update(answer_match_scores(texts, batch["candidates"]), batch["gt_index"])
-            per_sequence[mode] += [_sequence_record(seq) for seq in result.sequences]
+            per_sequence[mode] += [{**_sequence_record(seq), "text": text}
+                                   for seq, text in zip(result.sequences, texts, strict=True)]
             tokens[mode] = result.tokens
         for mode in same:
             found = [first_mismatch(sid, a, b) for sid, a, b in
@@ -147,7 +152,7 @@ def _evaluate(vlm: SplitVLM, decoders: Mapping[str, BatchDecoder], batches: list
     return {"metrics": metrics,
             "acceptance_by_step": {m: v["acceptance_by_step"].tolist() for m, v in computed.items()},
             "judged_by_step": {m: v["judged_by_step"].tolist() for m, v in computed.items()},
-            "mismatches": mismatches, "per_sequence": per_sequence}
+            "mismatches": mismatches, "per_sequence": per_sequence, "references": references}
 
 
 def _sequence_record(seq: SequenceResult) -> dict[str, float]:

@@ -57,9 +57,10 @@ def _records(ctx: ReportContext, block: str, split: str | None) -> list[dict[str
     for lay in ctx.layouts:
         rest = RestLayout(lay.folder)
         record = read_record(rest.eval_record(block, split))
-        layerskip = read_record(rest.layerskip_record(block, split))
-        if record is not None and layerskip is not None:
-            record = {**record, "metrics": {**record["metrics"], **layerskip["metrics"]}}
+        for path in (rest.layerskip_record(block, split), rest.judge_record(block)):
+            extra = read_record(path)
+            if record is not None and extra is not None:
+                record = {**record, "metrics": {**record["metrics"], **extra["metrics"]}}
         found.append(record)
     return found
 
@@ -244,17 +245,24 @@ def _zero_shot_sentences(zs: dict[str, list]) -> list[str]:
 
 def table2(ctx: ReportContext) -> str:
     recs = {None: _records(ctx, "long", None)}
-    cols = (Col("length (tokens)", "length"), Col("BLEU-4", "BLEU-4"), Col("CIDEr", "CIDEr"),
-            Col("ROUGE-L", "ROUGE-L"), Col("MM-Vet total", text=NEEDS_JUDGE),
-            Col("MM-Vet total (paper)", paper="MM-Vet"), Col("LLaVA-W", text=NEEDS_JUDGE),
-            Col("LLaVA-W (paper)", paper="LLaVA-W"), *SPEED, *ACCEPT)
     r = recs[None]
+    judged = any(rec is not None and "test/full/MM-Vet" in rec["metrics"] for rec in r)
+    def judge_col(header: str, key: str) -> Col:
+        return Col(header, key) if judged else Col(header, text=NEEDS_JUDGE)
+
+    cols = (Col("length (tokens)", "length"), Col("BLEU-4", "BLEU-4"), Col("CIDEr", "CIDEr"),
+            Col("ROUGE-L", "ROUGE-L"), judge_col("MM-Vet total", "MM-Vet"), Col("MM-Vet total (paper)", paper="MM-Vet"),
+            judge_col("LLaVA-W", "LLaVA-W"), Col("LLaVA-W (paper)", paper="LLaVA-W"), *SPEED, *ACCEPT)
+    judge = next((read_record(RestLayout(lay.folder).judge_record("long")) for lay in ctx.layouts), None) or {}
     return markdown("Table 2: long answers on the LLaVA family (the synthetic detailed descriptions)", cols, recs,
                     PAPER_TABLE2, [
                         _setting(ctx, "long", "the synthetic 47-63-token detailed descriptions"),
-                        "MM-Vet and LLaVA-Wild are scored by an LLM judge in the paper; this stage calls none, so "
-                        f"those columns read {NEEDS_JUDGE} (the reference metrics stand in: one reference per image). "
-                        "Score real MM-Vet / LLaVA-Bench outputs with a judge through `lightning_ssd.metrics.judge`.",
+                        (f"MM-Vet and LLaVA-W: the answers scored by the judge {judge.get('judge')} with MM-Vet's "
+                         "and LLaVA-Wild's protocols against the one reference description "
+                         "(`reproduce/judge_eval.py`); the judge sees text only." if judged else
+                         "MM-Vet and LLaVA-Wild are scored by an LLM judge in the paper; no judge was given "
+                         f"(`--judge-url`, `--judge-model`), so those columns read {NEEDS_JUDGE} (the reference "
+                         "metrics stand in: one reference per image)."),
                         _draft_sentence(r, "CIDEr", PAPER_TABLE2, "LLaVA-W", "CIDEr"),
                         _ssd_sentence(r, "CIDEr", "CIDEr", PAPER_TABLE2["ssd"]["Spd."]),
                         _dv_sentence(r, PAPER_TABLE2),

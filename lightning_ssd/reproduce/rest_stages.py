@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightning_ssd.configs import EXPERIMENTS
+from lightning_ssd.metrics.judge_client import OpenAICompatibleJudge
 from lightning_ssd.reproduce import cli_stages
 from lightning_ssd.reproduce.cli_stages import RunContext
 from lightning_ssd.reproduce.grid import CAPACITIES, run_grid_test, slug
+from lightning_ssd.reproduce.judge_eval import run_judge
 from lightning_ssd.reproduce.plan import Stage
 from lightning_ssd.reproduce.results import need_record
 from lightning_ssd.reproduce.settings import Estimates, Settings
@@ -131,6 +133,10 @@ class RestLayout:
     def layerskip_record(self, name: str, split: str | None) -> Path:
         return self.block(name) / f"layerskip_{split or 'all'}.json"
 
+    def judge_record(self, name: str) -> Path:
+        """The judge's scores of the block's answers (Table 2's MM-Vet and LLaVA-W columns)."""
+        return self.block(name) / "judge.json"
+
     def shift(self, split: str) -> Path:
         """Folder of the imitation fine-tuned on `split`'s images (the zero-shot block's backbone)."""
         return self.block("shift") / split
@@ -225,6 +231,12 @@ def rest_stages(ctx: RunContext, layout: RestLayout, prefix: str) -> list[Stage]
                                              for cap in CAPACITIES}, n, s, long.data(s, None),
                 long.max_new_tokens(s), layout.grid_record(n)),
             est.decode(3 + 2 * len(CAPACITIES)) * s.grid_images / max(s.num_test, 1) * long.test_cost, deps=cells)
+    if s.judge_url is not None:
+        add(f"judge {long.name}", (layout.judge_record(long.name),),
+            lambda: run_judge([layout.eval_record(long.name, None), layout.layerskip_record(long.name, None)],
+                              OpenAICompatibleJudge(s.judge_url, s.judge_model, s.judge_key_env), s.judge_model,
+                              layout.judge_record(long.name)),
+            est.decode(2), deps=(f"test {long.name}", f"test {long.name} layerskip"))
     add("output length", (layout.length_record,),
         lambda: run_length_eval(layout.backbone(long.name), layout.checkpoint(long.name), s, long.data(s, None),
                                 layout.length_record),

@@ -79,6 +79,8 @@ class Settings:
         grid_ns: the exit layers of the size-ratio grid (on the long-answer backbone).
         grid_epochs: imitation epochs of each grid cell.
         grid_images: long-answer test images each grid cell is decoded on.
+        judge_url: an OpenAI-compatible chat endpoint that scores Table 2's long answers (None: no judge, the
+            columns read needs_judge); judge_model: its model name; judge_key_env: the variable holding its key.
     """
 
     backbone: str = "base-llava"
@@ -118,6 +120,9 @@ class Settings:
     grid_ns: tuple[int, ...] = (1, 2, 4, 8)
     grid_epochs: int = 3
     grid_images: int = 40
+    judge_url: str | None = None
+    judge_model: str | None = None
+    judge_key_env: str = "OPENAI_API_KEY"
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -128,6 +133,10 @@ class Settings:
         for lam in self.lambdas:
             lambda_value(lam, 2)  # refuses a malformed value before anything runs
         check_rule(self.exit_rule, "exit_rule")
+        if (self.judge_url is None) != (self.judge_model is None):
+            raise ValueError("--judge-url and --judge-model go together: give both, or neither")
+        if self.judge_url is not None and not self.judge_url.startswith(("http://", "https://")):
+            raise ValueError(f"--judge-url {self.judge_url}: must start with http:// or https://")
         if self.test_batch_size < 1:
             raise ValueError(f"--test-batch-size must be >= 1, got {self.test_batch_size}")
 

@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--parts", nargs="+", choices=("tables", "rest"), default=None,
                    help="tables: Tables 1, 5, 6 and figures 1, 6-9; rest: Tables 2, 3, 4, A.2 and the output-length "
                         "question (default: both)")
+    p.add_argument("--judge-url", default=None,
+                   help="an OpenAI-compatible chat endpoint that scores Table 2's long answers as MM-Vet and "
+                        "LLaVA-Wild do (without it those columns read needs_judge)")
+    p.add_argument("--judge-model", default=None, help="the judge's model name (with --judge-url)")
+    p.add_argument("--judge-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the judge's API key (unset: none is sent)")
     p.add_argument("--dry-run", action="store_true", help="print the stages and the estimate, run nothing")
     return p
 
@@ -74,7 +80,8 @@ def settings_from(a: argparse.Namespace) -> Settings:
         imitation_epochs=a.imitation_epochs, ablation_epochs=a.ablation_epochs, figure_epochs=a.figure_epochs,
         mixed_joint_epochs=a.mixed_joint_epochs, num_train=a.num_train, num_val=a.num_val, num_test=a.num_test,
         draft=a.draft, test_batch_size=a.test_batch_size, dv_trials=a.dv_trials,
-        meteor=False if a.no_meteor else None, **tuples)
+        meteor=False if a.no_meteor else None, judge_url=a.judge_url, judge_model=a.judge_model,
+        judge_key_env=a.judge_key_env, **tuples)
 
 
 def main(argv: list[str] | None = None) -> None:

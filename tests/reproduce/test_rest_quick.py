@@ -4,6 +4,8 @@
 import json
 import math
 import re
+import threading
+from http.server import ThreadingHTTPServer
 
 import pytest
 from PIL import Image, ImageStat
@@ -11,13 +13,29 @@ from PIL import Image, ImageStat
 from lightning_ssd.__main__ import main
 from lightning_ssd.data.synth.domains import scene_domain
 from lightning_ssd.reproduce.rest_report import REST_FILES
+from tests.metrics.test_judge import _ChatHandler, _completion
 from tests.reproduce.test_quick import _number, _table
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
+def judge_server():
+    """A canned OpenAI-compatible judge on 127.0.0.1: LLaVA-Wild pairs score 8 and 6, MM-Vet answers 0.5."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
+    server.requests = []
+    server.reply = lambda prompt: (200, _completion("8 6" if "[Assistant 1]" in prompt else "0.5"))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory, judge_server):
     root = tmp_path_factory.mktemp("reproduce_rest")
-    return root, ["reproduce", "--quick", "--parts", "rest", "--root", str(root / "runs"), "--out", str(root / "out")]
+    return root, ["reproduce", "--quick", "--parts", "rest", "--root", str(root / "runs"), "--out", str(root / "out"),
+                  "--judge-url", judge_server, "--judge-model", "canned-judge"]
 
 
 def _rows(text: str) -> dict[str, list[str]]:
@@ -50,7 +68,9 @@ def test_quick_rest_writes_every_table_and_the_figure(quick, capsys):
         assert math.isfinite(_number(zero_shot["ours: SSD"][f"Spd. {split}"]))
         assert math.isfinite(_number(zero_shot["full model"][f"{split} CIDEr"]))
     long = _rows((out / "table2.md").read_text())
-    assert long["ours: SSD"]["MM-Vet total"] == "needs_judge" and long["ours: SSD"]["Spd. (paper)"] == "1.85x"
+    assert long["ours: SSD"]["MM-Vet total"] == "50.0" and long["ours: SSD"]["LLaVA-W"] == "75.0"  # the judge's
+    assert long["LayerSkip"]["MM-Vet total"] == "50.0" and long["ours: SSD"]["Spd. (paper)"] == "1.85x"
+    assert "canned-judge" in (out / "table2.md").read_text()
     vqa = _rows((out / "tableA2.md").read_text())
     assert math.isfinite(_number(vqa["ours: SSD"]["accuracy"]))
     assert "nothing to draft" in (out / "tableA2.md").read_text()
