@@ -44,9 +44,12 @@ def grid_sentence(records: dict[int, dict[str, Any] | None], chosen_n: int | Non
             f"{'no imitation network' if cap == 'none' else 'imitation ' + cap} at {speed:.2f}x, alpha "
             f"{cell(records[n], cap, 'alpha'):.3f}.")
     if chosen_n is not None:
-        text += (f" The fine-tune's exit rule chose n = {chosen_n}: "
-                 + ("the winning n." if chosen_n == n else f"not the winning n (its best cell: "
-                    f"{max((cell(records.get(chosen_n), c, 'speedup') for c in LABELS), default=NAN):.2f}x)."))
+        text += f" The fine-tune's exit rule chose n = {chosen_n}: " + (
+            "the winning n." if chosen_n == n else
+            f"not the winning n (its best cell: "
+            f"{max((cell(records.get(chosen_n), c, 'speedup') for c in LABELS), default=NAN):.2f}x)."
+            if records.get(chosen_n) is not None else
+            f"outside the grid (n = {', '.join(str(k) for k in sorted(records))}).")
     if cap != DEFAULT_CAPACITY and math.isfinite(default):
         text += f" The default network ({DEFAULT_CAPACITY}) gives {default:.2f}x at that n."
     found = winner(records, "reward")

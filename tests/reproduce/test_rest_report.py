@@ -95,6 +95,8 @@ def test_grid_sentence_names_the_fastest_cell_and_whether_the_reward_finds_it():
     text = grid_sentence(records, chosen_n=2)
     assert "n = 1 of L = 24" in text and "imitation 2 linear at 2.40x" in text
     assert "chose n = 2: not the winning n" in text
+    outside = grid_sentence(records, chosen_n=10)
+    assert "chose n = 10: outside the grid (n = 1, 2)." in outside and "nan" not in outside
     assert "ranks n = 1, none first (3.00x predicted): not the fastest cell; measured there 1.50x" in text
     same = {1: _grid_record(1, flat | {"2 linear": 2.4}, flat | {"2 linear": 2.0})}
     assert "so the search would have found it" in grid_sentence(same, chosen_n=1)
