@@ -73,6 +73,32 @@ def value(record: dict[str, Any] | None, mode: str, key: str) -> float:
     return NAN if found is None else float(found)
 
 
+COLLAPSED = 0.1  # distinct outputs per test image below which a backbone is taken to ignore its images
+
+
+def distinct_outputs(record: dict[str, Any] | None) -> tuple[int, int] | None:
+    """(distinct texts, sequences) of the full model's outputs in one seed's record; None where the record keeps no
+    texts (written before they were recorded)."""
+    seqs = (record or {}).get("per_sequence", {}).get("full", [])
+    if not seqs or any("text" not in s for s in seqs):
+        return None
+    return len({s["text"] for s in seqs}), len(seqs)
+
+
+def collapse_sentence(records: Sequence[dict[str, Any] | None], what: str) -> str | None:
+    """A warning when a seed's full model writes nearly the same output for every image (it ignores the image):
+    then a draft matches it trivially, and the block's acceptance and speedup say nothing about the method."""
+    seeds = [(i, found) for i, r in enumerate(records) if (found := distinct_outputs(r)) is not None]
+    collapsed = [(i, k, n) for i, (k, n) in seeds if k < COLLAPSED * n]
+    if not collapsed:
+        return None
+    which = "; ".join(f"seed #{i + 1}: {k} distinct {what} over {n} test sequences" for i, k, n in collapsed)
+    return (f"**Collapsed backbone** ({which}): its full model writes nearly one output whatever the image, so the "
+            "draft matches it trivially and this block's alpha and speedup do not measure the method. Its fine-tune "
+            "did not learn to read the images; another seed, or more epochs, is needed before these rows mean "
+            "anything.")
+
+
 def aggregate(records: Sequence[dict[str, Any] | None], mode: str, key: str) -> Aggregate:
     return Aggregate(tuple(value(r, mode, key) for r in records))
 

@@ -131,3 +131,17 @@ def test_table4_is_answered_by_table1_on_a_llava_backbone(tmp_path, backbone):
         assert "| ours: SSD (CE+CS+KD) | 150.0 | 1.90x | 136.5 | 1.77x |" in text and "LLaVA-1.5 architecture" in text
     else:
         assert "| ours: SSD (CE+CS+KD) | — | — | 136.5 | 1.77x |" in text and "not CLIP + Llama" in text
+
+
+def test_a_backbone_that_writes_one_caption_for_every_image_is_called_collapsed():
+    from lightning_ssd.reproduce.rest_tables import collapse_sentence
+
+    def record(texts):
+        return {"metrics": {}, "per_sequence": {"full": [{"length": 5, "text": t} for t in texts]}}
+
+    one = record(["a photo of a large white circle ."] * 38 + ["a red square .", "two cats ."])
+    varied = record([f"caption {i}" for i in range(40)])
+    text = collapse_sentence([varied, one], "captions")
+    assert "**Collapsed backbone** (seed #2: 3 distinct captions over 40 test sequences)" in text
+    assert collapse_sentence([varied, varied], "captions") is None
+    assert collapse_sentence([{"metrics": {}, "per_sequence": {"full": [{"length": 5}]}}], "captions") is None
