@@ -66,8 +66,8 @@ def _records(ctx: ReportContext, block: str, split: str | None) -> list[dict[str
     return found
 
 
-def _collapsed(records: list[dict[str, Any] | None], what: str) -> list[str]:
-    found = collapse_sentence(records, what)
+def _collapsed(records: list[dict[str, Any] | None], what: str, seeds: tuple[int, ...]) -> list[str]:
+    found = collapse_sentence(records, what, seeds)
     return [] if found is None else [found]
 
 
@@ -118,7 +118,7 @@ def table3(ctx: ReportContext) -> str:
     n_cells = {None: [_with_n(r) for r in dialog[None]]}
     a = markdown("Table 3 (a): visual dialog, MRR over 100 candidate answers (BLIP-2 Flan-T5 family)", cols, n_cells,
                  PAPER_TABLE3, [
-                     *_collapsed(dialog[None], "answers"),
+                     *_collapsed(dialog[None], "answers", ctx.settings.seeds),
                      _setting(ctx, "dialog", f"the synthetic dialogs ({_rounds()} rounds per image, caption and "
                                          "history in the prompt)"),
                      "MRR ranks the 100 candidates by what each decoder wrote: the exact answer first, then by token "
@@ -139,7 +139,7 @@ def table3(ctx: ReportContext) -> str:
     b = markdown("Table 3 (b): zero-shot captions on in-, near- and out-of-domain test splits", cols_b, zs,
                  PAPER_TABLE3, [
                      _setting(ctx, "zeroshot", "in-domain synthetic captions only"),
-                     *_collapsed(zs["in"], "captions"),
+                     *_collapsed(zs["in"], "captions", ctx.settings.seeds),
                      "Splits (`lightning_ssd/data/synth/domains.py`): out = a colour (orange), shape (diamond) or "
                      "background (checkered) never in a training scene; near = only known attributes, but a (shape, "
                      "colour) or (shape, background) pair never in a training scene; in = neither (the training "
@@ -264,7 +264,7 @@ def table2(ctx: ReportContext) -> str:
     judge = next((read_record(RestLayout(lay.folder).judge_record("long")) for lay in ctx.layouts), None) or {}
     return markdown("Table 2: long answers on the LLaVA family (the synthetic detailed descriptions)", cols, recs,
                     PAPER_TABLE2, [
-                        *_collapsed(r, "descriptions"),
+                        *_collapsed(r, "descriptions", ctx.settings.seeds),
                         _setting(ctx, "long", "the synthetic 47-63-token detailed descriptions"),
                         (f"MM-Vet and LLaVA-W: the answers scored by the judge {judge.get('judge')} with MM-Vet's "
                          "and LLaVA-Wild's protocols against the one reference description "

@@ -85,14 +85,14 @@ def distinct_outputs(record: dict[str, Any] | None) -> tuple[int, int] | None:
     return len({s["text"] for s in seqs}), len(seqs)
 
 
-def collapse_sentence(records: Sequence[dict[str, Any] | None], what: str) -> str | None:
+def collapse_sentence(records: Sequence[dict[str, Any] | None], what: str, seeds: Sequence[int]) -> str | None:
     """A warning when a seed's full model writes nearly the same output for every image (it ignores the image):
     then a draft matches it trivially, and the block's acceptance and speedup say nothing about the method."""
-    seeds = [(i, found) for i, r in enumerate(records) if (found := distinct_outputs(r)) is not None]
-    collapsed = [(i, k, n) for i, (k, n) in seeds if k < COLLAPSED * n]
+    counted = [(i, found) for i, r in enumerate(records) if (found := distinct_outputs(r)) is not None]
+    collapsed = [(i, k, n) for i, (k, n) in counted if k < COLLAPSED * n]
     if not collapsed:
         return None
-    which = "; ".join(f"seed #{i + 1}: {k} distinct {what} over {n} test sequences" for i, k, n in collapsed)
+    which = "; ".join(f"seed {seeds[i]}: {k} distinct {what} over {n} test sequences" for i, k, n in collapsed)
     return (f"**Collapsed backbone** ({which}): its full model writes nearly one output whatever the image, so the "
             "draft matches it trivially and this block's alpha and speedup do not measure the method. Its fine-tune "
             "did not learn to read the images; another seed, or more epochs, is needed before these rows mean "

@@ -141,7 +141,7 @@ def test_a_backbone_that_writes_one_caption_for_every_image_is_called_collapsed(
 
     one = record(["a photo of a large white circle ."] * 38 + ["a red square .", "two cats ."])
     varied = record([f"caption {i}" for i in range(40)])
-    text = collapse_sentence([varied, one], "captions")
-    assert "**Collapsed backbone** (seed #2: 3 distinct captions over 40 test sequences)" in text
-    assert collapse_sentence([varied, varied], "captions") is None
-    assert collapse_sentence([{"metrics": {}, "per_sequence": {"full": [{"length": 5}]}}], "captions") is None
+    text = collapse_sentence([varied, one], "captions", (0, 1))
+    assert "**Collapsed backbone** (seed 1: 3 distinct captions over 40 test sequences)" in text
+    assert collapse_sentence([varied, varied], "captions", (0, 1)) is None
+    assert collapse_sentence([{"metrics": {}, "per_sequence": {"full": [{"length": 5}]}}], "captions", (0,)) is None
