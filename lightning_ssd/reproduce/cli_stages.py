@@ -97,12 +97,13 @@ def chosen_n(path: Path) -> int:
 
 
 def finetune(ctx: RunContext, config: Path, out: Path, overrides: tuple[str, ...] = (),
-             backbone: str | None = None) -> None:
+             backbone: str | None = None, exit_rule: str | None = None) -> None:
     """Stage 1 from the preset (`backbone`, default the settings'): fine-tune, export the backbone to out/backbone,
-    choose n (out/chosen_n.yaml) by the settings' `exit_rule`, whatever rule `config` itself names; `overrides` come
-    last (another task, its lengths)."""
+    choose n (out/chosen_n.yaml) by `exit_rule` (default the settings'), whatever rule `config` itself names;
+    `overrides` come last (another task, its lengths)."""
     s = ctx.settings
-    rule = callbacks_with_exit_rule(config, s.exit_rule, ctx.fragments / f"{config.stem}_{s.exit_rule}_callbacks.yaml")
+    exit_rule = exit_rule or s.exit_rule
+    rule = callbacks_with_exit_rule(config, exit_rule, ctx.fragments / f"{config.stem}_{exit_rule}_callbacks.yaml")
     cli = _cli(["fit", "--config", str(config), "--config", str(rule), "--trainer.default_root_dir", str(out),
                 "--trainer.max_epochs", str(s.finetune_epochs), "--model.init_args.backbone", backbone or s.backbone,
                 "--model.init_args.backbone_seed", str(ctx.seed), "--model.init_args.export_dir", str(out / "backbone"),

@@ -202,8 +202,6 @@ def _with_n(record: dict[str, Any] | None) -> dict[str, Any] | None:
     for mode in ("draft", "draft_imit", "ssd"):
         metrics[f"test/{mode}/n"] = record["n"]
     metrics["test/full/n"] = record["L"]
-    if "test/layerskip/speedup" in metrics:
-        metrics["test/layerskip/n"] = record["n"]
     if record.get("skip_layers"):
         metrics["test/draft_verify/n"] = min(record["skip_layers"])
     return {**record, "metrics": metrics}

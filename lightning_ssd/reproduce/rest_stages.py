@@ -9,12 +9,12 @@ out-of-domain splits (`lightning_ssd.data.synth.domains`): its near and out rows
 question's first half (imitation trained in-domain, tested shifted). Blocks share nothing with Tables 1, 5 and 6, so
 `--parts rest` runs them alone. Each block's LayerSkip row continues the task's fine-tuned backbone with LayerSkip's
 recipe (layer dropout and early-exit losses, `experiments/synthetic/layerskip.yaml`) for `task_layerskip_epochs`, and
-decodes the same test split(s) through that backbone's plain early exit at the block's n: LayerSkip fine-tunes a
-pretrained model, and the task's backbone is this benchmark's pretrained model (Table 1 trains its LayerSkip row from
-random initialisation instead, beside stage 1). The distribution-shift question's second half: the in-domain imitation
-network fine-tuned briefly on a few hundred near- or out-of-domain training images (`shift_images`, `shift_epochs`),
-and tested on that split again. The size-ratio grid (`grid.py`) trains imitation networks of several capacities at
-several n on the long-answer backbone.
+decodes the same test split(s) through that backbone's plain early exit at the exit its own agreement predicts to
+decode fastest (`LAYERSKIP_EXIT_RULE`): LayerSkip fine-tunes a pretrained model, and the task's backbone is this
+benchmark's pretrained model (Table 1 trains its LayerSkip row from random initialisation instead, beside stage 1).
+The distribution-shift question's second half: the in-domain imitation network fine-tuned briefly on a few hundred
+near- or out-of-domain training images (`shift_images`, `shift_epochs`), and tested on that split again. The size-
+ratio grid (`grid.py`) trains imitation networks of several capacities at several n on the long-answer backbone.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ ZERO_SHOT_SPLITS: tuple[str, ...] = ("in", "near", "out")
 SHIFTED: tuple[str, ...] = ("near", "out")  # the distribution-shift fine-tune's domains
 LENGTH_BLOCK = "long"
 LAYERSKIP_COST = 1.3  # a LayerSkip epoch against a plain fine-tune epoch (every exit's loss), as Table 1 estimates it
+# LayerSkip's exit: the one its own exits' measured agreement predicts to decode fastest (LayerSkip picks its exit by
+# speed). The paper's confidence reward picks layer 1 on these backbones, whose exit LayerSkip's loss scale leaves
+# untrained (e(0) = 0): its drafts are then never accepted.
+LAYERSKIP_EXIT_RULE = "speedup"
 
 
 @dataclass(frozen=True)
@@ -191,14 +195,14 @@ def rest_stages(ctx: RunContext, layout: RestLayout, prefix: str) -> list[Stage]
             lambda block=block, epochs=s.task_layerskip_epochs: cli_stages.finetune(
                 ctx, SYNTHETIC / "layerskip.yaml", layout.layerskip(block.name),
                 (*block.overrides(s), "--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch",
-                 str(epochs), "--model.init_args.n", str(_n(layout, block.name))), str(layout.backbone(block.name))),
+                 str(epochs)), str(layout.backbone(block.name)), exit_rule=LAYERSKIP_EXIT_RULE),
             est.finetune(s.task_layerskip_epochs) * block.train_cost * LAYERSKIP_COST, deps=(f"finetune {b}",))
         for split in block.splits:
             label = f"test {b} layerskip" + (f" {split}" if split else "")
             add(label, (layout.layerskip_record(b, split),),
                 lambda block=block, split=split: run_layerskip_eval(
-                    layout.layerskip(block.name) / "backbone", _n(layout, block.name), s, block.data(s, split),
-                    block.max_new_tokens(s), layout.layerskip_record(block.name, split)),
+                    layout.layerskip(block.name) / "backbone", _layerskip_n(layout, block.name), s,
+                    block.data(s, split), block.max_new_tokens(s), layout.layerskip_record(block.name, split)),
                 est.test(2) * block.test_cost, deps=(f"layerskip {b}",))
     zs = next(b for b in BLOCKS if b.name == "zeroshot")
     for split in SHIFTED:
@@ -247,3 +251,7 @@ def rest_stages(ctx: RunContext, layout: RestLayout, prefix: str) -> list[Stage]
 
 def _n(layout: RestLayout, block: str) -> int:
     return int(need_record(layout.finetune_record(block))["n"])
+
+
+def _layerskip_n(layout: RestLayout, block: str) -> int:
+    return int(need_record(layout.layerskip(block) / "stage.json")["n"])

@@ -21,9 +21,10 @@ METHODS: tuple[tuple[str, str], ...] = (
     ("draft_verify", "Draft & Verify"), ("layerskip", "LayerSkip"), ("ssd", "ours: SSD"),
 )
 LAYERSKIP_MISSING = "LayerSkip's row was not run (its stage `layerskip <task>` has no record yet)"
-LAYERSKIP_NOTE = ("LayerSkip: the task's fine-tuned backbone trained further with LayerSkip's recipe (layer dropout, "
-                  "early-exit losses), decoded by SSD through its plain early exit at the same n; its score is that "
-                  "backbone's own, since SSD is lossless, and its speedup is against that backbone's plain decoding")
+LAYERSKIP_NOTE = ("LayerSkip: the task's fine-tuned backbone trained one epoch further with LayerSkip's recipe (layer "
+                  "dropout, early-exit losses), decoded by SSD through its plain early exit at the exit its own "
+                  "agreement predicts to decode fastest (its n column); its score is that backbone's own, since SSD is "
+                  "lossless, and its speedup is against that backbone's plain decoding")
 NEEDS_JUDGE = "needs_judge"
 
 # The paper's values, transcribed: Table 3 (VisDial MRR; NoCaps CIDEr in / near / out; Spd.), Table 2 (MM-Vet total,

@@ -100,6 +100,7 @@ def run_layerskip_eval(backbone: Path, n: int, settings: Settings, data: dict[st
     rename = {"test/full/": "test/layerskip_full/"}
     metrics = {next((new + k[len(old):] for old, new in rename.items() if k.startswith(old)), k): v
                for k, v in result["metrics"].items()}
+    metrics["test/layerskip/n"] = n
     atomic_write_json(out, {**result, "metrics": metrics, "n": n, "L": vlm.decoder.num_layers, "d": s.draft,
                             "data": data, "max_new_tokens": max_new_tokens})
 
