@@ -187,6 +187,7 @@ def shift_table(ctx: ReportContext, zs: dict[str, list]) -> str:
                      f"{median(zs[split], 'ssd', 'speedup'):.2f}x -> {median(tuned[split], 'ssd', 'speedup'):.2f}x. "
                      "Output stays the full model's "
                      f"({median(tuned[split], 'ssd', 'identical'):.1f}% identical).")
+    notes += _collapsed(zs["in"], "captions", ctx.settings.seeds)  # then a shift moves nothing the draft must follow
     return "\n".join([*lines, "", *(f"- {n}" for n in notes), ""])
 
 
