@@ -61,7 +61,9 @@ def _records(ctx: ReportContext, block: str, split: str | None) -> list[dict[str
         for path in (rest.layerskip_record(block, split), rest.judge_record(block)):
             extra = read_record(path)
             if record is not None and extra is not None:
-                record = {**record, "metrics": {**record["metrics"], **extra["metrics"]}}
+                layerskip = {k: v for k, v in extra.get("per_sequence", {}).items() if k == "layerskip"}
+                record = {**record, "metrics": {**record["metrics"], **extra["metrics"]},
+                          "per_sequence": {**record.get("per_sequence", {}), **layerskip}}
         found.append(record)
     return found
 

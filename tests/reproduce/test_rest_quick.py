@@ -70,6 +70,7 @@ def test_quick_rest_writes_every_table_and_the_figure(quick, capsys):
     long = _rows((out / "table2.md").read_text())
     assert long["ours: SSD"]["MM-Vet total"] == "50.0" and long["ours: SSD"]["LLaVA-W"] == "75.0"  # the judge's
     assert long["LayerSkip"]["MM-Vet total"] == "50.0" and long["ours: SSD"]["Spd. (paper)"] == "1.85x"
+    assert math.isfinite(_number(long["LayerSkip"]["length (tokens)"]))
     assert "canned-judge" in (out / "table2.md").read_text()
     vqa = _rows((out / "tableA2.md").read_text())
     assert math.isfinite(_number(vqa["ours: SSD"]["accuracy"]))
