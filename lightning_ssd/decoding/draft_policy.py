@@ -27,6 +27,7 @@ tokens stay those of the request alone (`row_rules.py`). Greedy rows' tokens do 
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -196,6 +197,7 @@ class AdaptiveDraft:
     _fits: dict[int, _CycleFit] = field(default_factory=dict, init=False, repr=False)
     _positions: _PositionAcceptance | None = field(default=None, init=False, repr=False)
     _ended: deque[int] = field(default_factory=lambda: deque(maxlen=256), init=False, repr=False)
+    _at_least: list[int] = field(default_factory=list, init=False, repr=False)  # [x]: ended outputs of >= x tokens
 
     def __post_init__(self) -> None:
         if self.max_d < 1:
@@ -233,9 +235,12 @@ class AdaptiveDraft:
         `strength` outputs); all 1 before any ended, or without `generated`."""
         if generated is None or not self._ended:
             return [1.0] * self.max_d
-        longer = [length for length in self._ended if length > generated]
-        return [(sum(length >= generated + t for length in longer) + self.strength) / (len(longer) + self.strength)
+        longer = self._ended_at_least(generated + 1)
+        return [(self._ended_at_least(generated + t) + self.strength) / (longer + self.strength)
                 for t in range(2, self.max_d + 2)]
+
+    def _ended_at_least(self, tokens: int) -> int:
+        return self._at_least[tokens] if tokens < len(self._at_least) else 0
 
     def choose(self, rows: Sequence[RowAcceptance], room: Sequence[int]) -> list[int]:
         greedy = [b for b, row in enumerate(rows) if not row.sampled]
@@ -252,7 +257,12 @@ class AdaptiveDraft:
                 for row, r in zip(rows, room, strict=True)]
 
     def observe(self, report: CycleReport) -> None:
-        self._ended.extend(report.ended)
+        if report.ended:  # counted once here, not per row and cycle in `_going`
+            self._ended.extend(report.ended)
+            counts = [0] * (max(self._ended) + 1)
+            for length in self._ended:
+                counts[length] += 1
+            self._at_least = list(itertools.accumulate(reversed(counts)))[::-1]
         if report.drafted:
             if self._positions is None:
                 self._positions = _PositionAcceptance([0.0] * self.max_d, [0.0] * self.max_d)

@@ -58,12 +58,13 @@ def _records(ctx: ReportContext, block: str, split: str | None) -> list[dict[str
     for lay in ctx.layouts:
         rest = RestLayout(lay.folder)
         record = read_record(rest.eval_record(block, split))
-        for path in (rest.layerskip_record(block, split), rest.judge_record(block)):
-            extra = read_record(path)
-            if record is not None and extra is not None:
-                layerskip = {k: v for k, v in extra.get("per_sequence", {}).items() if k == "layerskip"}
-                record = {**record, "metrics": {**record["metrics"], **extra["metrics"]},
-                          "per_sequence": {**record.get("per_sequence", {}), **layerskip}}
+        layerskip, judge = read_record(rest.layerskip_record(block, split)), read_record(rest.judge_record(block))
+        if record is not None and layerskip is not None:
+            record = {**record, "metrics": {**record["metrics"], **layerskip["metrics"]},
+                      "per_sequence": {**record.get("per_sequence", {}),
+                                       "layerskip": layerskip["per_sequence"]["layerskip"]}}
+        if record is not None and judge is not None:
+            record = {**record, "metrics": {**record["metrics"], **judge["metrics"]}}
         found.append(record)
     return found
 
@@ -256,6 +257,7 @@ def table2(ctx: ReportContext) -> str:
     recs = {None: _records(ctx, "long", None)}
     r = recs[None]
     judged = any(rec is not None and "test/full/MM-Vet" in rec["metrics"] for rec in r)
+
     def judge_col(header: str, key: str) -> Col:
         return Col(header, key) if judged else Col(header, text=NEEDS_JUDGE)
 

@@ -2,13 +2,13 @@
 decoder of a table row, and decoding long outputs at fixed lengths.
 
 `run_task_eval` loads a task's fine-tuned backbone and its imitation network and decodes the task's test split with
-plain greedy decoding (the reference), the draft without and with imitation, SSD and, where asked, Draft & Verify
-(its skip set searched on the task's validation prompts, as Table 1's row). `run_layerskip_eval` decodes it with a
-LayerSkip-trained backbone's plain early exit, verified by that backbone (the LayerSkip row). `run_length_eval` decodes
-the first test
-images of the long-answer task with end-of-sequence turned off, so that every output is exactly `cap` tokens long, for
-each cap: the speedup, tau, alpha and per-token time of plain decoding and SSD at that output length. Past the point
-where the model would have stopped, it continues its own text, which the draft predicts as it would any other.
+plain greedy decoding (the reference), the draft without and with imitation, SSD and, where asked, Draft & Verify (its
+skip set searched on the task's validation prompts, as Table 1's row). `run_layerskip_eval` decodes it with a
+LayerSkip-trained backbone's plain early exit, verified by that backbone (the LayerSkip row). `run_length_eval`
+decodes the first test images of the long-answer task with end-of-sequence turned off, so that every output is exactly
+`cap` tokens long, for each cap: the speedup, tau, alpha and per-token time of plain decoding and SSD at that output
+length. Past the point where the model would have stopped, it continues its own text, which the draft predicts as it
+would any other.
 """
 
 from __future__ import annotations
@@ -97,9 +97,7 @@ def run_layerskip_eval(backbone: Path, n: int, settings: Settings, data: dict[st
 
     result = evaluate_decoders(vlm, decoders, split_batches(backbone, s, "test", **data), tokenizer, max_new_tokens,
                                meteor=False)
-    rename = {"test/full/": "test/layerskip_full/"}
-    metrics = {next((new + k[len(old):] for old, new in rename.items() if k.startswith(old)), k): v
-               for k, v in result["metrics"].items()}
+    metrics = {k.replace("test/full/", "test/layerskip_full/", 1): v for k, v in result["metrics"].items()}
     metrics["test/layerskip/n"] = n
     atomic_write_json(out, {**result, "metrics": metrics, "n": n, "L": vlm.decoder.num_layers, "d": s.draft,
                             "data": data, "max_new_tokens": max_new_tokens})
