@@ -4,11 +4,13 @@ Each stage declares the files that prove it finished. Stages write those files l
 file renamed into place (`lightning_ssd.files`), so an interrupted stage leaves no output that reads as
 done, and the next run starts it again. A stage that raises is reported and the run goes on with every stage that
 does not depend on it; `run_plan` raises `PlanFailed` at the end, and a rerun retries the failed stages only. Wall
-times go to `timings.json` after every stage.
+times go to `timings.json` after every stage, merged into what the file holds then (under a lock), so that runs of
+different seeds side by side keep each other's times.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sys
 import time
@@ -103,6 +105,15 @@ def _load_timings(path: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
+def record_timing(path: Path, name: str, entry: dict[str, Any]) -> None:
+    """Sets `name`'s entry of the timings file `path`, keeping every other entry, even one another process wrote
+    since this one started (the read and the write happen under an exclusive lock on `path`.lock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        atomic_write_json(path, {**_load_timings(path), name: entry})
+
+
 def run_plan(stages: Sequence[Stage], timings_path: Path, log: Log = print) -> dict[str, str]:
     """Runs the stages in order, skipping those done; returns each stage's status (done, skipped, failed, ...).
 
@@ -111,7 +122,6 @@ def run_plan(stages: Sequence[Stage], timings_path: Path, log: Log = print) -> d
     """
     check_plan(stages)
     by_name = {s.name: s for s in stages}
-    timings = _load_timings(timings_path)
     status: dict[str, str] = {}
     failed: dict[str, str] = {}
     for i, stage in enumerate(stages, 1):
@@ -132,9 +142,9 @@ def run_plan(stages: Sequence[Stage], timings_path: Path, log: Log = print) -> d
             continue
         log(head)
         error, seconds = _run_one(stage)
-        timings[stage.name] = {"seconds": round(seconds, 2), "status": "done" if error is None else "failed",
-                               "estimate_min": stage.estimate_min}
-        atomic_write_json(timings_path, timings)
+        record_timing(timings_path, stage.name, {"seconds": round(seconds, 2),
+                                                 "status": "done" if error is None else "failed",
+                                                 "estimate_min": stage.estimate_min})
         if error is None:
             status[stage.name] = "done"
             log(f"{head} done in {duration(seconds)}")

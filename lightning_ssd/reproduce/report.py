@@ -149,22 +149,31 @@ def seeds_sentence(ctx: ReportContext) -> str | None:
             f"{', '.join(fastest)}.")
 
 
-def _timings(ctx: ReportContext) -> tuple[float, list[str]]:
+def wall_times(ctx: ReportContext) -> tuple[str, list[str]]:
+    """The stages' summed wall time, with each seed's share ("228.1 min; seed 0: 80.2 min, ..."), and a table row per
+    stage."""
     try:
         timings = json.loads(ctx.timings.read_text())
     except FileNotFoundError:
         timings = {}
-    rows = [f"| {name} | {duration(t['seconds'])} | {t.get('estimate_min', 0):.1f} min |"
-            for name, t in timings.items() if t.get("status") == "done"]
-    return sum(t["seconds"] for t in timings.values() if t.get("status") == "done"), rows
+    done = {name: t for name, t in timings.items() if t.get("status") == "done"}
+    rows = [f"| {name} | {duration(t['seconds'])} | {t.get('estimate_min', 0):.1f} min |" for name, t in done.items()]
+    per_seed: dict[str, float] = {}
+    for name, t in done.items():
+        head = name.split(" ", 1)[0]
+        if head.startswith("seed") and head[4:].isdigit():
+            per_seed[head[4:]] = per_seed.get(head[4:], 0.0) + t["seconds"]
+    shares = ", ".join(f"seed {seed}: {seconds / 60:.1f} min" for seed, seconds in sorted(per_seed.items()))
+    total = f"{sum(t['seconds'] for t in done.values()) / 60:.1f} min"
+    return (f"{total}; {shares}" if shares else total), rows
 
 
 def readme(ctx: ReportContext, sentences: dict[str, str]) -> str:
-    total, rows = _timings(ctx)
+    total, rows = wall_times(ctx)
     lines = [
         "# FastVLM's comparisons on the embedded synthetic benchmark", "",
         f"Written by `{ctx.command}` ({ctx.settings.preset} preset, seeds {list(ctx.settings.seeds)}); the stages' "
-        f"wall time adds up to {total / 60:.1f} min (stages run in earlier invocations included). Every number of "
+        f"wall time adds up to {total} (stages run in earlier invocations included). Every number of "
         "ours comes from this run's records; the paper's are transcribed in lightning_ssd/reproduce/paper.py.", "",
         "| file | what |", "|---|---|", *(f"| [{name}]({name}) | {what} |" for name, what in INDEX),
         *index_lines(ctx.out), "",

@@ -39,7 +39,7 @@ def _n(layout: Layout) -> int:
 
 
 class SeedPlan:
-    """Builds one seed's stages; `prefix` tells seeds apart in stage names when there are several."""
+    """Builds one seed's stages; `prefix` ("seed<seed> ") tells seeds apart in stage names and timings."""
 
     def __init__(self, ctx: RunContext, layout: Layout, prefix: str) -> None:
         self.ctx, self.layout, self.prefix = ctx, layout, prefix
@@ -159,7 +159,7 @@ def build_plan(settings, root: Path, out: Path, command: str, parts: tuple[str, 
     stages, rest, layouts = [], [], []
     for seed in settings.seeds:
         layout = Layout(root, seed)
-        prefix = "" if len(settings.seeds) == 1 else f"seed{seed} "
+        prefix = f"seed{seed} "  # names are timings.json's keys: a seed run alone times under the same ones
         ctx = RunContext(settings, seed, layout.folder, fragments)
         if "tables" in parts:
             stages += SeedPlan(ctx, layout, prefix).build()

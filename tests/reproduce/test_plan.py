@@ -12,6 +12,7 @@ from lightning_ssd.reproduce.plan import (
     Stage,
     check_plan,
     pending_minutes,
+    record_timing,
     run_plan,
 )
 
@@ -65,6 +66,20 @@ def test_progress_lines_and_timings(tmp_path):
     assert set(timings) == {"fine-tune", "imitation ce_only"}
     assert timings["fine-tune"]["status"] == "done" and timings["fine-tune"]["estimate_min"] == 2.0
     assert timings["fine-tune"]["seconds"] >= 0
+
+
+def test_a_run_beside_another_keeps_the_times_the_other_wrote(tmp_path):
+    """Two seeds run as two processes share timings.json: each stage's time is merged into the file as it is then."""
+    c = Counter(tmp_path)
+    path = tmp_path / "timings.json"
+    path.write_text(json.dumps({"seed1 finetune": {"seconds": 60.0, "status": "done"}}))
+
+    def other_process_finishes_a_stage():
+        record_timing(path, "seed1 imitation", {"seconds": 30.0, "status": "done"})
+        atomic_write_text(c.out("b"), "b")
+
+    _run([c.stage("seed0 a"), Stage("seed0 b", (c.out("b"),), other_process_finishes_a_stage)], tmp_path)
+    assert set(json.loads(path.read_text())) == {"seed1 finetune", "seed1 imitation", "seed0 a", "seed0 b"}
 
 
 def test_resumes_after_a_stage_that_raised(tmp_path):

@@ -46,7 +46,7 @@ def test_quick_run_writes_every_table_and_figure(quick, capsys):
     main(args)
     printed = capsys.readouterr().out
     assert re.search(r"reproduce: \d+ stages, estimated \d+ min", printed)
-    assert re.search(r"\[1/\d+\] finetune \.\.\. done in ", printed)
+    assert re.search(r"\[1/\d+\] seed0 finetune \.\.\. done in ", printed)
     out = root / "out"
     for name in (*TABLES, *FIGURES, "README.md"):
         assert (out / name).exists(), name

@@ -4,6 +4,7 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,7 +14,7 @@ from lightning_ssd.reproduce.context import ReportContext
 from lightning_ssd.reproduce.exit_layers import choose_n
 from lightning_ssd.reproduce.layout import Layout
 from lightning_ssd.reproduce.notes import draft_verify, draft_without_imitation, identity, loss_order
-from lightning_ssd.reproduce.report import seeds_sentence
+from lightning_ssd.reproduce.report import seeds_sentence, wall_times
 from lightning_ssd.reproduce.report_tables import table1, table6
 from lightning_ssd.reproduce.results import Aggregate, measure
 from lightning_ssd.reproduce.settings import QUICK, Settings, lambda_value
@@ -71,8 +72,8 @@ def test_a_missing_hook_config_makes_its_stages_say_so(tmp_path, monkeypatch):
     assert len(hooks) == 2
     assert all(s.unavailable() == "needs experiments/synthetic/no_such_layerskip.yaml" for s in hooks)
     report = stages.build_plan(QUICK, tmp_path, tmp_path / "out", "cmd")[-1]
-    assert report.name == "report" and "layerskip finetune" in report.optional_deps
-    assert "layerskip finetune" not in report.deps
+    assert report.name == "report" and "seed0 layerskip finetune" in report.optional_deps
+    assert "seed0 layerskip finetune" not in report.deps
 
 
 def test_one_stage_per_seed_in_seed_folders(tmp_path):
@@ -114,7 +115,7 @@ def test_help_and_dry_run(tmp_path, capsys):
     assert exit_info.value.code == 0 and "--quick" in capsys.readouterr().out
     main(["reproduce", "--dry-run", "--root", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
-    assert "estimated" in out and "[1/78] finetune: ~5.5 min" in out and "report rest" in out
+    assert "estimated" in out and "[1/78] seed0 finetune: ~5.5 min" in out and "report rest" in out
     assert "[78/78] report: " in out
     for parts, count, last in (("tables", 28, "report"), ("rest", 50, "report rest")):
         main(["reproduce", "--dry-run", "--parts", parts, "--root", str(tmp_path / "runs")])
@@ -230,3 +231,13 @@ def test_measure_reads_the_float64_recheck_of_the_rows_mode():
     assert measure(record, "draft_verify")["identical in float64"] == 99.5
     assert math.isnan(measure(record, "full")["identical in float64"])
     assert math.isnan(measure({"metrics": {"test/ssd_identical": 1.0}}, "ssd")["identical in float64"])
+
+
+def test_the_wall_time_line_gives_each_seeds_share(tmp_path):
+    path = tmp_path / "timings.json"
+    path.write_text(json.dumps({"seed0 finetune": {"seconds": 600.0, "status": "done"},
+                                "seed1 finetune": {"seconds": 300.0, "status": "done"},
+                                "seed1 test": {"seconds": 60.0, "status": "failed"},
+                                "report": {"seconds": 6.0, "status": "done"}}))
+    total, rows = wall_times(SimpleNamespace(timings=path))
+    assert total == "15.1 min; seed 0: 10.0 min, seed 1: 5.0 min" and len(rows) == 3

@@ -47,7 +47,7 @@ def test_quick_rest_writes_every_table_and_the_figure(quick, capsys):
     root, args = quick
     main(args)
     printed = capsys.readouterr().out
-    assert re.search(r"\[1/\d+\] finetune dialog \.\.\. done in ", printed)
+    assert re.search(r"\[1/\d+\] seed0 finetune dialog \.\.\. done in ", printed)
     out = root / "out"
     assert all((out / name).exists() for name in REST_FILES)
     dialog = _rows((out / "table3.md").read_text().split("# Table 3 (b)")[0])
