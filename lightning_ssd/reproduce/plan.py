@@ -39,6 +39,8 @@ class Stage:
         estimate_min: expected wall time in minutes, for the estimate printed at the start.
         unavailable: returns why the stage cannot run now (e.g. a config another stage needs does not exist
             yet), or None; such a stage is skipped with that message and writes nothing.
+        always: run on every run, outputs or not (a report: cheap, and the files it would skip on may be another
+            run's, such as a report of fewer seeds).
     """
 
     name: str
@@ -48,6 +50,7 @@ class Stage:
     optional_deps: tuple[str, ...] = ()
     estimate_min: float = 0.0
     unavailable: Callable[[], str | None] | None = None
+    always: bool = False
 
 
 class PlanFailed(RuntimeError):
@@ -73,8 +76,8 @@ def _newest(paths: Sequence[Path]) -> int:
 
 
 def is_done(stage: Stage, by_name: dict[str, Stage]) -> bool:
-    """All outputs exist and none is older than an existing output of a stage it depends on."""
-    if not stage.outputs or not all(p.exists() for p in stage.outputs):
+    """All outputs exist and none is older than an existing output of a stage it depends on (never for `always`)."""
+    if stage.always or not stage.outputs or not all(p.exists() for p in stage.outputs):
         return False
     inputs = [p for d in (*stage.deps, *stage.optional_deps) for p in by_name[d].outputs]
     return min(p.stat().st_mtime_ns for p in stage.outputs) >= _newest(inputs)

@@ -179,9 +179,10 @@ def build_plan(settings, root: Path, out: Path, command: str, parts: tuple[str, 
     if rest:
         plan += rest
         plan.append(Stage("report rest", tuple(out / f for f in REST_FILES), rest_report,
-                          tuple(s.name for s in rest), (), 0.1))
+                          tuple(s.name for s in rest), (), 0.1, always=True))
     if stages:
         required = tuple(s.name for s in stages if s.name not in hooks)
         optional = (*hooks, "report rest") if rest else hooks
-        plan.append(Stage("report", tuple(out / f for f in REPORT_FILES), report, required, optional, 0.1))
+        plan.append(Stage("report", tuple(out / f for f in REPORT_FILES), report, required, optional, 0.1,
+                          always=True))
     return plan

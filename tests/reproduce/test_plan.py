@@ -68,6 +68,15 @@ def test_progress_lines_and_timings(tmp_path):
     assert timings["fine-tune"]["seconds"] >= 0
 
 
+def test_a_stage_marked_always_reruns_though_its_outputs_are_newer_than_its_inputs(tmp_path):
+    c = Counter(tmp_path)
+    stages = [c.stage("a"), c.stage("report", ("a",), always=True)]
+    _run(stages, tmp_path)
+    lines, err = _run(stages, tmp_path)
+    assert err is None and c.calls == ["a", "report", "report"]
+    assert lines[0].endswith("skipped (outputs exist)") and lines[1] == "[2/2] report ..."
+
+
 def test_a_run_beside_another_keeps_the_times_the_other_wrote(tmp_path):
     """Two seeds run as two processes share timings.json: each stage's time is merged into the file as it is then."""
     c = Counter(tmp_path)

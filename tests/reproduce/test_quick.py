@@ -103,8 +103,10 @@ def test_table1_n_comes_from_the_reward_rule_whatever_finetune_yaml_names(quick)
     assert "rule=one_se" in chosen.splitlines()[0]
 
 
-def test_second_quick_run_skips_every_stage(quick, capsys):
+def test_second_quick_run_skips_every_stage_but_the_report(quick, capsys):
     root, args = quick
     main(args)
     lines = [line for line in capsys.readouterr().out.splitlines() if re.match(r"\[\d+/\d+\] ", line)]
-    assert lines and all(re.search(r"\.\.\. skipped \((outputs exist|needs .+)\)$", line) for line in lines), lines
+    stages, reports = [x for x in lines if "report" not in x], [x for x in lines if "report" in x]
+    assert stages and all(re.search(r"\.\.\. skipped \((outputs exist|needs .+)\)$", x) for x in stages), lines
+    assert any("report ... done in" in x for x in reports)  # a report always reruns
