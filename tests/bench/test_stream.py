@@ -5,7 +5,14 @@ import re
 
 import pytest
 
-from lightning_ssd.bench.stream import StreamConfig, _percentile, format_stream, profile_request, stream_benchmark
+from lightning_ssd.bench.stream import (
+    StreamConfig,
+    _percentile,
+    baseline_row,
+    format_stream,
+    profile_request,
+    stream_benchmark,
+)
 from lightning_ssd.errors import UsageError
 from lightning_ssd.tools import bench_stream
 
@@ -33,6 +40,18 @@ def test_stream_report_counts_every_request_and_ssd_tokens_equal_plain():
     assert length["max_new_tokens"] == 8 and length["plain ms/token"] > 0
     table = format_stream(report)
     assert "| 2 | plain |" in table and "1.00x" in table and "| 8 |" in table
+
+
+def test_a_compiled_method_is_compared_with_compiled_plain_decoding():
+    def row(method, rate):
+        return dict(method=method, max_rows=1, rate=0.0, tokens_per_s=rate, p50_latency_s=1.0, p95_latency_s=1.0,
+                    p50_ttft_s=1.0, prefill_share=0.1, tokens_identical=True)
+
+    streams = [row("plain", 100.0), row("ssd d=6", 200.0), row("plain compiled", 200.0), row("ssd d=6 compiled", 300.0)]
+    assert baseline_row(streams, streams[1])["method"] == "plain"
+    assert baseline_row(streams, streams[3])["method"] == "plain compiled"
+    table = format_stream({"streams": streams, "lengths": []})
+    assert "| ssd d=6 | 200.0 | 2.00x |" in table and "| ssd d=6 compiled | 300.0 | 1.50x |" in table
 
 
 def test_cli_writes_the_json_and_refuses_an_impossible_load(tmp_path):
