@@ -80,11 +80,13 @@ def _block(name: str):
 
 def _setting(ctx: ReportContext, block: str, what: str) -> str:
     s, b = ctx.settings, _block(block)
-    first = read_record(RestLayout(ctx.first.folder).eval_record(block, b.splits[0])) or {}
+    records = [read_record(RestLayout(lay.folder).eval_record(block, b.splits[0])) or {} for lay in ctx.layouts]
+    ns = [str(r.get("n", "?")) for r in records]
+    exit_n = f"n = {ns[0]}" if len(set(ns)) == 1 else f"n = {', '.join(ns)} in seeds {', '.join(map(str, s.seeds))}"
     seeds = ", ".join(map(str, s.seeds))
     spread = "; cells: median [min–max] over seeds" if len(s.seeds) > 1 else ""
-    return (f"Ours: {b.backbone(s)} (L = {first.get('L', '?')}, draft exit n = {first.get('n', '?')} chosen by "
-            f"the fine-tune's rule {s.exit_rule}) fine-tuned from random initialisation for {s.finetune_epochs} "
+    return (f"Ours: {b.backbone(s)} (L = {records[0].get('L', '?')}, draft exit {exit_n} chosen by the fine-tune's "
+            f"rule {s.exit_rule}) fine-tuned from random initialisation for {s.finetune_epochs * b.epochs_scale} "
             f"epoch(s) on {what} ({s.num_train} training, {s.num_test} test images; seed {seeds}{spread}), imitation "
             f"{s.task_imitation_epochs} epoch(s), d = {s.draft}, greedy, at most {b.max_new_tokens(s)} new tokens. "
             "Spd.: seconds per token of plain greedy decoding over the method's on the same test images, prefill "
