@@ -64,7 +64,20 @@ def grid_sentence(records: dict[int, dict[str, Any] | None], chosen_n: int | Non
     return text
 
 
-def grid_markdown(records: dict[int, dict[str, Any] | None], chosen_n: int | None, epochs: int) -> str:
+def seed_summary(seed: int, records: dict[int, dict[str, Any] | None]) -> str | None:
+    """One seed's grid in a sentence: its fastest cell and the cell the NAS reward ranks first (None: not run)."""
+    best, found = winner(records), winner(records, "reward")
+    if best is None or found is None:
+        return None
+    n, cap, speed = best
+    r_n, r_cap, _ = found
+    return (f"seed {seed}: fastest n = {n}, {cap} ({speed:.2f}x); the NAS reward's first, n = {r_n}, {r_cap}, "
+            f"measured {cell(records[r_n], r_cap, 'speedup'):.2f}x")
+
+
+def grid_markdown(records: dict[int, dict[str, Any] | None], chosen_n: int | None, epochs: int,
+                  by_seed: dict[int, dict[int, dict[str, Any] | None]] | None = None) -> str:
+    """grid.md: the first seed's table and sentence; with `by_seed` (every seed's records), a line per seed."""
     head = ["n", "capacity", "parameters", "Spd.", "NAS reward", "tau", "alpha", "draft CIDEr"]
     lines = ["# Open question: the draft-to-full size ratio (exit layer n x imitation capacity)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -78,7 +91,9 @@ def grid_markdown(records: dict[int, dict[str, Any] | None], chosen_n: int | Non
     about = (f"Long-answer backbone, {first['images']} test images per cell, d = {first['d']}, imitation "
              f"{epochs} epoch(s) per cell; Spd. against plain greedy decoding of the same images."
              if first else "Not run.")
-    return "\n".join([*lines, "", f"- {about}", f"- {grid_sentence(records, chosen_n)}",
+    seeds = [text for seed, recs in (by_seed or {}).items() if (text := seed_summary(seed, recs))]
+    across = [f"- Seed by seed: {'; '.join(seeds)}."] if len(seeds) > 1 else []
+    return "\n".join([*lines, "", f"- {about}", f"- {grid_sentence(records, chosen_n)}", *across,
                       "- The paper has no such ablation: it fixes n by its confidence reward and the network at two "
                       "linear layers.", ""])
 

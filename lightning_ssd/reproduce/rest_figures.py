@@ -9,6 +9,7 @@ outputs have that length, which the table names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 
 from lightning_ssd.reproduce.context import ReportContext
 from lightning_ssd.reproduce.figures import save
+from lightning_ssd.reproduce.results import Aggregate
 
 BUCKETS: tuple[tuple[int, int], ...] = ((1, 16), (17, 64), (65, 256))
 
@@ -110,7 +112,24 @@ def length_sentence(length: dict[str, Any]) -> str:
             "follows as it follows any text, so the longest cap measures cost more than task quality.")
 
 
-def length_markdown(ctx: ReportContext, length: dict[str, Any] | None, blocks: dict[str, Any]) -> str:
+def across_seeds(seeds: Sequence[int], lengths: Sequence[dict[str, Any] | None]) -> str | None:
+    """SSD's speedup at each fixed length, median [min–max] over the seeds' length records (None: one seed)."""
+    found = [r for r in lengths if r is not None]
+    if len(found) < 2:
+        return None
+    def cell(cap: int) -> str:
+        speedups = tuple(r["caps"][str(cap)]["metrics"]["test/ssd/speedup"] for r in found if str(cap) in r["caps"])
+        return f"{cap} tokens {Aggregate(speedups).fmt(2, 'x')}"
+
+    cells = [cell(cap) for cap in _caps(found[0])]
+    measured = ", ".join(str(seed) for seed, r in zip(seeds, lengths, strict=True) if r is not None)
+    return f"Over seeds {measured}, SSD's speedup (median [min–max]): {'; '.join(cells)}."
+
+
+def length_markdown(ctx: ReportContext, length: dict[str, Any] | None, blocks: dict[str, Any],
+                    lengths: Sequence[dict[str, Any] | None] = ()) -> str:
+    """length.md: the first seed's fixed-length table (and `lengths`, every seed's record, as one line), then the
+    natural output lengths of the first seed's task blocks."""
     lines = ["# Open question: does the speedup hold on long outputs?", ""]
     if length is not None:
         lines += ["## Fixed output lengths (end-of-sequence off, long-answer backbone)", "",
@@ -122,7 +141,9 @@ def length_markdown(ctx: ReportContext, length: dict[str, Any] | None, blocks: d
                          f"{m['test/ssd/speedup']:.2f}x | {m['test/ssd/tau']:.2f} | {m['test/ssd/alpha']:.3f} | "
                          f"{100 * m['test/ssd_identical']:.1f}% |")
         lines += ["", f"- {length['images']} test images decoded one at a time at each length; d = {length['d']}, "
-                  f"n = {length['n']}. Seed {ctx.settings.seeds[0]}.", f"- {length_sentence(length)}", ""]
+                  f"n = {length['n']}. Seed {ctx.settings.seeds[0]}.", f"- {length_sentence(length)}"]
+        spread = across_seeds(ctx.settings.seeds, lengths)
+        lines += [f"- {spread}", ""] if spread else [""]
     lines += ["## Natural output lengths (every task block's test split, bucketed by the full model's length)", "",
               "| tokens | sequences | tasks | Spd. | tau | alpha | plain ms/token | SSD ms/token |",
               "|---|---|---|---|---|---|---|---|"]

@@ -347,13 +347,16 @@ def write_rest_report(ctx: ReportContext) -> None:
     length = read_record(RestLayout(ctx.first.folder).length_record)
     blocks = {b.name: read_record(RestLayout(ctx.first.folder).eval_record(b.name, b.splits[0])) for b in BLOCKS}
     rest_figures.fig_length(length, out / "fig_length.png")
-    atomic_write_text(out / "length.md", rest_figures.length_markdown(ctx, length, blocks))
+    lengths = [read_record(RestLayout(lay.folder).length_record) for lay in ctx.layouts]
+    atomic_write_text(out / "length.md", rest_figures.length_markdown(ctx, length, blocks, lengths))
     rest = RestLayout(ctx.first.folder)
     grid = {n: read_record(rest.grid_record(n)) for n in ctx.settings.grid_ns}
     chosen = read_record(rest.finetune_record("long"))
     fig_grid(grid, out / "fig_grid.png")
+    by_seed = {lay.seed: {n: read_record(RestLayout(lay.folder).grid_record(n)) for n in ctx.settings.grid_ns}
+               for lay in ctx.layouts}
     atomic_write_text(out / "grid.md", grid_markdown(grid, None if chosen is None else int(chosen["n"]),
-                                                     ctx.settings.grid_epochs))
+                                                     ctx.settings.grid_epochs, by_seed))
 
 
 def index_lines(out: Path) -> list[str]:

@@ -103,6 +103,32 @@ def test_grid_sentence_names_the_fastest_cell_and_whether_the_reward_finds_it():
     assert grid_markdown({1: None}, None, 3).count("| 1 |") == len(LABELS)
 
 
+def test_a_line_per_seed_gives_each_seeds_fastest_cell_and_the_rewards_pick():
+    from lightning_ssd.reproduce.grid import LABELS
+    from lightning_ssd.reproduce.grid_report import grid_markdown
+
+    flat = dict.fromkeys(LABELS, 1.5)
+    seed0 = {1: _grid_record(1, flat | {"2 linear": 2.4}, flat | {"2 linear": 2.0})}
+    seed1 = {1: _grid_record(1, flat | {"1 linear": 2.1}, flat | {"none": 3.0})}
+    text = grid_markdown(seed0, 1, 3, {0: seed0, 1: seed1, 2: {1: None}})
+    assert ("Seed by seed: seed 0: fastest n = 1, 2 linear (2.40x); the NAS reward's first, n = 1, 2 linear, "
+            "measured 2.40x; seed 1: fastest n = 1, 1 linear (2.10x); the NAS reward's first, n = 1, none, measured "
+            "1.50x.") in text
+    assert "Seed by seed" not in grid_markdown(seed0, 1, 3, {0: seed0})
+
+
+def test_the_length_line_over_seeds_gives_each_caps_median_and_range():
+    from lightning_ssd.reproduce.rest_figures import across_seeds
+
+    def record(*speedups):
+        caps = zip((16, 64), speedups, strict=True)
+        return {"caps": {str(cap): {"metrics": {"test/ssd/speedup": v}} for cap, v in caps}}
+
+    assert across_seeds((0,), [record(1.2, 1.4)]) is None
+    assert across_seeds((0, 1, 2), [record(1.2, 1.4), None, record(1.4, 1.5)]) == (
+        "Over seeds 0, 2, SSD's speedup (median [min–max]): 16 tokens 1.30x [1.20–1.40]; 64 tokens 1.45x [1.40–1.50].")
+
+
 def test_readme_indexes_the_rest_files_that_exist(tmp_path):
     from lightning_ssd.reproduce.rest_report import index_lines
 
