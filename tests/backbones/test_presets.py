@@ -3,6 +3,7 @@ the image."""
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from lightning_ssd.backbones import load_backbone
@@ -38,10 +39,11 @@ def _spread_over_images(vlm, pixel_values: torch.Tensor) -> float:
     return ((out - out.mean(0)).norm() / out.mean(0).norm() / len(out) ** 0.5).item()
 
 
-def test_a_fresh_base_blip2_t5_passes_the_images_differences_to_the_decoder(monkeypatch):
+@pytest.mark.parametrize("preset", ["base-blip2-t5", "base-blip2-opt"])
+def test_a_fresh_base_blip2_passes_the_images_differences_to_the_decoder(monkeypatch, preset):
     """At transformers' init (std 0.02) the random Q-Former passes about 0.4% of the images' differences, and every
     fine-tuned seed then wrote one caption for every image; the preset's init passes most of them."""
-    pixels = split_batches("base-blip2-t5", QUICK, "test", images=8, batch_size=8)[0]["pixel_values"]
-    assert _spread_over_images(load_backbone("base-blip2-t5"), pixels) > 0.3
-    monkeypatch.setitem(PRESETS, "base-blip2-t5", replace(PRESETS["base-blip2-t5"], qformer_init_std=None))
-    assert _spread_over_images(load_backbone("base-blip2-t5"), pixels) < 0.02
+    pixels = split_batches(preset, QUICK, "test", images=8, batch_size=8)[0]["pixel_values"]
+    assert _spread_over_images(load_backbone(preset), pixels) > 0.3
+    monkeypatch.setitem(PRESETS, preset, replace(PRESETS[preset], qformer_init_std=None))
+    assert _spread_over_images(load_backbone(preset), pixels) < 0.02
