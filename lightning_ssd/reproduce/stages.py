@@ -144,9 +144,11 @@ class SeedPlan:
 PARTS: tuple[str, ...] = ("tables", "rest")  # Tables 1, 5, 6 and figures; the rest of the paper (rest_stages)
 
 
-def build_plan(settings, root: Path, out: Path, command: str, parts: tuple[str, ...] = PARTS) -> list[Stage]:
+def build_plan(settings, root: Path, out: Path, command: str, parts: tuple[str, ...] = PARTS,
+               reports: bool = True) -> list[Stage]:
     """Every seed's stages of `parts`, then their reports: "tables" ends with the report of Tables 1, 5 and 6 (which
-    reads the hook rows if they ran), "rest" with the report of Tables 2, 3, 4, A.2 and the output length."""
+    reads the hook rows if they ran), "rest" with the report of Tables 2, 3, 4, A.2 and the output length.
+    `reports=False` leaves the reports out (one seed's process of `--jobs`: the report waits for every seed)."""
     from lightning_ssd.reproduce.context import ReportContext
     from lightning_ssd.reproduce.report import REPORT_FILES, write_report
     from lightning_ssd.reproduce.rest_report import REST_FILES, write_rest_report
@@ -176,6 +178,8 @@ def build_plan(settings, root: Path, out: Path, command: str, parts: tuple[str, 
         write_rest_report(ReportContext(settings, tuple(layouts), out, {}, command, root / "timings.json"))
 
     plan = list(stages)
+    if not reports:
+        return plan + rest
     if rest:
         plan += rest
         plan.append(Stage("report rest", tuple(out / f for f in REST_FILES), rest_report,

@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-model", default=None, help="the judge's model name (with --judge-url)")
     p.add_argument("--judge-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the judge's API key (unset: none is sent)")
+    p.add_argument("--jobs", type=at_least(1), default=1,
+                   help="run the seeds side by side as this many processes (one torch thread each unless --threads; "
+                        "each logs to <root>/seed<S>.log), then the report")
+    p.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)  # one seed's process of --jobs
     p.add_argument("--dry-run", action="store_true", help="print the stages and the estimate, run nothing")
     return p
 
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(1 if a.threads is None and a.quick else a.threads)
     root, out = Path(a.root), Path(a.out)
     command = " ".join(["python -m lightning_ssd reproduce", *map(shlex.quote, args)])
-    stages = build_plan(settings, root, out, command, tuple(a.parts or PARTS))
+    stages = build_plan(settings, root, out, command, tuple(a.parts or PARTS), reports=not a.no_report)
     total = sum(s.estimate_min for s in stages)
     est = Estimates(with_overrides(Settings(), test_batch_size=settings.test_batch_size))  # the default sizes
     print(f"reproduce: {len(stages)} stages, estimated {total:.0f} min in all, {pending_minutes(stages):.0f} min "
@@ -120,9 +124,31 @@ def main(argv: list[str] | None = None) -> None:
         return
     write_fragments(root / "fragments")
     started = time.perf_counter()
+    if a.jobs > 1 and len(settings.seeds) > 1:
+        _seeds_side_by_side(args, settings.seeds, a.jobs, a.threads or 1, root)
     try:
         run_plan(stages, root / "timings.json", log=lambda line: print(line, flush=True))
     except PlanFailed as err:
         print(f"reproduce: {err}", file=sys.stderr)
         raise SystemExit(1) from err
-    print(f"reproduce: done in {(time.perf_counter() - started) / 60:.1f} min; report in {out}/README.md")
+    where = "no report (the parent process writes it)" if a.no_report else f"report in {out}/README.md"
+    print(f"reproduce: done in {(time.perf_counter() - started) / 60:.1f} min; {where}")
+
+
+def _seeds_side_by_side(args: list[str], seeds: tuple[int, ...], jobs: int, threads: int, root: Path) -> None:
+    """Each seed's stages in a process of its own (this command with one seed, without the report), `jobs` at once;
+    exits with status 1, naming the logs, when one failed (rerun to resume)."""
+    from lightning_ssd.reproduce.side_by_side import run_side_by_side
+
+    base = [sys.executable, "-m", "lightning_ssd", "reproduce", *args, "--jobs", "1", "--threads", str(threads),
+            "--no-report"]
+    logs = [root / f"seed{seed}.log" for seed in seeds]
+    print(f"reproduce: seeds {', '.join(map(str, seeds))} side by side, {jobs} at a time, {threads} thread(s) each; "
+          f"logs in {root}/seed<S>.log", flush=True)
+    codes = run_side_by_side([[*base, "--seeds", str(seed)] for seed in seeds], logs, jobs)
+    failed = [str(log) for log, code in zip(logs, codes, strict=True) if code != 0]
+    if failed:
+        print(f"reproduce: a seed's stages failed (see {', '.join(failed)}); rerun the same command to resume",
+              file=sys.stderr)
+        raise SystemExit(1)
+
