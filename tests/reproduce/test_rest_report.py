@@ -171,3 +171,29 @@ def test_a_backbone_that_writes_one_caption_for_every_image_is_called_collapsed(
     assert "**Collapsed backbone** (seed 1: 3 distinct captions over 40 test sequences)" in text
     assert collapse_sentence([varied, varied], "captions", (0, 1)) is None
     assert collapse_sentence([{"metrics": {}, "per_sequence": {"full": [{"length": 5}]}}], "captions", (0,)) is None
+
+
+@pytest.mark.parametrize(("shifted", "tuned", "words"), [
+    (0.80, 0.88, "(a drop of 0.130); after the fine-tune 0.880, recovering 62% of the drop"),
+    (0.925, 0.88, "(a drop of 0.005); after the fine-tune 0.880, with no measurable drop to recover (under 0.02): "
+                  "the fine-tune lowered alpha by 0.045"),
+    (0.925, 0.92, "(a drop of 0.005); after the fine-tune 0.920, with no measurable drop to recover (under 0.02);"),
+])
+def test_the_shift_note_says_what_the_fine_tune_recovered_or_cost(tmp_path, shifted, tuned, words):
+    from lightning_ssd.reproduce.context import ReportContext
+    from lightning_ssd.reproduce.layout import Layout
+    from lightning_ssd.reproduce.plan import atomic_write_json
+    from lightning_ssd.reproduce.rest_report import shift_table
+    from lightning_ssd.reproduce.rest_stages import RestLayout
+    from lightning_ssd.reproduce.settings import Settings
+
+    def record(alpha):
+        return {"metrics": {"test/ssd/alpha": alpha, "test/ssd/speedup": 2.0, "test/ssd/tau": 4.0,
+                            "test/draft_imit/CIDEr": 100.0, "test/ssd_identical": 1.0}}
+
+    layout = Layout(tmp_path, 0)
+    for split in ("near", "out"):
+        atomic_write_json(RestLayout(layout.folder).shift_record(split), record(tuned))
+    ctx = ReportContext(Settings(), (layout,), tmp_path / "out", {}, "cmd", tmp_path / "timings.json")
+    text = shift_table(ctx, {"in": [record(0.93)], "near": [record(shifted)], "out": [record(shifted)]})
+    assert f"near: alpha 0.930 in-domain -> {shifted:.3f} on near images " + words in text
