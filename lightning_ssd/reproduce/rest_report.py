@@ -85,8 +85,8 @@ def _setting(ctx: ReportContext, block: str, what: str) -> str:
     s, b = ctx.settings, _block(block)
     records = [read_record(RestLayout(lay.folder).eval_record(block, b.splits[0])) or {} for lay in ctx.layouts]
     ns = [str(r.get("n", "?")) for r in records]
-    exit_n = f"n = {ns[0]}" if len(set(ns)) == 1 else f"n = {', '.join(ns)} in seeds {', '.join(map(str, s.seeds))}"
     seeds = ", ".join(map(str, s.seeds))
+    exit_n = f"n = {ns[0]}" if len(set(ns)) == 1 else f"n = {', '.join(ns)} in seeds {seeds}"
     spread = "; cells: median [min–max] over seeds" if len(s.seeds) > 1 else ""
     return (f"Ours: {b.backbone(s)} (L = {records[0].get('L', '?')}, draft exit {exit_n} chosen by the fine-tune's "
             f"rule {s.exit_rule}) fine-tuned from random initialisation for {s.finetune_epochs * b.epochs_scale} "
@@ -350,20 +350,17 @@ def write_rest_report(ctx: ReportContext) -> None:
     for name, build in (("table3.md", table3), ("table2.md", table2), ("tableA2.md", tablea2),
                         ("table4.md", table4)):
         atomic_write_text(out / name, build(ctx))
-    length = read_record(RestLayout(ctx.first.folder).length_record)
-    blocks = {b.name: read_record(RestLayout(ctx.first.folder).eval_record(b.name, b.splits[0])) for b in BLOCKS}
-    rest_figures.fig_length(length, out / "fig_length.png")
-    lengths = [read_record(RestLayout(lay.folder).length_record) for lay in ctx.layouts]
-    atomic_write_text(out / "length.md", rest_figures.length_markdown(ctx, length, blocks, lengths))
-    rest = RestLayout(ctx.first.folder)
-    grid = {n: read_record(rest.grid_record(n)) for n in ctx.settings.grid_ns}
-    chosen = read_record(rest.finetune_record("long"))
-    fig_grid(grid, out / "fig_grid.png")
-    by_seed = {lay.seed: {n: read_record(RestLayout(lay.folder).grid_record(n)) for n in ctx.settings.grid_ns}
-               for lay in ctx.layouts}
-    atomic_write_text(out / "grid.md", grid_markdown(grid, None if chosen is None else int(chosen["n"]),
+    rests = [RestLayout(lay.folder) for lay in ctx.layouts]  # the first seed's tables and figures, every seed's lines
+    lengths = [read_record(rest.length_record) for rest in rests]
+    grids = [{n: read_record(rest.grid_record(n)) for n in ctx.settings.grid_ns} for rest in rests]
+    blocks = {b.name: read_record(rests[0].eval_record(b.name, b.splits[0])) for b in BLOCKS}
+    rest_figures.fig_length(lengths[0], out / "fig_length.png")
+    atomic_write_text(out / "length.md", rest_figures.length_markdown(ctx, lengths[0], blocks, lengths))
+    chosen = read_record(rests[0].finetune_record("long"))
+    fig_grid(grids[0], out / "fig_grid.png")
+    by_seed = {lay.seed: grid for lay, grid in zip(ctx.layouts, grids, strict=True)}
+    atomic_write_text(out / "grid.md", grid_markdown(grids[0], None if chosen is None else int(chosen["n"]),
                                                      ctx.settings.grid_epochs, by_seed))
-
 
 def index_lines(out: Path) -> list[str]:
     """README rows for the files of this report that exist."""
