@@ -41,6 +41,8 @@ from lightning_ssd.serving.protocol import ChatRequest, RequestError, Sampling
 from lightning_ssd.serving.spec import ChatSpec
 
 logger = logging.getLogger(__name__)
+WARM_UP_TOKENS = 24  # the first warm-up request's budget: a few draft-verify cycles at any usual d
+WARM_UP_ROWS = 4  # the warm-up stream's rows (dynamic shapes: one count above one stands for all)
 CANCEL_MEMORY = 4096  # cancelled requests a worker remembers before it takes them from LitServe's queue
 
 
@@ -57,6 +59,8 @@ class ServeConfig:
             of a cycle).
         prefill_batch: the engine's `prefill_batch`: rows that must be free before queued requests are admitted
             while others decode, so that they share one prefill pass.
+        compile: run the engine's layer ranges through `torch.compile`, compiled at start-up by a warm-up
+            (`SSDChatAPI.warm_up`) before the worker takes requests.
         limits: request limits and engine sizes.
         model_name: the id `/v1/models` lists and responses carry.
         api_key: clients must send it (`Authorization: Bearer KEY` or `X-API-Key`); None: no key.
@@ -71,6 +75,7 @@ class ServeConfig:
     mode: str = "ssd"
     draft: int | str = 6
     prefill_batch: int = 1
+    compile: bool = False
     limits: Limits = field(default_factory=Limits)
     model_name: str = "lightning-ssd"
     api_key: str | None = None
@@ -152,7 +157,7 @@ class SSDChatAPI(ls.LitAPI):
         processor = load_processor(cfg.backbone)
         self.tokenizer = processor.tokenizer
         self.collate = {task: VLCollator(processor, self.vlm.family, task) for task in ("caption", "instruct")}
-        drafter, policy, L = None, 1, self.vlm.decoder.num_layers
+        drafter, policy, cost, L = None, 1, None, self.vlm.decoder.num_layers
         if cfg.mode == "ssd":
             if cfg.draft_head:
                 spec = load_draft_spec(cfg.draft_head, self.vlm, draft=cfg.draft, prefix="--")
@@ -167,15 +172,50 @@ class SSDChatAPI(ls.LitAPI):
         limits = cfg.limits
         self.engine = ContinuousEngine(self.vlm, drafter, policy, max_rows=limits.max_live_rows,
                                        max_slots=limits.max_prompt_tokens + limits.max_tokens_cap + room,
-                                       prefill_batch=cfg.prefill_batch)
+                                       prefill_batch=cfg.prefill_batch, compile=cfg.compile)
         self.generation_config = self.vlm.model.generation_config
         text_config = getattr(self.vlm.model.config, "text_config", self.vlm.model.config)
         self.max_positions: int | None = getattr(text_config, "max_position_embeddings", None)
         self.streams: dict[int, _Stream] = {}  # by engine id
         self.engine_ids: dict[str, int] = {}  # by LitServe uid
+        if cfg.compile:
+            seconds = self.warm_up()
+            if drafter is not None:  # the warm-up's cycles timed the compiler: the policy starts afresh
+                self.engine.policy = draft_policy(cfg.draft, cost)
+            print(f"lightning_ssd serve: worker {worker}: compiled in {seconds:.0f} s", file=sys.stderr, flush=True)
         where = f"SSD, n = {drafter.layer} of L = {L}, d = {cfg.draft}" if drafter else f"the full model, L = {L}"
         print(f"lightning_ssd serve: worker {worker}: {cfg.model_name} ({where}) on {device}, {limits.max_live_rows} "
               f"rows; listening on {cfg.address}", file=sys.stderr, flush=True)
+
+    def warm_up(self) -> float:
+        """Compiles the engine's steps before the first client waits on them; returns the seconds it took.
+
+        A request alone, a stream of several (more than the rows when there are few), and a request alone again.
+        The compiler specialises on one row, on each layer range, on whether the rows write their keys and values at
+        one position (then no attention mask), and on whether a layer's cache is allocated yet (the first request
+        allocates it): so the stream's requests are different images of different budgets, which end at different
+        cycles, the last admitted while others decode, and the last request finds the cache allocated. The engine
+        keeps nothing of it.
+        """
+        rows = self.config.limits.max_live_rows
+        stream = [self._warm_up_request(i) for i in range(1, 1 + min(rows, WARM_UP_ROWS) + (rows <= WARM_UP_ROWS))]
+        start = time.perf_counter()
+        for requests in ([self._warm_up_request(0)], stream, [self._warm_up_request(0)]):
+            self.engine.run(requests)
+        return time.perf_counter() - start
+
+    def _warm_up_request(self, i: int):
+        from PIL import Image
+
+        from lightning_ssd.backbones.vlm import vision_inputs
+        from lightning_ssd.data.readers.base import Record, Sample
+        from lightning_ssd.decoding.continuous import Request as EngineRequest
+
+        colour = (37 * i % 256, 255 - 53 * i % 256, 91 * i % 256)
+        batch = self.collate["caption"]([Sample(Image.new("RGB", (64, 64), colour), Record(image=0, sample_id=0))])
+        inputs = {"input_ids": batch["prompt_input_ids"], **vision_inputs(batch)}
+        budget = min(self.config.limits.max_tokens_cap, max(2, WARM_UP_TOKENS - 3 * i))
+        return EngineRequest(inputs, budget)
 
     def decode_request(self, request: ChatRequest) -> Any:
         """The engine `Request` of a checked chat request: the backbone's template, its processor, the token rule."""

@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prefill-batch", type=int, default=1,
                    help="while requests decode, admit queued ones only once this many rows are free, so that they "
                         "share one prefill pass (at most --max-batch-size; 1: as soon as a row frees)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the decoder's layer ranges through torch.compile, compiled at start-up before requests "
+                        "are taken (minutes; on CPU it pays at batch 1 only: docs/engine.md)")
     p.add_argument("--max-queue", type=int, default=d.max_queue,
                    help="requests waiting for a row; beyond that, 429 with Retry-After")
     p.add_argument("--max-tokens-cap", type=int, default=d.max_tokens_cap,
@@ -134,7 +137,7 @@ def build_server(args: argparse.Namespace):
     config = ServeConfig(
         backbone=args.backbone, draft_head=args.draft_head, n=args.n, mode=args.mode,
         draft=args.draft if args.draft in ("dynamic", "adaptive") else int(args.draft),
-        prefill_batch=args.prefill_batch, limits=limits,
+        prefill_batch=args.prefill_batch, compile=args.compile, limits=limits,
         model_name=args.model_name or Path(args.backbone).name, api_key=args.api_key or os.environ.get(API_KEY_ENV),
         threads=args.threads, workers=workers, address=f"http://{args.host}:{args.port}/v1")
     return ls.LitServer(SSDChatAPI(config), accelerator=args.accelerator, devices=args.devices,

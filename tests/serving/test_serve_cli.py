@@ -13,7 +13,7 @@ def test_help_lists_the_flags(capsys):
     out = capsys.readouterr().out
     for flag in ("--backbone", "--draft-head", "--n", "--mode", "--draft", "--host", "--port", "--max-batch-size",
                  "--max-queue", "--max-tokens-cap", "--api-key", "--image-root", "--threads", "--workers",
-                 "--devices", "--prefill-batch"):
+                 "--devices", "--prefill-batch", "--compile"):
         assert flag in out
 
 
