@@ -1,9 +1,12 @@
-"""Seeds side by side: each seed's stages as a process of its own, at most `jobs` at once.
+"""Stages side by side: each seed's stages split into lanes that share no dependency, each lane a process of its own,
+at most `jobs` at once.
 
-The embedded benchmark's small models use a second torch thread poorly, so on a few cores seeds run faster side by
-side at one thread each than one after another on every core (docs/baselines.md has the times). Each process writes
-its own seed folder; their stage times merge into one timings.json (`plan.record_timing`); the report runs once,
-after every seed's process ended.
+The embedded benchmark's small models use a second torch thread poorly, so on a few cores stages run faster side by
+side at one thread each than one after another on every core (docs/baselines.md has the times). A seed's stages
+form chains that share nothing (each task block's fine-tune and what it feeds); `lanes` deals these chains into
+`jobs` lanes of about equal estimated time, so that one seed alone also uses every job. Each process writes its own
+stages' files; their stage times merge into one timings.json (`plan.record_timing`); the report runs once, after
+every process ended.
 """
 
 from __future__ import annotations
@@ -12,6 +15,36 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from lightning_ssd.reproduce.plan import Stage
+
+
+def lanes(stages: Sequence[Stage], count: int) -> list[list[Stage]]:
+    """`stages` dealt into at most `count` lanes that share no dependency, each in plan order: the dependency graph's
+    connected components, the longest estimate first, each to the lane with the least estimated time so far. Empty
+    lanes are left out; a lane can run as a plan of its own."""
+    if count < 1:
+        raise ValueError(f"--jobs must be >= 1, got {count}")
+    parent = {s.name: s.name for s in stages}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for stage in stages:
+        for dep in (*stage.deps, *stage.optional_deps):
+            if dep in parent:
+                parent[root(dep)] = root(stage.name)
+    components: dict[str, list[Stage]] = {}
+    for stage in stages:
+        components.setdefault(root(stage.name), []).append(stage)
+    dealt: list[list[Stage]] = [[] for _ in range(count)]
+    for component in sorted(components.values(), key=lambda c: -sum(s.estimate_min for s in c)):
+        min(dealt, key=lambda lane: sum(s.estimate_min for s in lane)).extend(component)
+    order = {s.name: i for i, s in enumerate(stages)}
+    return [sorted(lane, key=lambda s: order[s.name]) for lane in dealt if lane]
 
 
 def run_side_by_side(commands: Sequence[Sequence[str]], logs: Sequence[Path], jobs: int,

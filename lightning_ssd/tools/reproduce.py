@@ -67,9 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the judge's API key (unset: none is sent)")
     p.add_argument("--jobs", type=at_least(1), default=1,
-                   help="run the seeds side by side as this many processes (one torch thread each unless --threads; "
-                        "each logs to <root>/seed<S>.log), then the report")
-    p.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)  # one seed's process of --jobs
+                   help="run this many processes side by side (one torch thread each unless --threads): each seed's "
+                        "stages are split into up to this many lanes that share no dependency, each lane a process "
+                        "logging to <root>/seed<S>[_lane<K>].log; then the report")
+    p.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)  # one lane's process of --jobs
+    p.add_argument("--lane", type=at_least(0), default=None, help=argparse.SUPPRESS)  # which lane of --jobs it runs
     p.add_argument("--dry-run", action="store_true", help="print the stages and the estimate, run nothing")
     return p
 
@@ -112,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     root, out = Path(a.root), Path(a.out)
     command = " ".join(["python -m lightning_ssd reproduce", *map(shlex.quote, args)])
     stages = build_plan(settings, root, out, command, tuple(a.parts or PARTS), reports=not a.no_report)
+    if a.lane is not None:
+        from lightning_ssd.reproduce.side_by_side import lanes
+
+        stages = lanes(stages, a.jobs)[a.lane]
     total = sum(s.estimate_min for s in stages)
     est = Estimates(with_overrides(Settings(), test_batch_size=settings.test_batch_size))  # the default sizes
     print(f"reproduce: {len(stages)} stages, estimated {total:.0f} min in all, {pending_minutes(stages):.0f} min "
@@ -124,8 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     write_fragments(root / "fragments")
     started = time.perf_counter()
-    if a.jobs > 1 and len(settings.seeds) > 1:
-        _seeds_side_by_side(args, settings.seeds, a.jobs, a.threads or 1, root)
+    if a.jobs > 1 and a.lane is None:
+        _side_by_side(args, settings, a, root, out, command)
     try:
         run_plan(stages, root / "timings.json", log=lambda line: print(line, flush=True))
     except PlanFailed as err:
@@ -135,20 +141,29 @@ def main(argv: list[str] | None = None) -> None:
     print(f"reproduce: done in {(time.perf_counter() - started) / 60:.1f} min; {where}")
 
 
-def _seeds_side_by_side(args: list[str], seeds: tuple[int, ...], jobs: int, threads: int, root: Path) -> None:
-    """Each seed's stages in a process of its own (this command with one seed, without the report), `jobs` at once;
-    exits with status 1, naming the logs, when one failed (rerun to resume)."""
-    from lightning_ssd.reproduce.side_by_side import run_side_by_side
+def _side_by_side(args: list[str], settings: Settings, a: argparse.Namespace, root: Path, out: Path,
+                  command: str) -> None:
+    """Each seed's lanes in a process of their own (this command with one seed and `--lane K`, without the report),
+    `--jobs` at once; exits with status 1, naming the logs, when one failed (rerun to resume)."""
+    from lightning_ssd.reproduce.side_by_side import lanes, run_side_by_side
+    from lightning_ssd.reproduce.stages import PARTS, build_plan
 
-    base = [sys.executable, "-m", "lightning_ssd", "reproduce", *args, "--jobs", "1", "--threads", str(threads),
-            "--no-report"]
-    logs = [root / f"seed{seed}.log" for seed in seeds]
-    print(f"reproduce: seeds {', '.join(map(str, seeds))} side by side, {jobs} at a time, {threads} thread(s) each; "
-          f"logs in {root}/seed<S>.log", flush=True)
-    codes = run_side_by_side([[*base, "--seeds", str(seed)] for seed in seeds], logs, jobs)
+    threads = a.threads or 1
+    base = [sys.executable, "-m", "lightning_ssd", "reproduce", *args, "--threads", str(threads), "--no-report"]
+    commands, logs, longest = [], [], 0.0
+    for seed in settings.seeds:
+        one = with_overrides(settings, seeds=(seed,))
+        seed_lanes = lanes(build_plan(one, root, out, command, tuple(a.parts or PARTS), reports=False), a.jobs)
+        longest = max([longest, *(sum(s.estimate_min for s in lane) for lane in seed_lanes)])
+        for k in range(len(seed_lanes)):
+            commands.append([*base, "--seeds", str(seed), "--lane", str(k)])
+            logs.append(root / (f"seed{seed}.log" if len(seed_lanes) == 1 else f"seed{seed}_lane{k}.log"))
+    print(f"reproduce: {len(commands)} lanes of seeds {', '.join(map(str, settings.seeds))} side by side, {a.jobs} at "
+          f"a time, {threads} thread(s) each (the longest lane estimated {longest:.0f} min); logs in "
+          f"{', '.join(str(log) for log in logs)}", flush=True)
+    codes = run_side_by_side(commands, logs, a.jobs)
     failed = [str(log) for log, code in zip(logs, codes, strict=True) if code != 0]
     if failed:
-        print(f"reproduce: a seed's stages failed (see {', '.join(failed)}); rerun the same command to resume",
+        print(f"reproduce: a lane's stages failed (see {', '.join(failed)}); rerun the same command to resume",
               file=sys.stderr)
         raise SystemExit(1)
-

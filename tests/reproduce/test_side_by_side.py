@@ -1,11 +1,13 @@
-"""Seeds side by side: at most `jobs` processes at once, each one's output in its log, exit codes in order."""
+"""Stages side by side: a seed's stages dealt into lanes that share no dependency, at most `jobs` processes at once,
+each one's output in its log, exit codes in order."""
 
 import re
 import sys
 
 import pytest
 
-from lightning_ssd.reproduce.side_by_side import run_side_by_side
+from lightning_ssd.reproduce.plan import Stage, check_plan
+from lightning_ssd.reproduce.side_by_side import lanes, run_side_by_side
 
 
 def _command(tmp_path, name, code=0):
@@ -38,6 +40,25 @@ def test_jobs_below_one_is_refused(tmp_path):
         run_side_by_side([], [], 0)
 
 
+def _stage(name, minutes, *deps, optional=()):
+    return Stage(name, (), lambda: None, deps, optional, minutes)
+
+
+def test_lanes_keep_each_chain_whole_balance_the_estimates_and_keep_the_plan_order():
+    plan = [_stage("a1", 10), _stage("b1", 6), _stage("a2", 5, "a1"), _stage("c1", 4), _stage("b2", 6, "b1"),
+            _stage("d1", 3), _stage("a3", 1, "a1", optional=("c1",)), _stage("e", 2)]
+    dealt = lanes(plan, 2)
+    names = [[s.name for s in lane] for lane in dealt]
+    # chains: a1-a2-a3 with c1 (an optional dependency), 20 min; b1-b2, 12; d1, 3; e, 2
+    assert names == [["a1", "a2", "c1", "a3"], ["b1", "b2", "d1", "e"]]
+    for lane in dealt:
+        check_plan(lane)  # each lane is a plan of its own: every dependency inside it, earlier
+    assert [[s.name for s in lane] for lane in lanes(plan, 1)] == [[s.name for s in plan]]
+    assert len(lanes(plan, 9)) == 4  # no empty lanes
+    with pytest.raises(ValueError, match="--jobs"):
+        lanes(plan, 0)
+
+
 def test_two_quick_seeds_side_by_side_then_one_report_over_both(tmp_path, capsys):
     from lightning_ssd.__main__ import main
 
@@ -45,9 +66,11 @@ def test_two_quick_seeds_side_by_side_then_one_report_over_both(tmp_path, capsys
     main(["reproduce", "--quick", "--parts", "rest", "--seeds", "0", "1", "--jobs", "2", "--root", str(root),
           "--out", str(out)])
     printed = capsys.readouterr().out
-    assert "seeds 0, 1 side by side, 2 at a time, 1 thread(s) each" in printed
-    for seed in (0, 1):  # each seed's process ran its own stages and no report
-        log = (root / f"seed{seed}.log").read_text()
-        assert f"seed{seed} finetune dialog ... done in" in log and "report rest ..." not in log
+    assert "4 lanes of seeds 0, 1 side by side, 2 at a time, 1 thread(s) each" in printed
+    for seed in (0, 1):  # each seed's two lanes ran its own stages, each block's chain in one of them, and no report
+        logs = [(root / f"seed{seed}_lane{k}.log").read_text() for k in (0, 1)]
+        for block in ("dialog", "zeroshot", "vqa", "long"):
+            assert sum(f"seed{seed} finetune {block} ... done in" in log for log in logs) == 1
+        assert all(f"seed{1 - seed} " not in log and "report rest ..." not in log for log in logs)
     assert re.search(r"seed1 finetune dialog \.\.\. skipped \(outputs exist\)", printed)
     assert "report rest ... done in" in printed and "seed 0, 1; cells: median" in (out / "table2.md").read_text()
