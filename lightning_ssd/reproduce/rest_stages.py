@@ -99,9 +99,7 @@ BLOCKS: tuple[TaskBlock, ...] = (
     # 2 rounds per image: a 5-round dialog's history makes a T5 fine-tune 3.8x a caption one's per sample
     TaskBlock("dialog", "t5", "visdial", draft_verify=True, data_args=(("dialog_rounds", 2),), train_cost=1.5,
               test_cost=2.0),
-    # 3.0, not the training steps' 1.3: its stages took 2.2-2.6x that estimate at one thread (fine-tune 18.9 min,
-    # LayerSkip 8.0), and `--jobs` deals a seed's blocks into lanes by these estimates
-    TaskBlock("zeroshot", "t5", "caption", splits=ZERO_SHOT_SPLITS, train_cost=3.0),
+    TaskBlock("zeroshot", "t5", "caption", splits=ZERO_SHOT_SPLITS, train_cost=1.3),
     TaskBlock("vqa", "llava", "vqa", length="vqa", train_cost=0.6, test_cost=1.5),
     TaskBlock("long", "llava", "long", draft_verify=True, length="long", epochs_scale=3, train_cost=0.4,
               test_cost=2.5),

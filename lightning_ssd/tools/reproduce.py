@@ -150,14 +150,16 @@ def _side_by_side(args: list[str], settings: Settings, a: argparse.Namespace, ro
 
     threads = a.threads or 1
     base = [sys.executable, "-m", "lightning_ssd", "reproduce", *args, "--threads", str(threads), "--no-report"]
-    commands, logs, longest = [], [], 0.0
+    units = []  # (estimated minutes, command, log) of every seed's every lane
     for seed in settings.seeds:
         one = with_overrides(settings, seeds=(seed,))
         seed_lanes = lanes(build_plan(one, root, out, command, tuple(a.parts or PARTS), reports=False), a.jobs)
-        longest = max([longest, *(sum(s.estimate_min for s in lane) for lane in seed_lanes)])
-        for k in range(len(seed_lanes)):
-            commands.append([*base, "--seeds", str(seed), "--lane", str(k)])
-            logs.append(root / (f"seed{seed}.log" if len(seed_lanes) == 1 else f"seed{seed}_lane{k}.log"))
+        for k, lane in enumerate(seed_lanes):
+            units.append((sum(s.estimate_min for s in lane), [*base, "--seeds", str(seed), "--lane", str(k)],
+                          root / (f"seed{seed}.log" if len(seed_lanes) == 1 else f"seed{seed}_lane{k}.log")))
+    units.sort(key=lambda unit: -unit[0])  # the longest lanes first: the last to start are the short ones
+    longest = units[0][0]
+    commands, logs = [u[1] for u in units], [u[2] for u in units]
     print(f"reproduce: {len(commands)} lanes of seeds {', '.join(map(str, settings.seeds))} side by side, {a.jobs} at "
           f"a time, {threads} thread(s) each (the longest lane estimated {longest:.0f} min); logs in "
           f"{', '.join(str(log) for log in logs)}", flush=True)
