@@ -68,7 +68,7 @@ def test_gauges_sum_the_workers_rows():
         stats.bind(2)
 
 
-def test_compile_compiles_at_start_up_on_one_row_then_two_and_leaves_the_engine_as_it_found_it(monkeypatch):
+def test_compile_warms_up_at_start_up_and_leaves_the_engine_as_it_found_it(monkeypatch):
     compiled, runs, policies = [], [], []
     monkeypatch.setattr(torch, "compile", lambda fn, **options: compiled.append(options) or fn)
     run = ContinuousEngine.run
