@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     if a.lane is not None:
         from lightning_ssd.reproduce.side_by_side import lanes
 
-        stages = lanes(stages, a.jobs)[a.lane]
+        dealt = lanes(stages, a.jobs)
+        if a.lane >= len(dealt):
+            raise UsageError(f"--lane {a.lane}: this plan has {len(dealt)} lane(s) at --jobs {a.jobs}")
+        stages = dealt[a.lane]
     total = sum(s.estimate_min for s in stages)
     est = Estimates(with_overrides(Settings(), test_batch_size=settings.test_batch_size))  # the default sizes
     print(f"reproduce: {len(stages)} stages, estimated {total:.0f} min in all, {pending_minutes(stages):.0f} min "

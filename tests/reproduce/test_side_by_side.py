@@ -74,3 +74,13 @@ def test_two_quick_seeds_side_by_side_then_one_report_over_both(tmp_path, capsys
         assert all(f"seed{1 - seed} " not in log and "report rest ..." not in log for log in logs)
     assert re.search(r"seed1 finetune dialog \.\.\. skipped \(outputs exist\)", printed)
     assert "report rest ... done in" in printed and "seed 0, 1; cells: median" in (out / "table2.md").read_text()
+
+
+def test_a_lane_beyond_the_plan_is_refused_by_name(tmp_path, capsys):
+    from lightning_ssd.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--quick", "--parts", "rest", "--seeds", "0", "--jobs", "2", "--lane", "2", "--no-report",
+              "--root", str(tmp_path / "runs")])
+    assert "--lane 2: this plan has 2 lane(s) at --jobs 2" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "seed0").exists()
