@@ -362,6 +362,7 @@ def write_rest_report(ctx: ReportContext) -> None:
     atomic_write_text(out / "grid.md", grid_markdown(grids[0], None if chosen is None else int(chosen["n"]),
                                                      ctx.settings.grid_epochs, by_seed))
 
+
 def index_lines(out: Path) -> list[str]:
     """README rows for the files of this report that exist."""
     return [f"| [{name}]({name}) | {what} |" for name, what in REST_INDEX if (out / name).exists()]

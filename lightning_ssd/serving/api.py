@@ -198,7 +198,8 @@ class SSDChatAPI(ls.LitAPI):
         keeps nothing of it.
         """
         rows = self.config.limits.max_live_rows
-        stream = [self._warm_up_request(i) for i in range(1, 1 + min(rows, WARM_UP_ROWS) + (rows <= WARM_UP_ROWS))]
+        count = rows + 1 if rows <= WARM_UP_ROWS else WARM_UP_ROWS
+        stream = [self._warm_up_request(i) for i in range(1, 1 + count)]
         start = time.perf_counter()
         for requests in ([self._warm_up_request(0)], stream, [self._warm_up_request(0)]):
             self.engine.run(requests)
@@ -207,26 +208,30 @@ class SSDChatAPI(ls.LitAPI):
     def _warm_up_request(self, i: int):
         from PIL import Image
 
-        from lightning_ssd.backbones.vlm import vision_inputs
-        from lightning_ssd.data.readers.base import Record, Sample
+        from lightning_ssd.data.readers.base import Record
         from lightning_ssd.decoding.continuous import Request as EngineRequest
 
         colour = (37 * i % 256, 255 - 53 * i % 256, 91 * i % 256)
-        batch = self.collate["caption"]([Sample(Image.new("RGB", (64, 64), colour), Record(image=0, sample_id=0))])
-        inputs = {"input_ids": batch["prompt_input_ids"], **vision_inputs(batch)}
+        inputs = self._engine_inputs("caption", Image.new("RGB", (64, 64), colour), Record(image=0, sample_id=0))
         budget = min(self.config.limits.max_tokens_cap, max(2, WARM_UP_TOKENS - 3 * i))
         return EngineRequest(inputs, budget)
 
+    def _engine_inputs(self, task: str, image, record) -> dict[str, Any]:
+        """One prompt and image as the engine takes them: the backbone's template and processor, unpadded."""
+        from lightning_ssd.backbones.vlm import vision_inputs
+        from lightning_ssd.data.readers.base import Sample
+
+        batch = self.collate[task]([Sample(image, record)])
+        return {"input_ids": batch["prompt_input_ids"], **vision_inputs(batch)}
+
     def decode_request(self, request: ChatRequest) -> Any:
         """The engine `Request` of a checked chat request: the backbone's template, its processor, the token rule."""
-        from lightning_ssd.backbones.vlm import vision_inputs
-        from lightning_ssd.data.readers.base import Record, Sample
+        from lightning_ssd.data.readers.base import Record
         from lightning_ssd.decoding.continuous import Request as EngineRequest
 
         task = "instruct" if request.query or request.history else "caption"
         record = Record(image=0, sample_id=0, query=request.query or "", history=request.history)
-        batch = self.collate[task]([Sample(request.image, record)])
-        inputs = {"input_ids": batch["prompt_input_ids"], **vision_inputs(batch)}
+        inputs = self._engine_inputs(task, request.image, record)
         length, limits = inputs["input_ids"].shape[1], self.config.limits
         if length > limits.max_prompt_tokens:
             raise RequestError(400, "messages", f"the prompt is {length} tokens (image placeholders included); this "
