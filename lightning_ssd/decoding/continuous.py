@@ -16,8 +16,9 @@
      With `prefill_batch` > 1, waiting requests are admitted only once that many rows are free (or the queue fits),
      so that fewer, fuller prefill passes serve them;
   2. one cycle of every live row (the paper's Algorithm 1 with a drafter, or one full-model token per row without):
-     draft up to d_b tokens per row (d_b from the draft policy, which then sees the cycle's cost), verify them in
-     one pass of layers [n, L), accept each row's longest agreeing prefix plus the full model's token;
+     draft up to d_b tokens per row (d_b from the draft policy, which then sees the cycle's cost and the prefill
+     passes that refilled the rows the cycle before freed), verify them in one pass of layers [n, L), accept each
+     row's longest agreeing prefix plus the full model's token;
   3. retire: a row that met a stop token or its budget, or whose request was cancelled, frees its row at once.
 
 Requests in one batch keep their own settings (greedy or sampled, temperature, top-k, top-p, seed, token budget,
@@ -176,6 +177,8 @@ class ContinuousEngine:
         self._last: list[int] = []  # each live row's last token, fed to the next cycle
         self._ids = itertools.count()
         self._cancelled: set[int] = set()
+        self._admissions: list[tuple[int, float]] = []  # passes into rows a cycle freed, told to the policy
+        self._refill = False  # the last cycle ended with requests waiting: the next pass is its doing
         self.results: dict[int, SequenceResult] = {}
 
     # -- the request stream ------------------------------------------------------------------------------------------
@@ -265,7 +268,8 @@ class ContinuousEngine:
 
     @torch.inference_mode()
     def _admit(self) -> list[TokenEvent]:
-        events = []
+        events, refill = [], bool(self._rows) or self._refill
+        self._refill = False
         while self._may_admit():
             group = self._next_group()
             start = _clock(self.device)
@@ -281,11 +285,13 @@ class ContinuousEngine:
                 x_L = self.state.prefill_rest(prompt, x_n, self.drafter.layer, L)
             self.rule.begin([request.rule for _, request in group], [0] * len(group))
             tokens = self.rule.pick(self.decoder.head(x_L[:, -1:])[:, -1]).tolist()
-            seconds = (_clock(self.device) - start) / len(group)
+            seconds = _clock(self.device) - start
+            if refill:
+                self._admissions.append((len(group), seconds))
             first = len(self._rows)
             for (request_id, request), token in zip(group, tokens, strict=True):
                 stops = tuple(request.stop_token_ids) + (() if request.ignore_eos else self.eos)
-                live = _Row(request_id, request, stops, tokens=[token], prefill_s=seconds)
+                live = _Row(request_id, request, stops, tokens=[token], prefill_s=seconds / len(group))
                 live.acceptance.generated, live.acceptance.sampled = 1, request.rule.do_sample
                 self._rows.append(live)
                 self._last.append(token)
@@ -336,8 +342,10 @@ class ContinuousEngine:
         self._last = following
         report = partial(CycleReport, len(rows), len(drafts[0]), t1 - start, drafted=tuple(drafted),
                          accepted=tuple(accepted), sampled=tuple(r.acceptance.sampled for r in rows),
-                         ended=tuple(ended))
+                         ended=tuple(ended), admissions=tuple(self._admissions))
+        self._admissions.clear()
         events = self._emit(emitted, t2 - start)  # retires finished rows: `rows` changes
+        self._refill = bool(self._waiting)
         self.policy.observe(report(rest_s=_clock(self.device) - t1))
         return events
 
@@ -354,6 +362,7 @@ class ContinuousEngine:
             live.cycles.append(Cycle(0, 0, 1, 1, 0.0, seconds / len(rows)))
             live.acceptance.record(0, 0, 1)
         self._last = tokens
+        self._admissions.clear()  # no policy to tell
         return self._emit([[t] for t in tokens], seconds)
 
     # -- 3. retire ---------------------------------------------------------------------------------------------------

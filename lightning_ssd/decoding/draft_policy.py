@@ -20,6 +20,13 @@ model (weight-bound) does not count. After each cycle the engine reports it (`ob
 a cycle with d drafts as fixed + per_token * (d + 1), fitted to the recent cycles at that number of rows. Until it has
 measured, it prices cycles by the FLOP model.
 
+Why admissions count. While requests wait, the rows a cycle frees are filled by a prefill pass before the next cycle,
+and a pass has a fixed price whatever the number of requests it admits (on small models most of a pass's price).
+Longer drafts free rows in fewer cycles, so fewer, fuller passes serve the same requests. The
+policy fits a pass's seconds against the requests it admits, and adds the intercept, times the passes per cycle
+measured at that number of rows, to a cycle's fixed price. The per-request part is left out: every request is
+prefilled once, whatever d is.
+
 Sampled rows keep a d of their own. A sampled token depends on where the cycles start, so a seeded sampled row's d
 must not depend on its companions or on timings: it gets the d the FLOP model picks at its own acceptance, and its
 tokens stay those of the request alone (`row_rules.py`). Greedy rows' tokens do not depend on d at all.
@@ -70,7 +77,8 @@ class RowAcceptance:
 class CycleReport:
     """What one cycle did and cost: `steps` draft steps (its longest row's d) over `rows` rows, in `draft_s` seconds
     of drafting and `rest_s` of verification, acceptance and bookkeeping; per row, the drafts proposed and accepted,
-    and whether the row samples."""
+    and whether the row samples; the lengths of the outputs that ended in it; and the prefill passes that admitted
+    requests into rows freed while other rows decoded, run just before it."""
 
     rows: int
     steps: int
@@ -80,6 +88,7 @@ class CycleReport:
     accepted: tuple[int, ...] = ()
     sampled: tuple[bool, ...] = ()
     ended: tuple[int, ...] = ()  # the lengths of the greedy rows that met a stop token in this cycle
+    admissions: tuple[tuple[int, float], ...] = ()  # (requests admitted, seconds) per prefill pass
 
 
 class DraftPolicy(Protocol):
@@ -114,32 +123,52 @@ class ScheduledDraft:
 
 
 @dataclass
-class _CycleFit:
-    """A cycle's seconds against the tokens per row it drafts and verifies, k = steps + 1, at one number of rows:
-    T(k) = fixed + per_token * k, fitted by least squares over the recent cycles (older ones decay). Verification
-    widens with k too, which a batch on a CPU feels; where k has barely varied yet, per_token is the drafting time
-    per step alone."""
+class _Line:
+    """t = intercept + slope * x, fitted by least squares over the recent observations (older ones decay)."""
 
     weight: float = 0.0
-    k: float = 0.0
+    x: float = 0.0
     t: float = 0.0
-    kk: float = 0.0
-    kt: float = 0.0
+    xx: float = 0.0
+    xt: float = 0.0
+
+    def add(self, x: float, t: float, decay: float) -> None:
+        self.weight, self.x, self.t = decay * self.weight + 1, decay * self.x + x, decay * self.t + t
+        self.xx, self.xt = decay * self.xx + x * x, decay * self.xt + x * t
+
+    def slope(self) -> float | None:
+        """None where x has barely varied (variance <= 0.25): then no slope can be told from noise."""
+        mean_x, mean_t = self.x / self.weight, self.t / self.weight
+        spread = self.xx / self.weight - mean_x**2
+        return (self.xt / self.weight - mean_x * mean_t) / spread if spread > 0.25 else None
+
+    def intercept(self, slope: float) -> float:
+        return (self.t - slope * self.x) / self.weight
+
+
+@dataclass
+class _CycleFit:
+    """A cycle's seconds against the tokens per row it drafts and verifies, k = steps + 1, at one number of rows:
+    T(k) = fixed + per_token * k. Verification widens with k too, which a batch on a CPU feels; where k has barely
+    varied yet, per_token is the drafting time per step alone. Also counts the prefill passes that admitted requests
+    into the rows its cycles freed, per cycle."""
+
+    line: _Line = field(default_factory=_Line)
     draft: float = 0.0
+    passes: float = 0.0
 
     def add(self, report: CycleReport, decay: float) -> None:
-        k, t = report.steps + 1, report.draft_s + report.rest_s
-        self.weight, self.k, self.t = decay * self.weight + 1, decay * self.k + k, decay * self.t + t
-        self.kk, self.kt = decay * self.kk + k * k, decay * self.kt + k * t
+        self.line.add(report.steps + 1, report.draft_s + report.rest_s, decay)
         self.draft = decay * self.draft + report.draft_s
+        self.passes = decay * self.passes + len(report.admissions)
 
     def prices(self) -> tuple[float, float]:
         """(seconds per drafted token, seconds per cycle besides)."""
-        mean_k, mean_t = self.k / self.weight, self.t / self.weight
-        spread = self.kk / self.weight - mean_k**2
-        per_token = ((self.kt / self.weight - mean_k * mean_t) / spread if spread > 0.25 else 0.0)
-        per_token = max(per_token, self.draft / self.k)  # drafting alone costs this much per step
-        return per_token, max(mean_t - per_token * mean_k, 0.0)
+        per_token = max(self.line.slope() or 0.0, self.draft / self.line.x)  # drafting alone costs this much
+        return per_token, max(self.line.intercept(per_token), 0.0)
+
+    def passes_per_cycle(self) -> float:
+        return self.passes / self.line.weight
 
 
 @dataclass
@@ -195,6 +224,7 @@ class AdaptiveDraft:
     measured: bool = True
     decay: float = 0.9
     _fits: dict[int, _CycleFit] = field(default_factory=dict, init=False, repr=False)
+    _admissions: _Line = field(default_factory=_Line, init=False, repr=False)  # a pass's seconds by requests
     _positions: _PositionAcceptance | None = field(default=None, init=False, repr=False)
     _ended: deque[int] = field(default_factory=lambda: deque(maxlen=256), init=False, repr=False)
     _at_least: list[int] = field(default_factory=list, init=False, repr=False)  # [x]: ended outputs of >= x tokens
@@ -269,14 +299,28 @@ class AdaptiveDraft:
             self._positions.add(report, self.decay)
         if self.measured:
             self._fits.setdefault(report.rows, _CycleFit()).add(report, self.decay)
+            for requests, seconds in report.admissions:
+                self._admissions.add(requests, seconds, self.decay)
 
     def prices(self, rows: int | None) -> tuple[float, float]:
-        """(one drafted token, the rest of a cycle): fitted at the nearest number of rows timed, else in FLOPs."""
+        """(one drafted token, the rest of a cycle): fitted at the nearest number of rows timed, else in FLOPs.
+        The rest includes the fixed part of the prefill passes that follow a cycle at that number of rows."""
         if rows is None or not self._fits:
             c = self.cost
             return c.n + c.A + c.H, c.L - c.n - c.A  # so that (d + 1) * step + rest == c.cycle_cost(d)
-        nearest = min(self._fits, key=lambda seen: (abs(seen - rows), -seen))
-        return self._fits[nearest].prices()
+        fit = self._fits[min(self._fits, key=lambda seen: (abs(seen - rows), -seen))]
+        per_token, rest = fit.prices()
+        return per_token, rest + fit.passes_per_cycle() * self.admission_overhead()
+
+    def admission_overhead(self) -> float:
+        """Seconds a prefill pass costs whatever the number of requests it admits: its intercept against that
+        number. 0 until the passes have admitted different numbers of requests (one row: every request needs its
+        own pass whatever d is, and a pass's cost cannot be split)."""
+        if not self._admissions.weight:
+            return 0.0
+        slope = self._admissions.slope()
+        mean = self._admissions.t / self._admissions.weight
+        return 0.0 if slope is None else min(max(self._admissions.intercept(slope), 0.0), mean)
 
 
 def draft_policy(spec: int | str | DraftLength | DraftPolicy, cost: CostModel | None = None) -> DraftPolicy:
@@ -286,6 +330,6 @@ def draft_policy(spec: int | str | DraftLength | DraftPolicy, cost: CostModel | 
         if cost is None:
             raise ValueError("draft 'adaptive' picks each row's d through the cost model: give the cost model")
         return AdaptiveDraft(cost)
-    if isinstance(spec, AdaptiveDraft | ScheduledDraft):
-        return spec
+    if all(hasattr(spec, name) for name in ("choose", "observe", "max_d")):
+        return spec  # any `DraftPolicy`
     return ScheduledDraft(draft_length(spec))

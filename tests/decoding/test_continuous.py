@@ -20,7 +20,7 @@ from lightning_ssd.decoding.prompt_lookup import PromptLookupDrafter
 from lightning_ssd.decoding.row_rules import RowRule
 from lightning_ssd.decoding.spec import DraftSpec
 from lightning_ssd.models.components.imitation import ImitationNetwork
-from tests.decoding import test_qwen, test_sampling
+from tests.decoding import test_draft_policy, test_qwen, test_sampling
 from tests.helpers import chaotic_, image_prefix_length, make_inputs, reference_generate, tiny_vlm
 
 MAX_NEW = 16
@@ -335,3 +335,18 @@ def test_a_prefill_batch_admits_waiting_requests_only_once_that_many_rows_are_fr
     assert [list(r.tokens) for r in results] == [ref[: MAX_NEW - i] for i, ref in enumerate(refs * 2)]
     with pytest.raises(ValueError, match=r"prefill_batch must be in \[1, max_rows\] = \[1, 3\], got 4"):
         ContinuousEngine(vlm, None, max_rows=3, prefill_batch=4)
+
+
+def test_the_policy_hears_of_the_prefill_passes_that_refill_the_rows_its_cycles_free(family):
+    vlm, inputs, refs = family
+    policy = test_draft_policy._Recorder()
+    drafter = ShallowDrafter(vlm.decoder, DraftSpec(1), vlm.eos_token_id)
+    engine = ContinuousEngine(vlm, drafter, policy, max_rows=2, max_slots=160)
+    results = engine.run([Request(x, MAX_NEW) for x in inputs])
+    assert [list(r.tokens) for r in results] == refs
+    passes = [p for report in policy.reports for p in report.admissions]
+    # the first pass fills idle rows and is no cycle's doing; the three requests that waited for a row are heard of
+    assert policy.reports[0].admissions == () and sum(n for n, _ in passes) == 3
+    assert all(n >= 1 and seconds > 0 for n, seconds in passes)
+    engine.run([Request(inputs[0], 2)])  # arriving at an idle engine: no cycle's doing either
+    assert all(report.admissions == () for report in policy.reports[-2:])

@@ -1,5 +1,7 @@
 """Per-row draft lengths and prompt lookup, on hand-made inputs."""
 
+from dataclasses import replace
+
 import pytest
 
 from lightning_ssd.decoding.cost import CostModel
@@ -75,6 +77,8 @@ def test_draft_policy_parses_settings():
     assert draft_policy("dynamic").max_d == 15
     assert isinstance(draft_policy("adaptive", COST), AdaptiveDraft)
     assert draft_policy(ScheduledDraft(FixedDraftLength(2))).choose([RowAcceptance()] * 2, [5, 1]) == [2, 1]
+    custom = _Recorder()
+    assert draft_policy(custom) is custom  # any object with choose, observe and max_d
     with pytest.raises(ValueError, match="give the cost model"):
         draft_policy("adaptive")
     with pytest.raises(ValueError, match="'adaptive', got 'fast'"):
@@ -140,3 +144,37 @@ def test_a_row_near_the_usual_end_of_an_output_drafts_shorter():
     assert policy.choose([row], [30])[0] < fresh  # 2 to go: a long draft would be paid for and never used
     row.generated = 13
     assert policy.choose([row], [30]) == [fresh]  # past every ended output: nothing known, it goes on
+
+
+class _Recorder:
+    """A draft policy of one's own: d = 2 for every row, and every report kept."""
+
+    max_d = 2
+
+    def __init__(self) -> None:
+        self.reports = []
+
+    def choose(self, rows, room):
+        return [min(2, r) for r in room]
+
+    def observe(self, report):
+        self.reports.append(report)
+
+
+def test_the_fixed_price_of_prefill_passes_between_cycles_lengthens_the_draft():
+    cycles = [CycleReport(rows=8, steps=s, draft_s=0.001 * (s + 1), rest_s=0.010 + 0.002 * (s + 1))
+              for s in (3, 6, 4, 5)]
+    alone, admitting = AdaptiveDraft(COST, max_d=12), AdaptiveDraft(COST, max_d=12)
+    for report in cycles:
+        alone.observe(report)
+    for report, admitted in zip(cycles, (1, 3, 2, 4), strict=True):  # a pass: 20 ms, and 3 ms per request
+        admitting.observe(replace(report, admissions=((admitted, 0.020 + 0.003 * admitted),)))
+    assert admitting.admission_overhead() == pytest.approx(0.020)
+    assert admitting.prices(8) == pytest.approx((0.003, 0.010 + 0.020))  # one pass after every cycle
+    assert admitting.prices(1) == admitting.prices(8)  # the nearest number of rows timed
+    rows = [RowAcceptance(accepted=8.0, judged=10.0) for _ in range(8)]
+    assert admitting.choose(rows, [12] * 8)[0] > alone.choose(rows, [12] * 8)[0]
+    one_row = AdaptiveDraft(COST, max_d=12)  # every pass admits one request: its price cannot be split
+    for report in cycles:
+        one_row.observe(replace(report, rows=1, admissions=((1, 0.030),)))
+    assert one_row.admission_overhead() == 0.0 and one_row.prices(1) == alone.prices(8)
