@@ -26,7 +26,7 @@ import torch
 from lightning_ssd.backbones import SplitVLM, load_backbone, load_processor
 from lightning_ssd.bench.inputs import benchmark_inputs
 from lightning_ssd.bench.runner import bench_spec, make_redundant
-from lightning_ssd.decoding.continuous import ContinuousEngine, Request
+from lightning_ssd.decoding.continuous import ContinuousEngine, Request, warm_up_count
 from lightning_ssd.decoding.cost import CostModel, measure_cost_model
 from lightning_ssd.decoding.drafters import ShallowDrafter
 from lightning_ssd.decoding.engine import GreedyDecoder, SelfSpeculativeDecoder
@@ -53,7 +53,7 @@ class StreamConfig:
         rate: arrivals per second (0: all at once); load: instead, this fraction of the plain engine's throughput.
         max_new_tokens: each request's budget.
         lengths: max_new_tokens of the length sweep (EOS ignored); empty: no sweep.
-        repeats: runs per figure (medians reported), after one untimed warm-up run of each method.
+        repeats: runs per figure (medians reported), after an untimed warm-up of each method.
         compile: also run every method with `torch.compile`d layer ranges, side by side (its warm-up, which
             compiles, is reported as `warmup_s`).
         profile: profile one request of each method alone (torch.profiler): where the decode time goes.
@@ -176,14 +176,13 @@ def _methods(cfg: StreamConfig, vlm: SplitVLM, spec: DraftSpec, cost: CostModel,
     return methods
 
 
-def _warm_up(methods: dict, requests: list[Request]) -> dict[str, float]:
-    """One untimed run of each method over two requests; the seconds each took (compiling, for compiled ones)."""
-    seconds = {}
-    for name, make in methods.items():
-        start = time.perf_counter()
-        make().run(requests[:2])
-        seconds[name] = time.perf_counter() - start
-    return seconds
+def _warm_up(methods: dict, requests: list[Request], max_rows: int) -> dict[str, float]:
+    """An untimed `ContinuousEngine.warm_up` of each method, on the stream's first requests (again from the first if
+    there are too few) with budgets that end them at different cycles; the seconds each took (compiling, for
+    compiled ones)."""
+    first = [requests[i % len(requests)] for i in range(warm_up_count(max_rows))]
+    first = [replace(r, max_new_tokens=max(2, r.max_new_tokens - 3 * i)) for i, r in enumerate(first)]
+    return {name: make().warm_up(first) for name, make in methods.items()}
 
 
 def _load(cfg: StreamConfig) -> tuple[SplitVLM, object, DraftSpec]:
@@ -214,7 +213,7 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
             rate = cfg.load * len(requests) / probe["makespan_s"]
             log(f"stream: plain serves {len(requests) / probe['makespan_s']:.2f} req/s at {max_rows} rows; "
                 f"arrivals at {rate:.2f} req/s (load {cfg.load})")
-        warmup = _warm_up(methods, requests)
+        warmup = _warm_up(methods, requests, max_rows)
         runs: dict[str, list[dict]] = {name: [] for name in methods}
         for r in range(cfg.repeats):
             for name, make in methods.items():
@@ -280,7 +279,8 @@ def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, spec: DraftSpec, co
     d = next((d for d in cfg.drafts if d not in ("adaptive", "lookup")), None)  # those need the stream engine
     if d is not None:
         batch[f"ssd d={d} generate()"] = SelfSpeculativeDecoder(vlm.decoder, replace(spec, draft=d), ())
-    _warm_up(methods, [request])
+    for make in methods.values():  # one row, a cache allocated as it goes: the request itself covers every shape
+        make().run([request])
     per_token: dict[str, list[float]] = {name: [] for name in [*methods, *batch]}
     for _ in range(cfg.repeats):
         for name, make in methods.items():

@@ -32,7 +32,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass, replace
 from functools import partial
 
 import torch
@@ -46,6 +46,14 @@ from lightning_ssd.decoding.narrow_linear import linear_modules, narrow_linear
 from lightning_ssd.decoding.result import Cycle, SequenceResult
 from lightning_ssd.decoding.row_rules import GREEDY, PerRowAcceptance, RowRule
 from lightning_ssd.decoding.slots import SlotState
+
+WARM_UP_ROWS = 4  # the warm-up stream's rows past which no new shape appears (dynamic shapes: one count above one)
+
+
+def warm_up_count(max_rows: int) -> int:
+    """How many different requests `ContinuousEngine.warm_up` runs at `max_rows`: one alone, then a stream of one
+    more than the rows (up to `WARM_UP_ROWS`)."""
+    return 1 + (max_rows + 1 if max_rows <= WARM_UP_ROWS else WARM_UP_ROWS)
 
 
 @dataclass(frozen=True)
@@ -229,6 +237,28 @@ class ContinuousEngine:
         if self._rows:
             events += self._cycle() if self.drafter is not None else self._plain_step()
         return events
+
+    def warm_up(self, requests: Sequence[Request]) -> float:
+        """Runs every step a compiled engine specialises on, so that no later request waits on the compiler; returns
+        the seconds it took.
+
+        `requests`: `warm_up_count(max_rows)` different requests (other images, budgets that end them at different
+        cycles). The first runs alone, the others as one stream, then the first alone again. The compiler
+        specialises on one row, on each layer range, on whether the rows write their keys and values at one position
+        (then no attention mask), and on whether a layer's cache is allocated yet: the first request allocates it, the
+        stream holds more requests than rows when rows are few, so that one is admitted while others decode, and the
+        last request finds the cache allocated. The engine keeps nothing of it: the results are dropped, and a draft
+        policy that is a dataclass (the built-in ones) starts afresh, since the warm-up's cycles timed the compiler.
+        """
+        if len(requests) != warm_up_count(self.state.max_rows):
+            raise ValueError(f"warm_up takes warm_up_count({self.state.max_rows}) = "
+                             f"{warm_up_count(self.state.max_rows)} requests, got {len(requests)}")
+        start = time.perf_counter()
+        for group in ([requests[0]], requests[1:], [requests[0]]):
+            self.run(group)
+        if is_dataclass(self.policy):
+            self.policy = replace(self.policy)  # its settings, none of what it measured
+        return time.perf_counter() - start
 
     def run(self, requests: Sequence[Request]) -> list[SequenceResult]:
         """Submits `requests`, decodes until all are done, and returns their results in order."""

@@ -42,7 +42,6 @@ from lightning_ssd.serving.spec import ChatSpec
 
 logger = logging.getLogger(__name__)
 WARM_UP_TOKENS = 24  # the first warm-up request's budget: a few draft-verify cycles at any usual d
-WARM_UP_ROWS = 4  # the warm-up stream's rows (dynamic shapes: one count above one stands for all)
 CANCEL_MEMORY = 4096  # cancelled requests a worker remembers before it takes them from LitServe's queue
 
 
@@ -180,30 +179,18 @@ class SSDChatAPI(ls.LitAPI):
         self.engine_ids: dict[str, int] = {}  # by LitServe uid
         if cfg.compile:
             seconds = self.warm_up()
-            if drafter is not None:  # the warm-up's cycles timed the compiler: the policy starts afresh
-                self.engine.policy = draft_policy(cfg.draft, cost)
             print(f"lightning_ssd serve: worker {worker}: compiled in {seconds:.0f} s", file=sys.stderr, flush=True)
         where = f"SSD, n = {drafter.layer} of L = {L}, d = {cfg.draft}" if drafter else f"the full model, L = {L}"
         print(f"lightning_ssd serve: worker {worker}: {cfg.model_name} ({where}) on {device}, {limits.max_live_rows} "
               f"rows; listening on {cfg.address}", file=sys.stderr, flush=True)
 
     def warm_up(self) -> float:
-        """Compiles the engine's steps before the first client waits on them; returns the seconds it took.
+        """Compiles the engine's steps before the first client waits on them (`ContinuousEngine.warm_up`, on plain
+        images of different colours and budgets); returns the seconds it took."""
+        from lightning_ssd.decoding.continuous import warm_up_count
 
-        A request alone, a stream of several (more than the rows when there are few), and a request alone again.
-        The compiler specialises on one row, on each layer range, on whether the rows write their keys and values at
-        one position (then no attention mask), and on whether a layer's cache is allocated yet (the first request
-        allocates it): so the stream's requests are different images of different budgets, which end at different
-        cycles, the last admitted while others decode, and the last request finds the cache allocated. The engine
-        keeps nothing of it.
-        """
-        rows = self.config.limits.max_live_rows
-        count = rows + 1 if rows <= WARM_UP_ROWS else WARM_UP_ROWS
-        stream = [self._warm_up_request(i) for i in range(1, 1 + count)]
-        start = time.perf_counter()
-        for requests in ([self._warm_up_request(0)], stream, [self._warm_up_request(0)]):
-            self.engine.run(requests)
-        return time.perf_counter() - start
+        return self.engine.warm_up([self._warm_up_request(i)
+                                    for i in range(warm_up_count(self.config.limits.max_live_rows))])
 
     def _warm_up_request(self, i: int):
         from PIL import Image

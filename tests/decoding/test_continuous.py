@@ -12,7 +12,7 @@ import torch
 from scipy.stats import chisquare
 
 from lightning_ssd.decoding.acceptance import SpeculativeSampling
-from lightning_ssd.decoding.continuous import ContinuousEngine, Request
+from lightning_ssd.decoding.continuous import WARM_UP_ROWS, ContinuousEngine, Request, warm_up_count
 from lightning_ssd.decoding.cost import measure_cost_model
 from lightning_ssd.decoding.draft_policy import AdaptiveDraft
 from lightning_ssd.decoding.drafters import ShallowDrafter
@@ -350,3 +350,22 @@ def test_the_policy_hears_of_the_prefill_passes_that_refill_the_rows_its_cycles_
     assert all(n >= 1 and seconds > 0 for n, seconds in passes)
     engine.run([Request(inputs[0], 2)])  # arriving at an idle engine: no cycle's doing either
     assert all(report.admissions == () for report in policy.reports[-2:])
+
+
+def test_the_warm_up_runs_one_request_alone_then_a_stream_then_one_alone_and_keeps_nothing(family, monkeypatch):
+    vlm, inputs, refs = family
+    engine = _engine(vlm, "ssd-adaptive", max_rows=2)
+    policy = engine.policy
+    groups = []
+    run = ContinuousEngine.run
+    monkeypatch.setattr(ContinuousEngine, "run", lambda self, rs: groups.append(len(rs)) or run(self, rs))
+    assert warm_up_count(2) == 4 and warm_up_count(16) == 1 + WARM_UP_ROWS
+    engine.warm_up([Request(x, MAX_NEW - 3 * i) for i, x in enumerate(inputs[:4])])
+    assert groups == [1, 3, 1]  # the stream has more requests than rows: one is admitted while another decodes
+    assert not engine.has_work and not engine.results
+    assert policy.prices(2) != policy.prices(None)  # the warm-up's cycles were timed (the compiler's, if compiled)
+    assert engine.policy.prices(2) == engine.policy.prices(None)  # a fresh policy: nothing measured, FLOP prices
+    assert (engine.policy.max_d, engine.policy.prior) == (policy.max_d, policy.prior)
+    with pytest.raises(ValueError, match=r"warm_up takes warm_up_count\(2\) = 4 requests, got 2"):
+        engine.warm_up([Request(x, MAX_NEW) for x in inputs[:2]])
+    assert [list(r.tokens) for r in engine.run([Request(x, MAX_NEW) for x in inputs])] == refs
