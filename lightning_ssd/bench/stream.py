@@ -228,12 +228,10 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
             row.update(method=name, max_rows=max_rows, rate=rate, warmup_s=warmup[name],
                        mean_accepted_len=reps[0]["mean_accepted_len"],
                        tokens_identical=all(x["tokens"] == plain for x in reps))
-            report["streams"].append(row)
-        rows = report["streams"][-len(runs):]
-        for row in rows:
+            row.update(_ratios(reps, runs[_baseline_name(name)]))
             if row["predicted_speedup"]:
-                plain_rate = baseline_row(rows, row)["tokens_per_s"]
-                row["fraction_of_predicted"] = row["tokens_per_s"] / plain_rate / row["predicted_speedup"]
+                row["fraction_of_predicted"] = row["x_plain"] / row["predicted_speedup"]
+            report["streams"].append(row)
     for length in cfg.lengths:
         report["lengths"].append(_length_row(cfg, vlm, processor, spec, cost, length, log))
     if cfg.profile:
@@ -294,26 +292,37 @@ def _length_row(cfg: StreamConfig, vlm: SplitVLM, processor, spec: DraftSpec, co
     return row
 
 
+def _baseline_name(method: str) -> str:
+    """The plain decoding a method is compared with: compiled if the method is (so that a compiled method's ratio
+    is SSD's, not the compiler's)."""
+    return "plain compiled" if method.endswith(" compiled") else "plain"
+
+
+def _ratios(runs: list[dict], baseline: list[dict]) -> dict:
+    """Throughput over the baseline's, repeat by repeat (the two ran one after the other, so a spell of a slower
+    machine weighs on both): the median and the range over the repeats."""
+    ratios = [run["tokens_per_s"] / base["tokens_per_s"] for run, base in zip(runs, baseline, strict=True)]
+    return {"x_plain": statistics.median(ratios), "x_plain_range": [min(ratios), max(ratios)]}
+
+
 def baseline_row(streams: list[dict], row: dict) -> dict:
-    """The plain-decoding row `row` is compared with: same max_rows and rate, compiled if `row` is (so that a
-    compiled method's ratio is SSD's, not the compiler's)."""
-    name = "plain compiled" if row["method"].endswith(" compiled") else "plain"
+    """The plain-decoding row `row` is compared with: same max_rows and rate, compiled if `row` is."""
     return next(r for r in streams if r["max_rows"] == row["max_rows"] and r.get("rate") == row.get("rate")
-                and r["method"] == name)
+                and r["method"] == _baseline_name(row["method"]))
 
 
 def format_stream(report: dict) -> str:
-    """The stream and length tables, with each SSD row's ratios to plain decoding at the same max_rows (compiled
-    rows to compiled plain decoding)."""
+    """The stream and length tables, with each SSD row's ratio to plain decoding at the same max_rows (compiled
+    rows to compiled plain decoding): the median over repeats of each repeat's ratio, and their range."""
     lines = ["| max rows | method | tok/s | x plain | p50 latency s | p95 latency s | p50 TTFT s | tau | alpha "
              "| predicted | of predicted | prefill share | identical |", "|" + "---|" * 13]
     for row in report["streams"]:
-        plain = baseline_row(report["streams"], row)
+        low, high = row["x_plain_range"]
         tau, alpha, predicted, fraction = (
             "" if row.get(k) is None else f"{row[k]:.2f}"
             for k in ("mean_accepted_len", "alpha", "predicted_speedup", "fraction_of_predicted"))
         lines.append(f"| {row['max_rows']} | {row['method']} | {row['tokens_per_s']:.1f} | "
-                     f"{row['tokens_per_s'] / plain['tokens_per_s']:.2f}x | {row['p50_latency_s']:.3f} | "
+                     f"{row['x_plain']:.2f}x [{low:.2f}-{high:.2f}] | {row['p50_latency_s']:.3f} | "
                      f"{row['p95_latency_s']:.3f} | {row['p50_ttft_s']:.3f} | {tau} | {alpha} | {predicted} | "
                      f"{fraction} | {row['prefill_share']:.2f} | "
                      f"{row['tokens_identical']} |")

@@ -8,6 +8,7 @@ import pytest
 from lightning_ssd.bench.stream import (
     StreamConfig,
     _percentile,
+    _ratios,
     baseline_row,
     format_stream,
     profile_request,
@@ -50,8 +51,19 @@ def test_a_compiled_method_is_compared_with_compiled_plain_decoding():
     streams = [row("plain", 100.0), row("ssd d=6", 200.0), row("plain compiled", 200.0), row("ssd d=6 compiled", 300.0)]
     assert baseline_row(streams, streams[1])["method"] == "plain"
     assert baseline_row(streams, streams[3])["method"] == "plain compiled"
+    for r in streams:
+        r.update(_ratios([r], [baseline_row(streams, r)]))
     table = format_stream({"streams": streams, "lengths": []})
-    assert "| ssd d=6 | 200.0 | 2.00x |" in table and "| ssd d=6 compiled | 300.0 | 1.50x |" in table
+    assert "| ssd d=6 | 200.0 | 2.00x [2.00-2.00] |" in table
+    assert "| ssd d=6 compiled | 300.0 | 1.50x [1.50-1.50] |" in table
+
+
+def test_a_methods_ratio_is_taken_repeat_by_repeat_against_the_plain_run_beside_it():
+    ssd = [{"tokens_per_s": t} for t in (300.0, 150.0, 290.0)]
+    plain = [{"tokens_per_s": t} for t in (100.0, 75.0, 150.0)]  # repeat 2: a slower spell of the machine for both
+    ratios = _ratios(ssd, plain)
+    assert ratios["x_plain"] == 2.0  # the ratio of the medians would read 290 / 100 = 2.9
+    assert ratios["x_plain_range"] == pytest.approx([290 / 150, 3.0])
 
 
 def test_cli_writes_the_json_and_refuses_an_impossible_load(tmp_path):
