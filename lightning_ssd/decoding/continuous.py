@@ -244,11 +244,11 @@ class ContinuousEngine:
 
         `requests`: `warm_up_count(max_rows)` different requests (other images, budgets that end them at different
         cycles). The first runs alone, the others as one stream, then the first alone again. The compiler
-        specialises on one row, on each layer range, and on whether the rows write their keys and values at one
-        position (then no attention mask): the stream holds more requests than rows when rows are few, so that one is
-        admitted while others decode. (A layer range's first pass, which allocates its cache, runs uncompiled.) The
-        engine keeps nothing of it: the results are dropped, and a draft policy that is a dataclass (the built-in
-        ones) starts afresh, since the warm-up's cycles timed the compiler.
+        specialises on one row, on each layer range, on whether the rows write their keys and values at one position
+        (then no attention mask), and on whether a layer's cache is allocated yet: the first request allocates it, the
+        stream holds more requests than rows when rows are few, so that one is admitted while others decode, and the
+        last request finds the cache allocated. The engine keeps nothing of it: the results are dropped, and a draft
+        policy that is a dataclass (the built-in ones) starts afresh, since the warm-up's cycles timed the compiler.
         """
         if len(requests) != warm_up_count(self.state.max_rows):
             raise ValueError(f"warm_up takes warm_up_count({self.state.max_rows}) = "

@@ -166,10 +166,6 @@ class SlotCache(Cache):
             return visible
         return torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
 
-    def allocated(self, lo: int, hi: int) -> bool:
-        """Whether layers [lo, hi) hold their buffers (a layer's first write allocates them)."""
-        return all(layer.is_initialized for layer in self.layers[lo:hi])
-
     def move_row(self, src: int, dst: int, length: int) -> None:
         """Copies row `src`'s first `length` slots into row `dst` in every layer."""
         for layer in self.layers:

@@ -97,17 +97,10 @@ class SlotState:
                  position_ids: torch.Tensor) -> torch.Tensor:
         """Layers [lo, hi) over rows [r0, r1), row b's new slots starting at write_at[b]."""
         self.cache.bind(r0, r1, write_at, x.shape[1])
-        # a layer range's first pass allocates its buffers: it runs uncompiled, so that no compiled graph is ever
-        # specialised on a cache not yet allocated
-        run = self._run_layers if self._allocated(lo, hi) else self.decoder.run_layers
         if self._cross is None:
-            return run(x, lo, hi, self.cache, position_ids)
+            return self._run_layers(x, lo, hi, self.cache, position_ids)
         cache, encoder = self._cross.bind(r0, r1)
-        return run(x, lo, hi, cache, position_ids, encoder=encoder)
-
-    def _allocated(self, lo: int, hi: int) -> bool:
-        cross = self._cross is None or self._cross.cache.cross_attention_cache.allocated(lo, hi)
-        return cross and self.cache.allocated(lo, hi)
+        return self._run_layers(x, lo, hi, cache, position_ids, encoder=encoder)
 
     def retire(self, row: int) -> None:
         """Frees live row `row`: the last live row moves into its place (its index changes to `row`)."""

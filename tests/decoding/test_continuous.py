@@ -299,25 +299,6 @@ def test_compiled_layer_ranges_give_the_same_tokens():
         assert [r.tokens for r in compiled] == [r.tokens for r in eager]
 
 
-def test_a_compiled_pass_never_finds_a_layer_cache_not_yet_allocated(family, monkeypatch):
-    vlm, inputs, refs = family
-    allocated = []
-
-    def compile_(fn, **options):  # records what each pass would hand the compiler, and runs it eagerly
-        def run(x, lo, hi, cache, *args, **kwargs):
-            caches = [getattr(cache, "self_attention_cache", cache), getattr(cache, "cross_attention_cache", cache)]
-            allocated.append(all(c.allocated(lo, hi) for c in caches))
-            return fn(x, lo, hi, cache, *args, **kwargs)
-        return run
-
-    monkeypatch.setattr(torch, "compile", compile_)
-    drafter = ShallowDrafter(vlm.decoder, DraftSpec(1), vlm.eos_token_id)
-    results = ContinuousEngine(vlm, drafter, 4, max_rows=2, max_slots=160, compile=True).run(
-        [Request(x, MAX_NEW) for x in inputs])
-    assert [list(r.tokens) for r in results] == refs
-    assert allocated and all(allocated)  # the first pass of each layer range allocated its cache, uncompiled
-
-
 @pytest.mark.parametrize("mode", ["plain", "ssd-attention-imitation-dynamic"])
 def test_requests_of_one_prompt_length_are_prefilled_together_and_still_exact(family, mode, monkeypatch):
     vlm, inputs, _ = family
