@@ -95,10 +95,15 @@ def check_plan(stages: Sequence[Stage]) -> None:
         seen.add(stage.name)
 
 
+def minutes(stages: Sequence[Stage]) -> float:
+    """Estimated minutes of `stages` in all."""
+    return sum(s.estimate_min for s in stages)
+
+
 def pending_minutes(stages: Sequence[Stage]) -> float:
     """Estimated minutes of the stages that are not done yet."""
     by_name = {s.name: s for s in stages}
-    return sum(s.estimate_min for s in stages if not is_done(s, by_name))
+    return minutes([s for s in stages if not is_done(s, by_name)])
 
 
 def _load_timings(path: Path) -> dict[str, dict[str, Any]]:

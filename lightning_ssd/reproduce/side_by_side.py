@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightning_ssd.reproduce.plan import Stage
+from lightning_ssd.reproduce.plan import Stage, minutes
 
 
 def lanes(stages: Sequence[Stage], count: int) -> list[list[Stage]]:
@@ -41,8 +41,8 @@ def lanes(stages: Sequence[Stage], count: int) -> list[list[Stage]]:
     for stage in stages:
         components.setdefault(root(stage.name), []).append(stage)
     dealt: list[list[Stage]] = [[] for _ in range(count)]
-    for component in sorted(components.values(), key=lambda c: -sum(s.estimate_min for s in c)):
-        min(dealt, key=lambda lane: sum(s.estimate_min for s in lane)).extend(component)
+    for component in sorted(components.values(), key=lambda c: -minutes(c)):
+        min(dealt, key=minutes).extend(component)
     order = {s.name: i for i, s in enumerate(stages)}
     return [sorted(lane, key=lambda s: order[s.name]) for lane in dealt if lane]
 

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:  # the settings' own checks, whose messages name the flags
         raise UsageError(str(err)) from err
     from lightning_ssd.reproduce.cli_stages import write_fragments
-    from lightning_ssd.reproduce.plan import PlanFailed, pending_minutes, run_plan
+    from lightning_ssd.reproduce.plan import PlanFailed, minutes, pending_minutes, run_plan
     from lightning_ssd.reproduce.stages import PARTS, build_plan
 
     # --quick's tiny models run fastest on one thread; the LightningCLI stages run in this process and keep the count
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         if a.lane >= len(dealt):
             raise UsageError(f"--lane {a.lane}: this plan has {len(dealt)} lane(s) at --jobs {a.jobs}")
         stages = dealt[a.lane]
-    total = sum(s.estimate_min for s in stages)
+    total = minutes(stages)
     est = Estimates(with_overrides(Settings(), test_batch_size=settings.test_batch_size))  # the default sizes
     print(f"reproduce: {len(stages)} stages, estimated {total:.0f} min in all, {pending_minutes(stages):.0f} min "
           f"still to run (scaled from the measured stage times of the default sizes on a 2-core CPU: fine-tune "
@@ -148,6 +148,7 @@ def _side_by_side(args: list[str], settings: Settings, a: argparse.Namespace, ro
                   command: str) -> None:
     """Each seed's lanes in a process of their own (this command with one seed and `--lane K`, without the report),
     `--jobs` at once; exits with status 1, naming the logs, when one failed (rerun to resume)."""
+    from lightning_ssd.reproduce.plan import minutes
     from lightning_ssd.reproduce.side_by_side import lanes, run_side_by_side
     from lightning_ssd.reproduce.stages import PARTS, build_plan
 
@@ -158,7 +159,7 @@ def _side_by_side(args: list[str], settings: Settings, a: argparse.Namespace, ro
         one = with_overrides(settings, seeds=(seed,))
         seed_lanes = lanes(build_plan(one, root, out, command, tuple(a.parts or PARTS), reports=False), a.jobs)
         for k, lane in enumerate(seed_lanes):
-            units.append((sum(s.estimate_min for s in lane), [*base, "--seeds", str(seed), "--lane", str(k)],
+            units.append((minutes(lane), [*base, "--seeds", str(seed), "--lane", str(k)],
                           root / (f"seed{seed}.log" if len(seed_lanes) == 1 else f"seed{seed}_lane{k}.log")))
     units.sort(key=lambda unit: -unit[0])  # the longest lanes first: the last to start are the short ones
     longest = units[0][0]
