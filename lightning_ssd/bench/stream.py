@@ -178,10 +178,8 @@ def _methods(cfg: StreamConfig, vlm: SplitVLM, spec: DraftSpec, cost: CostModel,
 
 def _warm_up(methods: dict, requests: list[Request], max_rows: int) -> dict[str, float]:
     """An untimed `ContinuousEngine.warm_up` of each method, on the stream's first requests (again from the first if
-    there are too few) with budgets that end them at different cycles; the seconds each took (compiling, for
-    compiled ones)."""
+    there are too few); the seconds each took (compiling, for compiled ones)."""
     first = [requests[i % len(requests)] for i in range(warm_up_count(max_rows))]
-    first = [replace(r, max_new_tokens=max(2, r.max_new_tokens - 3 * i)) for i, r in enumerate(first)]
     return {name: make().warm_up(first) for name, make in methods.items()}
 
 

@@ -242,8 +242,9 @@ class ContinuousEngine:
         """Runs every step a compiled engine specialises on, so that no later request waits on the compiler; returns
         the seconds it took.
 
-        `requests`: `warm_up_count(max_rows)` different requests (other images, budgets that end them at different
-        cycles). The first runs alone, the others as one stream, then the first alone again. The compiler
+        `requests`: `warm_up_count(max_rows)` different requests (other images). Request i's budget is lowered by 3 i
+        tokens (to no less than 2), so that the stream's requests end at different cycles. The first runs alone, the
+        others as one stream, then the first alone again. The compiler
         specialises on one row, on each layer range, on whether the rows write their keys and values at one position
         (then no attention mask), and on whether a layer's cache is allocated yet: the first request allocates it, the
         stream holds more requests than rows when rows are few, so that one is admitted while others decode, and the
@@ -253,6 +254,7 @@ class ContinuousEngine:
         if len(requests) != warm_up_count(self.state.max_rows):
             raise ValueError(f"warm_up takes warm_up_count({self.state.max_rows}) = "
                              f"{warm_up_count(self.state.max_rows)} requests, got {len(requests)}")
+        requests = [replace(r, max_new_tokens=max(2, r.max_new_tokens - 3 * i)) for i, r in enumerate(requests)]
         start = time.perf_counter()
         for group in ([requests[0]], requests[1:], [requests[0]]):
             self.run(group)

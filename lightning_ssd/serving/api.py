@@ -41,7 +41,7 @@ from lightning_ssd.serving.protocol import ChatRequest, RequestError, Sampling
 from lightning_ssd.serving.spec import ChatSpec
 
 logger = logging.getLogger(__name__)
-WARM_UP_TOKENS = 24  # the first warm-up request's budget: a few draft-verify cycles at any usual d
+WARM_UP_TOKENS = 24  # the warm-up requests' budget (the engine lowers it for each next one): a few cycles at any d
 CANCEL_MEMORY = 4096  # cancelled requests a worker remembers before it takes them from LitServe's queue
 
 
@@ -186,7 +186,7 @@ class SSDChatAPI(ls.LitAPI):
 
     def warm_up(self) -> float:
         """Compiles the engine's steps before the first client waits on them (`ContinuousEngine.warm_up`, on plain
-        images of different colours and budgets); returns the seconds it took."""
+        images of different colours); returns the seconds it took."""
         from lightning_ssd.decoding.continuous import warm_up_count
 
         return self.engine.warm_up([self._warm_up_request(i)
@@ -200,8 +200,7 @@ class SSDChatAPI(ls.LitAPI):
 
         colour = (37 * i % 256, 255 - 53 * i % 256, 91 * i % 256)
         inputs = self._engine_inputs("caption", Image.new("RGB", (64, 64), colour), Record(image=0, sample_id=0))
-        budget = min(self.config.limits.max_tokens_cap, max(2, WARM_UP_TOKENS - 3 * i))
-        return EngineRequest(inputs, budget)
+        return EngineRequest(inputs, min(self.config.limits.max_tokens_cap, WARM_UP_TOKENS))
 
     def _engine_inputs(self, task: str, image, record) -> dict[str, Any]:
         """One prompt and image as the engine takes them: the backbone's template and processor, unpadded."""

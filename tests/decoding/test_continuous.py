@@ -358,10 +358,13 @@ def test_the_warm_up_runs_one_request_alone_then_a_stream_then_one_alone_and_kee
     policy = engine.policy
     groups = []
     run = ContinuousEngine.run
-    monkeypatch.setattr(ContinuousEngine, "run", lambda self, rs: groups.append(len(rs)) or run(self, rs))
+    monkeypatch.setattr(ContinuousEngine, "run",
+                        lambda self, rs: groups.append([r.max_new_tokens for r in rs]) or run(self, rs))
     assert warm_up_count(2) == 4 and warm_up_count(16) == 1 + WARM_UP_ROWS
-    engine.warm_up([Request(x, MAX_NEW - 3 * i) for i, x in enumerate(inputs[:4])])
-    assert groups == [1, 3, 1]  # the stream has more requests than rows: one is admitted while another decodes
+    engine.warm_up([Request(x, MAX_NEW) for x in inputs[:4]])
+    # the stream has more requests than rows, of budgets that end them at different cycles: one is admitted while
+    # another decodes
+    assert groups == [[MAX_NEW], [MAX_NEW - 3, MAX_NEW - 6, MAX_NEW - 9], [MAX_NEW]]
     assert not engine.has_work and not engine.results
     assert policy.prices(2) != policy.prices(None)  # the warm-up's cycles were timed (the compiler's, if compiled)
     assert engine.policy.prices(2) == engine.policy.prices(None)  # a fresh policy: nothing measured, FLOP prices
