@@ -51,7 +51,7 @@ class SlotLayer(CacheLayerMixin):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         c = self.cache
-        rows, slots = c.write_index(key_states.shape[2])
+        rows, slots = c.write_index
         self.keys[rows, :, slots] = key_states.transpose(1, 2)  # (B, T, H, Dh) at [row, :, slot]
         self.values[rows, :, slots] = value_states.transpose(1, 2)
         return self.keys[c.r0:c.r1, :, : c.width], self.values[c.r0:c.r1, :, : c.width]
@@ -134,20 +134,21 @@ class SlotCache(Cache):
         super().__init__(layers=[layer(self) for _ in range(num_layers)])
         self.r0, self.r1, self.width = 0, 0, 0
         self.write_at: torch.Tensor | None = None
+        self.write_index: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def bind(self, r0: int, r1: int, write_at: torch.Tensor, new: int) -> None:
-        """The next passes write `new` tokens per row of rows [r0, r1), row b's first at slot write_at[b]."""
+        """The next passes write `new` tokens per row of rows [r0, r1), row b's first at slot write_at[b].
+
+        The indices of those writes, (B, 1) rows and (B, T) slots (`write_index`), are built here once for every
+        layer of the pass."""
         width = int(write_at.max()) + new
         if width > self.max_slots:
             raise ValueError(f"the key/value cache holds {self.max_slots} slots per row; a pass would write up to "
                              f"slot {width - 1} (raise the engine's max_slots)")
         self.r0, self.r1, self.write_at, self.width = r0, r1, write_at, width
-
-    def write_index(self, new: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 1) row and (B, T) slot indices of the bound pass's T new tokens."""
-        device = self.write_at.device
-        rows = torch.arange(self.r0, self.r1, device=device).unsqueeze(1)
-        return rows, self.write_at.unsqueeze(1) + torch.arange(new, device=device)
+        device = write_at.device
+        self.write_index = (torch.arange(r0, r1, device=device).unsqueeze(1),
+                            write_at.unsqueeze(1) + torch.arange(new, device=device))
 
     def slot_attention_mask(self, new: int, dtype: torch.dtype, additive: bool, may_skip: bool = False
                             ) -> torch.Tensor | None:
