@@ -36,6 +36,8 @@ def test_stream_report_counts_every_request_and_ssd_tokens_equal_plain():
         assert row["p50_latency_s"] <= row["p95_latency_s"] <= row["makespan_s"]
         assert row["p50_ttft_s"] <= row["p50_latency_s"]
         assert row["tokens_per_s"] == row["generated"] / row["makespan_s"]
+        # decoding steps alone outrun the whole stream, whose makespan also holds every prefill
+        assert row["decode_tokens_per_s"] > (row["generated"] - 5) / row["makespan_s"]
     assert rows["plain"]["mean_accepted_len"] == 1.0
     (length,) = report["lengths"]
     assert length["max_new_tokens"] == 8 and length["plain ms/token"] > 0
@@ -45,8 +47,8 @@ def test_stream_report_counts_every_request_and_ssd_tokens_equal_plain():
 
 def test_a_compiled_method_is_compared_with_compiled_plain_decoding():
     def row(method, rate):
-        return dict(method=method, max_rows=1, rate=0.0, tokens_per_s=rate, p50_latency_s=1.0, p95_latency_s=1.0,
-                    p50_ttft_s=1.0, prefill_share=0.1, tokens_identical=True)
+        return dict(method=method, max_rows=1, rate=0.0, tokens_per_s=rate, decode_tokens_per_s=2 * rate,
+                    p50_latency_s=1.0, p95_latency_s=1.0, p50_ttft_s=1.0, prefill_share=0.1, tokens_identical=True)
 
     streams = [row("plain", 100.0), row("ssd d=6", 200.0), row("plain compiled", 200.0), row("ssd d=6 compiled", 300.0)]
     assert baseline_row(streams, streams[1])["method"] == "plain"
@@ -54,16 +56,29 @@ def test_a_compiled_method_is_compared_with_compiled_plain_decoding():
     for r in streams:
         r.update(_ratios([r], [baseline_row(streams, r)]))
     table = format_stream({"streams": streams, "lengths": []})
-    assert "| ssd d=6 | 200.0 | 2.00x [2.00-2.00] |" in table
-    assert "| ssd d=6 compiled | 300.0 | 1.50x [1.50-1.50] |" in table
+    assert "| ssd d=6 | 200.0 | 2.00x [2.00-2.00] | 2.00x [2.00-2.00] |" in table
+    assert "| ssd d=6 compiled | 300.0 | 1.50x [1.50-1.50] | 1.50x [1.50-1.50] |" in table
 
 
 def test_a_methods_ratio_is_taken_repeat_by_repeat_against_the_plain_run_beside_it():
-    ssd = [{"tokens_per_s": t} for t in (300.0, 150.0, 290.0)]
-    plain = [{"tokens_per_s": t} for t in (100.0, 75.0, 150.0)]  # repeat 2: a slower spell of the machine for both
+    ssd = [{"tokens_per_s": t, "decode_tokens_per_s": 2 * t} for t in (300.0, 150.0, 290.0)]
+    plain = [{"tokens_per_s": t, "decode_tokens_per_s": t} for t in (100.0, 75.0, 150.0)]  # repeat 2: a slower spell
     ratios = _ratios(ssd, plain)
     assert ratios["x_plain"] == 2.0  # the ratio of the medians would read 290 / 100 = 2.9
     assert ratios["x_plain_range"] == pytest.approx([290 / 150, 3.0])
+    assert ratios["x_plain_decode"] == 4.0 and ratios["x_plain_decode_range"] == pytest.approx([580 / 150, 6.0])
+
+
+def test_the_fraction_of_predicted_compares_decoding_with_decoding():
+    """The cost model predicts the decoding steps' speedup; prefill, which SSD leaves as it is, must not dilute
+    the measured side of the comparison."""
+    cfg = StreamConfig(backbone="tiny-llava", drafts=["4"], num_requests=4, max_rows=[1], max_new_tokens=6,
+                       repeats=1)
+    rows = {r["method"]: r for r in stream_benchmark(cfg, log=lambda s: None)["streams"]}
+    ssd = rows["ssd d=4"]
+    assert ssd["fraction_of_predicted"] == pytest.approx(ssd["x_plain_decode"] / ssd["predicted_speedup"])
+    decode = {name: r["decode_tokens_per_s"] for name, r in rows.items()}
+    assert ssd["x_plain_decode"] == pytest.approx(decode["ssd d=4"] / decode["plain"])
 
 
 def test_cli_writes_the_json_and_refuses_an_impossible_load(tmp_path):
