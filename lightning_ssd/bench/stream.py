@@ -128,6 +128,7 @@ def run_stream(engine: ContinuousEngine, requests: list[Request], rate: float, c
         "prefill_share": _prefill_share(results.values()),
         **dict(zip(("alpha", "predicted_speedup"), _predicted(results.values(), cost) if cost else (None, None),
                    strict=True)),
+        **_seconds_per_token(results.values(), cost),
     }
 
 
@@ -140,6 +141,21 @@ def _decode_rate(results) -> float:
 def _prefill_share(results) -> float:
     prefill = sum(r.prefill_time_s for r in results)
     return prefill / max(1e-12, prefill + sum(r.decode_time_s for r in results))
+
+
+def _seconds_per_token(results, cost) -> dict[str, float]:
+    """Seconds of drafting and of verification (with acceptance and bookkeeping) per token the cycles emitted, and
+    what the cost model charges for the same cycles, in layer-equivalents per token: the parts that
+    `fraction_of_predicted` lumps together. A plain step counts as verification."""
+    cycles = [c for r in results for c in r.cycles]
+    tokens = max(1, sum(c.emitted for c in cycles))
+    out = {"draft_s_per_token": sum(c.draft_time_s for c in cycles) / tokens,
+           "verify_s_per_token": sum(c.verify_time_s for c in cycles) / tokens}
+    if cost is not None and any(c.drafted for c in cycles):
+        drafting = [(c.drafted + 1) * cost.n + c.drafted * (cost.A + cost.H) for c in cycles]
+        out |= {"draft_model_per_token": sum(drafting) / tokens,
+                "verify_model_per_token": len(cycles) * (cost.L - cost.n + cost.H) / tokens}
+    return out
 
 
 def _tau(results) -> float | None:
@@ -236,6 +252,7 @@ def stream_benchmark(cfg: StreamConfig, log: Callable[[str], None] = lambda s: p
             row.update(_ratios(reps, runs[_baseline_name(name)]))
             if row["predicted_speedup"]:
                 row["fraction_of_predicted"] = row["x_plain_decode"] / row["predicted_speedup"]
+                row["cost_per_token"] = _cost_split(reps, runs[_baseline_name(name)], cost)
             report["streams"].append(row)
     for length in cfg.lengths:
         report["lengths"].append(_length_row(cfg, vlm, processor, spec, cost, length, log))
@@ -315,6 +332,21 @@ def _ratios(runs: list[dict], baseline: list[dict]) -> dict:
     return out
 
 
+def _cost_split(runs: list[dict], baseline: list[dict], cost: CostModel) -> dict[str, float]:
+    """Where a decoding token's time goes, in units of a plain decoding token's (the baseline's seconds per decoded
+    token, repeat by repeat; medians): drafting and verification as measured, beside the cost model's charge for
+    the same cycles. Measured draft + verify = 1 / x_plain_decode, and the model's two = 1 / its speedup at the
+    tokens the cycles really emitted."""
+    plain = [1.0 / base["decode_tokens_per_s"] for base in baseline]
+    per_plain = cost.L + cost.H  # the model's price of a plain decoding token
+    return {
+        "draft": statistics.median(r["draft_s_per_token"] / p for r, p in zip(runs, plain, strict=True)),
+        "verify": statistics.median(r["verify_s_per_token"] / p for r, p in zip(runs, plain, strict=True)),
+        "draft_model": runs[0]["draft_model_per_token"] / per_plain,
+        "verify_model": runs[0]["verify_model_per_token"] / per_plain,
+    }
+
+
 def baseline_row(streams: list[dict], row: dict) -> dict:
     """The plain-decoding row `row` is compared with: same max_rows and rate, compiled if `row` is."""
     return next(r for r in streams if r["max_rows"] == row["max_rows"] and r.get("rate") == row.get("rate")
@@ -339,6 +371,15 @@ def format_stream(report: dict) -> str:
                      f"{row['p50_latency_s']:.3f} | {row['p95_latency_s']:.3f} | {row['p50_ttft_s']:.3f} | "
                      f"{tau} | {alpha} | {predicted} | {fraction} | {row['prefill_share']:.2f} | "
                      f"{row['tokens_identical']} |")
+    split = [row for row in report["streams"] if row.get("cost_per_token")]
+    if split:
+        lines += ["", "A decoded token's time in plain decoding tokens (measured, and the cost model's charge for the "
+                  "same cycles):", "", "| max rows | method | draft | draft, model | verify | verify, model |",
+                  "|" + "---|" * 6]
+        for row in split:
+            c = row["cost_per_token"]
+            lines.append(f"| {row['max_rows']} | {row['method']} | {c['draft']:.3f} | {c['draft_model']:.3f} | "
+                         f"{c['verify']:.3f} | {c['verify_model']:.3f} |")
     for name, groups in report.get("profile", {}).items():
         lines += ["", f"profile, {name}, one request alone (ms per token): "
                   + ", ".join(f"{k} {v:.2f}" for k, v in groups.items())]

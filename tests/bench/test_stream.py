@@ -81,6 +81,28 @@ def test_the_fraction_of_predicted_compares_decoding_with_decoding():
     assert ssd["x_plain_decode"] == pytest.approx(decode["ssd d=4"] / decode["plain"])
 
 
+def test_a_decoded_tokens_time_splits_into_drafting_and_verification_beside_the_cost_models_split():
+    cfg = StreamConfig(backbone="tiny-llava", drafts=["4"], num_requests=4, max_rows=[2], max_new_tokens=6,
+                       repeats=1)
+    report = stream_benchmark(cfg, log=lambda s: None)
+    rows = {r["method"]: r for r in report["streams"]}
+    assert "cost_per_token" not in rows["plain"]
+    ssd, cost = rows["ssd d=4"], report["cost_model"]
+    split = ssd["cost_per_token"]
+    # measured: the parts add up to the decoding steps' time relative to plain decoding's
+    assert split["draft"] > 0 and split["verify"] > 0
+    assert split["draft"] + split["verify"] == pytest.approx(1 / ssd["x_plain_decode"])
+    # the model: one deep pass per cycle, shared by the tokens the cycle emitted
+    plain_price = cost["L"] + cost["H"]
+    assert split["verify_model"] == pytest.approx((cost["L"] - cost["n"] + cost["H"]) / plain_price
+                                                  / ssd["mean_accepted_len"])
+    per_cycle = split["draft_model"] * plain_price * ssd["mean_accepted_len"]  # the model's drafting per cycle
+    assert cost["n"] <= per_cycle <= 5 * cost["n"] + 4 * (cost["A"] + cost["H"])  # 0 to 4 drafts
+    table = format_stream(report)
+    assert "| draft | draft, model | verify | verify, model |" in table
+    assert f"| 2 | ssd d=4 | {split['draft']:.3f} | {split['draft_model']:.3f} |" in table
+
+
 def test_cli_writes_the_json_and_refuses_an_impossible_load(tmp_path):
     out = tmp_path / "stream.json"
     bench_stream.main(["--backbone", "tiny-llava", "--num-requests", "2", "--max-rows", "1", "--max-new-tokens",
