@@ -114,6 +114,10 @@ PRESETS: dict[str, Preset] = {
     ),
     "small-blip2-opt": Preset("blip2-opt", hidden_size=1024, num_layers=16, num_heads=16, ffn_size=4096),
     "small-llava": Preset("llava", hidden_size=1024, num_layers=16, num_heads=16, ffn_size=2816),
+    # LLaVA-1.5-7B's decoder shape (Vicuna-7B: width 4096, 32 layers, 32 heads, FFN 11008; 6.5B decoder weights), with
+    # tiny vision parts and the preset tokenizer's small vocabulary: for GPU benchmarks. It is built in float32
+    # before any cast, which takes about 27 GB of host memory.
+    "7b-llava": Preset("llava", hidden_size=4096, num_layers=32, num_heads=32, ffn_size=11008),
 }
 
 

@@ -47,3 +47,21 @@ def test_a_fresh_base_blip2_passes_the_images_differences_to_the_decoder(monkeyp
     assert _spread_over_images(load_backbone(preset), pixels) > 0.3
     monkeypatch.setitem(PRESETS, preset, replace(PRESETS[preset], qformer_init_std=None))
     assert _spread_over_images(load_backbone(preset), pixels) < 0.02
+
+
+def test_the_7b_preset_has_llava_1_5_7b_decoder_shape():
+    """Built on the meta device: its sizes, without the 27 GB of weights."""
+    from transformers import LlavaForConditionalGeneration
+
+    from lightning_ssd.backbones.loading import load_processor, special_tokens
+    from lightning_ssd.backbones.presets import _llava_config
+
+    preset = PRESETS["7b-llava"]
+    tokens = special_tokens(load_processor("7b-llava").tokenizer, preset.family)
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(_llava_config(preset, tokens))
+    layers = model.model.language_model.layers
+    width, ffn = 4096, 11008
+    per_layer = 4 * width * width + 3 * width * ffn + 2 * width  # attention, MLP, two RMSNorms (no biases)
+    assert len(layers) == 32 and sum(p.numel() for p in layers.parameters()) == 32 * per_layer
+    assert layers[0].self_attn.config.num_attention_heads == 32
