@@ -318,7 +318,7 @@ class ContinuousEngine:
             self.rule.begin([request.rule for _, request in group], [0] * len(group))
             tokens = self.rule.pick(self.decoder.head(x_L[:, -1:])[:, -1]).tolist()
             seconds = _clock(self.device) - start
-            if refill:
+            if refill and self.drafter is not None:  # plain decoding has no policy to tell
                 self._admissions.append((len(group), seconds))
             first = len(self._rows)
             for (request_id, request), token in zip(group, tokens, strict=True):
@@ -394,7 +394,6 @@ class ContinuousEngine:
             live.cycles.append(Cycle(0, 0, 1, 1, 0.0, seconds / len(rows)))
             live.acceptance.record(0, 0, 1)
         self._last = tokens
-        self._admissions.clear()  # no policy to tell
         return self._emit([[t] for t in tokens], seconds)
 
     # -- 3. retire ---------------------------------------------------------------------------------------------------

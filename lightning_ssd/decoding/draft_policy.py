@@ -136,11 +136,15 @@ class _Line:
         self.weight, self.x, self.t = decay * self.weight + 1, decay * self.x + x, decay * self.t + t
         self.xx, self.xt = decay * self.xx + x * x, decay * self.xt + x * t
 
+    def mean(self) -> float:
+        """The weighted mean of t."""
+        return self.t / self.weight
+
     def slope(self) -> float | None:
         """None where x has barely varied (variance <= 0.25): then no slope can be told from noise."""
-        mean_x, mean_t = self.x / self.weight, self.t / self.weight
+        mean_x = self.x / self.weight
         spread = self.xx / self.weight - mean_x**2
-        return (self.xt / self.weight - mean_x * mean_t) / spread if spread > 0.25 else None
+        return (self.xt / self.weight - mean_x * self.mean()) / spread if spread > 0.25 else None
 
     def intercept(self, slope: float) -> float:
         return (self.t - slope * self.x) / self.weight
@@ -319,8 +323,7 @@ class AdaptiveDraft:
         if not self._admissions.weight:
             return 0.0
         slope = self._admissions.slope()
-        mean = self._admissions.t / self._admissions.weight
-        return 0.0 if slope is None else min(max(self._admissions.intercept(slope), 0.0), mean)
+        return 0.0 if slope is None else min(max(self._admissions.intercept(slope), 0.0), self._admissions.mean())
 
 
 def draft_policy(spec: int | str | DraftLength | DraftPolicy, cost: CostModel | None = None) -> DraftPolicy:
