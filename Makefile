@@ -27,8 +27,8 @@ docs: install
 lint: install
 	$(BIN)/ruff check lightning_ssd tests nas
 
-# On a CUDA machine whose Python already holds torch, transformers and lightning (GPU_PY; nothing is installed, so
-# no CPU wheel replaces its CUDA build): the GPU-marked tests (a fine-tune under FSDP in bf16-mixed), a short FSDP fit
+# On a CUDA machine whose Python (GPU_PY) already holds the project's dependencies (nothing is installed, so that no
+# CPU wheel replaces its CUDA build of torch): the GPU-marked tests (a fine-tune under FSDP in bf16-mixed), a short FSDP fit
 # through the CLI, and the stream benchmark in bf16 at 1, 8 and 32 live rows on small-llava (eager and compiled) and
 # on 7b-llava (eager), both at alpha = 1 (--redundant-deep-layers). Reports land in GPU_OUT.
 GPU_PY ?= python3
