@@ -335,15 +335,15 @@ def _ratios(runs: list[dict], baseline: list[dict]) -> dict:
 def _cost_split(runs: list[dict], baseline: list[dict], cost: CostModel) -> dict[str, float]:
     """Where a decoding token's time goes, in units of a plain decoding token's (the baseline's seconds per decoded
     token, repeat by repeat; medians): drafting and verification as measured, beside the cost model's charge for
-    the same cycles. Measured draft + verify = 1 / x_plain_decode, and the model's two = 1 / its speedup at the
-    tokens the cycles really emitted."""
+    the same cycles. In each repeat, measured draft + verify = 1 / the repeat's decoding ratio, and the model's two =
+    1 / its speedup at the tokens the cycles really emitted."""
     plain = [1.0 / base["decode_tokens_per_s"] for base in baseline]
     per_plain = cost.L + cost.H  # the model's price of a plain decoding token
     return {
         "draft": statistics.median(r["draft_s_per_token"] / p for r, p in zip(runs, plain, strict=True)),
         "verify": statistics.median(r["verify_s_per_token"] / p for r, p in zip(runs, plain, strict=True)),
-        "draft_model": runs[0]["draft_model_per_token"] / per_plain,
-        "verify_model": runs[0]["verify_model_per_token"] / per_plain,
+        "draft_model": statistics.median(r["draft_model_per_token"] for r in runs) / per_plain,
+        "verify_model": statistics.median(r["verify_model_per_token"] for r in runs) / per_plain,
     }
 
 
