@@ -39,6 +39,10 @@ def test_stream_report_counts_every_request_and_ssd_tokens_equal_plain():
         # decoding steps alone outrun the whole stream, whose makespan also holds every prefill
         assert row["decode_tokens_per_s"] > (row["generated"] - 5) / row["makespan_s"]
     assert rows["plain"]["mean_accepted_len"] == 1.0
+    # SSD's cost model predicts SSD, not prompt lookup
+    assert rows["ssd d=4"]["predicted_speedup"] and "cost_per_token" in rows["ssd d=4"]
+    assert rows["prompt lookup d=6"]["predicted_speedup"] is None and rows["prompt lookup d=6"]["alpha"] is not None
+    assert "fraction_of_predicted" not in rows["prompt lookup d=6"]
     (length,) = report["lengths"]
     assert length["max_new_tokens"] == 8 and length["plain ms/token"] > 0
     table = format_stream(report)
