@@ -15,6 +15,7 @@ Every figure is the median over `repeats` runs, the methods taking turns within 
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
@@ -328,7 +329,8 @@ def _ratios(runs: list[dict], baseline: list[dict]) -> dict:
     predicts, since SSD does not change prefill)."""
     out = {}
     for key, name in (("tokens_per_s", "x_plain"), ("decode_tokens_per_s", "x_plain_decode")):
-        ratios = [run[key] / base[key] for run, base in zip(runs, baseline, strict=True)]
+        # nan where the baseline has none: every request ended with the token of its prefill, nothing was decoded
+        ratios = [run[key] / base[key] if base[key] else math.nan for run, base in zip(runs, baseline, strict=True)]
         out |= {name: statistics.median(ratios), f"{name}_range": [min(ratios), max(ratios)]}
     return out
 

@@ -1,6 +1,7 @@
 """The stream and length benchmarks run the real engine on a tiny preset and report what they measured."""
 
 import json
+import math
 import re
 
 import pytest
@@ -71,6 +72,9 @@ def test_a_methods_ratio_is_taken_repeat_by_repeat_against_the_plain_run_beside_
     assert ratios["x_plain"] == 2.0  # the ratio of the medians would read 290 / 100 = 2.9
     assert ratios["x_plain_range"] == pytest.approx([290 / 150, 3.0])
     assert ratios["x_plain_decode"] == 4.0 and ratios["x_plain_decode_range"] == pytest.approx([580 / 150, 6.0])
+    # a stream whose requests all ended at their prefill decoded nothing: no decoding ratio, and no crash
+    idle = [{"tokens_per_s": 50.0, "decode_tokens_per_s": 0.0}]
+    assert math.isnan(_ratios(idle, idle)["x_plain_decode"]) and _ratios(idle, idle)["x_plain"] == 1.0
 
 
 def test_the_fraction_of_predicted_compares_decoding_with_decoding():
