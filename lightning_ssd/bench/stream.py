@@ -152,9 +152,8 @@ def _seconds_per_token(results, cost) -> dict[str, float]:
     out = {"draft_s_per_token": sum(c.draft_time_s for c in cycles) / tokens,
            "verify_s_per_token": sum(c.verify_time_s for c in cycles) / tokens}
     if cost is not None and any(c.drafted for c in cycles):
-        drafting = [(c.drafted + 1) * cost.n + c.drafted * (cost.A + cost.H) for c in cycles]
-        out |= {"draft_model_per_token": sum(drafting) / tokens,
-                "verify_model_per_token": len(cycles) * (cost.L - cost.n + cost.H) / tokens}
+        out |= {"draft_model_per_token": sum(cost.draft_cost(c.drafted) for c in cycles) / tokens,
+                "verify_model_per_token": len(cycles) * cost.verify_cost / tokens}
     return out
 
 
@@ -341,12 +340,11 @@ def _cost_split(runs: list[dict], baseline: list[dict], cost: CostModel) -> dict
     the same cycles. In each repeat, measured draft + verify = 1 / the repeat's decoding ratio, and the model's two =
     1 / its speedup at the tokens the cycles really emitted."""
     plain = [1.0 / base["decode_tokens_per_s"] for base in baseline]
-    per_plain = cost.L + cost.H  # the model's price of a plain decoding token
     return {
         "draft": statistics.median(r["draft_s_per_token"] / p for r, p in zip(runs, plain, strict=True)),
         "verify": statistics.median(r["verify_s_per_token"] / p for r, p in zip(runs, plain, strict=True)),
-        "draft_model": statistics.median(r["draft_model_per_token"] for r in runs) / per_plain,
-        "verify_model": statistics.median(r["verify_model_per_token"] for r in runs) / per_plain,
+        "draft_model": statistics.median(r["draft_model_per_token"] for r in runs) / cost.plain_cost,
+        "verify_model": statistics.median(r["verify_model_per_token"] for r in runs) / cost.plain_cost,
     }
 
 

@@ -35,8 +35,22 @@ class CostModel:
     def tokens_per_cycle(self, alpha: float, d: int) -> float:
         return float(d + 1) if alpha >= 1.0 else (1.0 - alpha ** (d + 1)) / (1.0 - alpha)
 
+    @property
+    def plain_cost(self) -> float:
+        """One token of plain decoding: every layer and the head."""
+        return self.L + self.H
+
+    def draft_cost(self, d: int) -> float:
+        """A cycle's drafting: d + 1 shallow passes and d draft readouts."""
+        return (d + 1) * self.n + d * (self.A + self.H)
+
+    @property
+    def verify_cost(self) -> float:
+        """A cycle's verification: one deep pass and one head over the block."""
+        return (self.L - self.n) + self.H
+
     def cycle_cost(self, d: int) -> float:
-        return (d + 1) * self.n + d * (self.A + self.H) + (self.L - self.n) + self.H
+        return self.draft_cost(d) + self.verify_cost
 
     def predicted_speedup(self, alpha: float, drafts: Iterable[int]) -> float:
         """Speedup over plain decoding for cycles drafting `drafts` tokens each (one entry per cycle)."""
@@ -44,11 +58,11 @@ class CostModel:
         if not drafts:
             return float("nan")
         tokens = sum(self.tokens_per_cycle(alpha, d) for d in drafts)
-        return tokens * (self.L + self.H) / sum(self.cycle_cost(d) for d in drafts)
+        return tokens * self.plain_cost / sum(self.cycle_cost(d) for d in drafts)
 
     @property
     def ceiling(self) -> float:
-        return (self.L + self.H) / (self.n + self.A + self.H)
+        return self.plain_cost / (self.n + self.A + self.H)
 
 
 def _flops(fn) -> int:
