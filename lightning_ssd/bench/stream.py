@@ -348,12 +348,6 @@ def _cost_split(runs: list[dict], baseline: list[dict], cost: CostModel) -> dict
     }
 
 
-def baseline_row(streams: list[dict], row: dict) -> dict:
-    """The plain-decoding row `row` is compared with: same max_rows and rate, compiled if `row` is."""
-    return next(r for r in streams if r["max_rows"] == row["max_rows"] and r.get("rate") == row.get("rate")
-                and r["method"] == _baseline_name(row["method"]))
-
-
 def format_stream(report: dict) -> str:
     """The stream and length tables, with each SSD row's ratio to plain decoding at the same max_rows (compiled
     rows to compiled plain decoding), over the whole stream and over its decoding steps alone: the median over
